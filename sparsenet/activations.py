@@ -1,0 +1,35 @@
+"""Activation functions by name, applied in place (every caller owns its buffer)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+
+def relu(h: np.ndarray) -> np.ndarray:
+    return np.maximum(h, 0, out=h)
+
+
+def linear(h: np.ndarray) -> np.ndarray:
+    return h
+
+
+def softmax(h: np.ndarray) -> np.ndarray:
+    """Row-wise softmax over the last axis of a (n_batch, n_out) array."""
+    h -= h.max(axis=-1, keepdims=True)
+    np.exp(h, out=h)
+    h /= h.sum(axis=-1, keepdims=True)
+    return h
+
+
+# Forward passes return logits: the output layer's "softmax" is applied by whoever needs
+# probabilities (argmax for accuracy does not), so formats treat it as linear.
+ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "linear": linear,
+    "relu": relu,
+    "softmax": linear,
+}
+
+# Unit pruning deletes a unit, which is exact only when act(0) == 0 for a hidden layer.
+ZERO_PRESERVING = frozenset({"linear", "relu"})

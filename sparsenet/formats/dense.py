@@ -1,0 +1,59 @@
+"""Masked dense layers through numpy/BLAS: zeros stored, the baseline every format is compared with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from .._validation import check_batch
+from ..activations import ACTIVATIONS
+from ..model import MaskedNetwork
+
+
+@dataclass(frozen=True)
+class DenseLayer:
+    weight_t: np.ndarray  # (n_in, n_out), C-contiguous: h @ weight_t is one GEMM/GEMV call
+    bias: np.ndarray | None
+    activation: str
+    nnz: int
+
+
+def dense_forward(layers, x: np.ndarray) -> np.ndarray:
+    """Run ``x`` (n_batch, n_in) through layers with a ``weight_t``: the shared BLAS loop."""
+    h = x
+    for layer in layers:
+        h = h @ layer.weight_t
+        if layer.bias is not None:
+            h += layer.bias
+        h = ACTIVATIONS[layer.activation](h)
+    return h
+
+
+@dataclass(frozen=True)
+class DenseForward:
+    """Pruned weights stay in full dense matrices: what a framework does without sparse kernels."""
+
+    name: ClassVar[str] = "dense"
+    layers: tuple[DenseLayer, ...]
+
+    @classmethod
+    def build(cls, masked: MaskedNetwork) -> DenseForward:
+        return cls(tuple(
+            DenseLayer(np.ascontiguousarray(w.T), b, layer.activation, int(keep.sum()))
+            for layer, w, b, keep in zip(masked.net.layers, masked.masked_weights(),
+                                         masked.masked_biases(), masked.masks.weight)
+        ))
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        check_batch(x, n_in=self.layers[0].weight_t.shape[0], dtype=self.layers[0].weight_t.dtype)
+        return dense_forward(self.layers, x)
+
+    @property
+    def nnz(self) -> int:
+        return sum(layer.nnz for layer in self.layers)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(layer.weight_t.nbytes for layer in self.layers)

@@ -1,0 +1,44 @@
+"""Structured pruning: remove whole hidden units with the smallest L2 norm of incoming weights."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..activations import ZERO_PRESERVING
+from ..model import Masks, Network
+from ._common import keep_all, n_to_remove
+
+
+def unit_l2_masks(net: Network, sparsity: float, scope: str, layers: tuple[int, ...]) -> Masks:
+    """Zero the rows (output units) with the smallest L2 norm, and their bias entries.
+
+    A unit is row ``i`` of ``weight`` (a column of the Keras kernel). ``scope="layer"`` removes
+    ``round(sparsity * n_out)`` units of every listed layer (at least one survives);
+    ``scope="global"`` ranks the units of all listed layers together by norm. Ties fall to the
+    lower index (stable sort). The bias goes with the unit, so deleting the unit outright
+    (the ``shrunk`` format) gives exactly the same outputs as zeroing it, because every
+    pruned layer's activation maps 0 to 0.
+    """
+    for i in layers:
+        if net.layers[i].activation not in ZERO_PRESERVING:
+            raise ValueError(f"unit pruning needs act(0) == 0 in every pruned layer; layer {i} uses "
+                             f"{net.layers[i].activation!r} (allowed: {sorted(ZERO_PRESERVING)})")
+    masks, bias = keep_all(net)
+    norms = {i: np.linalg.norm(net.layers[i].weight.astype(np.float64), axis=1) for i in layers}
+    if scope == "layer":
+        dead = {i: np.argsort(norms[i], kind="stable")[:n_to_remove(sparsity, norms[i].size)] for i in layers}
+    else:
+        flat = np.concatenate([norms[i] for i in layers])
+        removed = np.argsort(flat, kind="stable")[:n_to_remove(sparsity, flat.size)]
+        dead, start = {}, 0
+        for i in layers:
+            n = norms[i].size
+            local = removed[(removed >= start) & (removed < start + n)] - start
+            if local.size == n:  # never delete a whole layer: that would disconnect the network
+                local = np.setdiff1d(local, [np.argmax(norms[i])])
+            dead[i], start = local, start + n
+    for i, rows in dead.items():
+        masks[i][rows, :] = False
+        if bias[i] is not None:
+            bias[i][rows] = False
+    return Masks(tuple(masks), tuple(bias))

@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import pytest
+
+from sparsenet import Layer, Network
+
+
+@pytest.fixture
+def rng(request):
+    """A generator seeded from the test's name: reproducible, different per test."""
+    return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
+
+
+def random_net(rng, widths, dtype=np.float32, bias=False, scale=None) -> Network:
+    """ReLU MLP with a softmax output; weights ~ N(0, 1/n_in) like a trained net's scale."""
+    layers = []
+    for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:])):
+        w = (rng.standard_normal((n_out, n_in)) / np.sqrt(n_in) * (scale or 1.0)).astype(dtype)
+        b = rng.standard_normal(n_out).astype(dtype) * 0.1 if bias else None
+        layers.append(Layer(w, b, "softmax" if i == len(widths) - 2 else "relu"))
+    return Network(tuple(layers))
+
+
+def net_of(*weights: np.ndarray, activation: str = "relu") -> Network:
+    """A network from raw (n_out, n_in) matrices, last layer softmax."""
+    acts = [activation] * (len(weights) - 1) + ["softmax"]
+    return Network(tuple(Layer(w, None, a) for w, a in zip(weights, acts)))
+
+
+@pytest.fixture
+def small_net(rng) -> Network:
+    return random_net(rng, (37, 64, 48, 21, 10), bias=True)

@@ -1,0 +1,40 @@
+"""Slow, obviously correct references. Never imported by sparsenet/."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def forward(masked, x: np.ndarray) -> np.ndarray:
+    """Masked dense forward in float64 with explicit loops over units; returns x's dtype."""
+    h = x.astype(np.float64)
+    for layer, keep, bkeep in zip(masked.net.layers, masked.masks.weight, masked.masks.bias):
+        out = np.zeros((h.shape[0], layer.n_out))
+        for i in range(layer.n_out):
+            w = np.where(keep[i], layer.weight[i].astype(np.float64), 0.0)
+            out[:, i] = h @ w
+            if layer.bias is not None and bkeep[i]:
+                out[:, i] += layer.bias[i]
+        if layer.activation == "relu":
+            out = np.maximum(out, 0.0)
+        h = out
+    return h.astype(x.dtype)
+
+
+def csr_matmul(indptr, indices, data, x):
+    """A @ x with a triple loop over rows, stored entries and batch columns."""
+    out = np.zeros((len(indptr) - 1, x.shape[1]), dtype=np.float64)
+    for i in range(len(indptr) - 1):
+        for p in range(indptr[i], indptr[i + 1]):
+            for b in range(x.shape[1]):
+                out[i, b] += float(data[p]) * float(x[indices[p], b])
+    return out
+
+
+def magnitude_keep(weights: list[np.ndarray], sparsity: float) -> list[np.ndarray]:
+    """Global magnitude pruning by sorting a Python list of (|w|, layer, flat index)."""
+    entries = sorted((abs(float(v)), l, j) for l, w in enumerate(weights) for j, v in enumerate(w.ravel()))
+    keep = [np.ones(w.size, dtype=bool) for w in weights]
+    for _, l, j in entries[:int(round(sparsity * len(entries)))]:
+        keep[l][j] = False
+    return [k.reshape(w.shape) for k, w in zip(keep, weights)]

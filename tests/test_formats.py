@@ -1,0 +1,83 @@
+"""Conformance: every registered format x every pruning method agrees with the naive forward."""
+
+import numpy as np
+import pytest
+
+import naive
+from conftest import random_net
+from sparsenet import FORMATS, PRUNERS, Layer, MaskedNetwork, Masks, Network, convert, prune
+from sparsenet.testing import assert_forward_close
+
+SPARSITIES = [0.0, 0.25, 0.5, 0.9, 0.99]
+
+
+@pytest.mark.parametrize("fmt", sorted(FORMATS))
+@pytest.mark.parametrize("method", sorted(PRUNERS))
+@pytest.mark.parametrize("scope", ["layer", "global"])
+@pytest.mark.parametrize("sparsity", SPARSITIES)
+@pytest.mark.parametrize("n_batch", [1, 5, 64])
+def test_format_matches_reference(rng, fmt, method, scope, sparsity, n_batch):
+    widths = tuple(int(v) for v in rng.integers(3, 70, size=4)) + (10,)
+    net = random_net(rng, widths, bias=bool(rng.integers(2)))
+    masked = prune(net, method, sparsity, scope)
+    x = rng.random((n_batch, widths[0])).astype(np.float32)
+    forward = convert(masked, fmt)
+    y = forward(x)
+    assert_forward_close(y, naive.forward(masked, x))
+    assert forward.nnz == sum(int(k.sum()) for k in masked.masks.weight) or fmt == "shrunk"
+    assert forward.nbytes > 0
+
+
+@pytest.mark.parametrize("fmt", sorted(FORMATS))
+def test_format_float64_and_noncontiguous_input(rng, fmt):
+    net = random_net(rng, (30, 20, 5), dtype=np.float64, bias=True)
+    masked = prune(net, "weight", 0.7)
+    x = rng.random((9, 60))[:, ::2]  # a strided view
+    assert_forward_close(convert(masked, fmt)(x), naive.forward(masked, np.ascontiguousarray(x)))
+
+
+@pytest.mark.parametrize("fmt", sorted(FORMATS))
+def test_format_all_zero_layer_and_empty_columns(rng, fmt):
+    """Masks built by hand: a hidden layer with nothing kept, and input columns nobody reads."""
+    net = random_net(rng, (12, 8, 6, 3), bias=True)
+    keep = [np.ones(layer.weight.shape, bool) for layer in net.layers]
+    keep[0][:, :5] = False   # inputs 0..4 unused
+    keep[1][:] = False       # layer 1 multiplies nothing: only its bias survives
+    bias = [np.ones(layer.n_out, bool) for layer in net.layers]
+    masked = MaskedNetwork(net, Masks(tuple(keep), tuple(bias)), "weight", 0.5, "layer", (0, 1))
+    x = rng.random((4, 12)).astype(np.float32)
+    assert_forward_close(convert(masked, fmt)(x), naive.forward(masked, x))
+
+
+def test_shrunk_deletes_the_pruned_units_and_equals_masked(rng):
+    net = random_net(rng, (784, 1000, 1000, 500, 200, 10), bias=True)
+    masked = prune(net, "unit", 0.8)
+    shrunk = convert(masked, "shrunk")
+    assert shrunk.widths == (784, 200, 200, 100, 40, 10)
+    assert shrunk.nnz == 784 * 200 + 200 * 200 + 200 * 100 + 100 * 40 + 40 * 10
+    assert shrunk.nbytes == 4 * shrunk.nnz
+    x = rng.random((8, 784)).astype(np.float32)
+    assert_forward_close(shrunk(x), convert(masked, "dense")(x))
+
+
+def test_csr_nbytes_counts_int32_indices(rng):
+    net = random_net(rng, (100, 50, 10))
+    masked = prune(net, "weight", 0.9)
+    fwd = convert(masked, "csr_numba")
+    nnz = 500 + 500  # layer 0 pruned to 10%, logits layer kept
+    assert fwd.nnz == nnz
+    assert fwd.nbytes == nnz * 4 + nnz * 4 + (51 + 11) * 4
+
+
+def test_prune_then_convert_does_not_mutate_network(rng):
+    net = random_net(rng, (20, 10, 4), bias=True)
+    before = [layer.weight.copy() for layer in net.layers]
+    for fmt in FORMATS:
+        convert(prune(net, "unit", 0.5), fmt)(rng.random((3, 20)).astype(np.float32))
+    for layer, w in zip(net.layers, before):
+        np.testing.assert_array_equal(layer.weight, w)
+
+
+def test_unknown_object_is_rejected():
+    with pytest.raises(TypeError, match="needs a MaskedNetwork"):
+        convert(Network((Layer(np.ones((2, 2), np.float32), None, "relu"),)), "dense")

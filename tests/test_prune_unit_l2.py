@@ -1,0 +1,46 @@
+import numpy as np
+import pytest
+
+from conftest import net_of, random_net
+from sparsenet import prune
+
+
+@pytest.mark.parametrize("sparsity", [0.0, 0.3, 0.8, 0.99])
+def test_unit_removes_whole_rows_with_smallest_norm(rng, sparsity):
+    net = random_net(rng, (16, 40, 20, 10), bias=True)
+    masked = prune(net, "unit", sparsity)
+    for i in (0, 1):
+        keep, bkeep, w = masked.masks.weight[i], masked.masks.bias[i], net.layers[i].weight
+        rows = keep.any(axis=1)
+        assert (keep == rows[:, None]).all(), "a unit is removed whole or not at all"
+        np.testing.assert_array_equal(bkeep, rows)
+        assert (~rows).sum() == min(round(sparsity * w.shape[0]), w.shape[0] - 1)
+        norms = np.linalg.norm(w, axis=1)
+        if (~rows).any():
+            assert norms[~rows].max() <= norms[rows].min()
+    assert masked.masks.weight[2].all() and masked.masks.bias[2].all(), "logits untouched"
+
+
+def test_unit_80_percent_gives_the_classic_shape(rng):
+    net = random_net(rng, (784, 1000, 1000, 500, 200, 10))
+    masked = prune(net, "unit", 0.8)
+    assert [int(k.any(axis=1).sum()) for k in masked.masks.weight] == [200, 200, 100, 40, 10]
+    assert masked.achieved_sparsity() == pytest.approx(0.8)
+
+
+def test_unit_global_ranks_across_layers(rng):
+    w0 = rng.standard_normal((10, 6)).astype(np.float32) * 5
+    w1 = rng.standard_normal((10, 10)).astype(np.float32) * 0.1
+    masked = prune(net_of(w0, w1, np.ones((3, 10), np.float32)), "unit", 0.5, scope="global")
+    removed = [int((~k.any(axis=1)).sum()) for k in masked.masks.weight]
+    # all 10 smallest units are in layer 1; it keeps its largest one rather than vanish
+    assert removed[:2] == [0, 9]
+
+
+def test_unit_refuses_logits_and_nonzero_activation(rng):
+    net = random_net(rng, (8, 6, 4))
+    with pytest.raises(ValueError, match="logits"):
+        prune(net, "unit", 0.5, prune_logits=True)
+    w = rng.standard_normal((6, 8)).astype(np.float32)
+    with pytest.raises(ValueError, match="act\\(0\\) == 0"):
+        prune(net_of(w, np.ones((4, 6), np.float32), activation="softmax"), "unit", 0.5)
