@@ -1,0 +1,124 @@
+"""Options and session fixtures for the benchmark suite (`pytest --benchmark-only`).
+
+The grid comes from bench/cases.py (``--grid``) and any of its axes can be overridden on the
+command line; ``python -m bench.report`` drives this suite exactly that way.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+
+from bench import cases
+from bench.models import load_eval_data, load_models
+from bench.runtime import fix_threads
+from sparsenet import convert, prune
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("sparsenet", "sparsenet benchmark grid")
+    group.addoption("--grid", default="full", choices=sorted(cases.GRIDS),
+                    help="named grid from bench/cases.py (default: full)")
+    group.addoption("--datasets", help="comma-separated, overrides the grid's datasets")
+    group.addoption("--methods", help="comma-separated pruning methods (weight,unit)")
+    group.addoption("--sparsities", help="comma-separated fractions in [0, 1)")
+    group.addoption("--batch-sizes", help="comma-separated batch sizes")
+    group.addoption("--formats", help="comma-separated formats (see sparsenet.FORMATS)")
+    group.addoption("--epochs", type=int, help="training epochs of the benchmarked models")
+    group.addoption("--threads", type=int, help="numba and BLAS threads (default: all cores)")
+    group.addoption("--data-dir", help="directory holding the datasets' IDX gz files")
+    group.addoption("--model-cache", help="directory of the trained-model cache")
+
+
+def selected_grid(config) -> cases.Grid:
+    grid = cases.GRIDS[config.getoption("grid")]
+    over = {
+        "datasets": (config.getoption("datasets"), str),
+        "methods": (config.getoption("methods"), str),
+        "sparsities": (config.getoption("sparsities"), float),
+        "batch_sizes": (config.getoption("batch_sizes"), int),
+        "formats": (config.getoption("formats"), str),
+    }
+    fields = {name: cases.parse_list(text, kind, f"--{name.replace('_', '-')}")
+              for name, (text, kind) in over.items() if text}
+    epochs = config.getoption("epochs")
+    return cases.Grid(**{**grid.__dict__, **fields, **({"epochs": epochs} if epochs else {})})
+
+
+def pytest_generate_tests(metafunc):
+    if "case" not in metafunc.fixturenames:
+        return
+    grid = selected_grid(metafunc.config)
+    params = [
+        pytest.param((dataset, method, sparsity, batch, fmt),
+                     id=f"{dataset}-{fmt}-{method}-s{sparsity:.2f}-b{batch}")
+        for dataset in grid.datasets
+        for method in grid.methods
+        for sparsity in grid.sparsities
+        for batch in grid.batch_sizes
+        for fmt in cases.formats_for(method, grid.formats)
+    ]
+    metafunc.parametrize("case", params)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Plain `pytest` runs the unit tests; benchmarks need `--benchmark-only` or naming bench/."""
+    named = any("bench" in str(arg) for arg in config.invocation_params.args if not str(arg).startswith("-"))
+    if config.getoption("benchmark_only") or named:
+        return
+    skip = pytest.mark.skip(reason="benchmark: run with `pytest --benchmark-only` or `pytest bench`")
+    for item in items:
+        if "benchmark" in getattr(item, "fixturenames", ()):
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def threads(pytestconfig) -> int:
+    return fix_threads(pytestconfig.getoption("threads"))
+
+
+@pytest.fixture(scope="session")
+def grid(pytestconfig) -> cases.Grid:
+    return selected_grid(pytestconfig)
+
+
+@pytest.fixture(scope="session")
+def models(pytestconfig, grid):
+    """Trained dense networks per dataset (from the training cache; trained on first use)."""
+    return load_models(grid.datasets, grid.epochs, pytestconfig.getoption("data_dir"),
+                       pytestconfig.getoption("model_cache"))
+
+
+@pytest.fixture(scope="session")
+def eval_data(pytestconfig, grid):
+    return load_eval_data(grid.datasets, pytestconfig.getoption("data_dir"))
+
+
+@pytest.fixture(scope="session")
+def build(models, eval_data):
+    """``build(dataset, method, sparsity, fmt, batch) -> (forward, x, dense_output, masked)``.
+
+    Pruning and conversion are cached for the neighbouring cases (the grid is ordered
+    dataset > method > sparsity), so they are paid once per setting and never timed.
+    """
+
+    @functools.lru_cache(maxsize=2)
+    def masked_of(dataset, method, sparsity):
+        return prune(models[dataset][0], method, sparsity)
+
+    @functools.lru_cache(maxsize=8)
+    def forward_of(dataset, method, sparsity, fmt):
+        return convert(masked_of(dataset, method, sparsity), fmt)
+
+    @functools.lru_cache(maxsize=4)
+    def reference(dataset, method, sparsity, batch):
+        x = np.ascontiguousarray(eval_data[dataset][:batch])
+        return x, forward_of(dataset, method, sparsity, "dense")(x)
+
+    def _build(dataset, method, sparsity, fmt, batch):
+        x, expected = reference(dataset, method, sparsity, batch)
+        return forward_of(dataset, method, sparsity, fmt), x, expected, masked_of(dataset, method, sparsity)
+
+    return _build

@@ -1,0 +1,126 @@
+"""results dict -> report.md text. Pure string building: no I/O, no plotting."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---:" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _time(seconds: float) -> str:
+    return f"{seconds * 1e6:.0f} µs" if seconds < 1e-3 else f"{seconds * 1e3:.2f} ms"
+
+
+def _images(figures: list[str], prefix: str) -> str:
+    return "\n".join(f"![{name[:-4]}]({name})" for name in figures if name.startswith(prefix))
+
+
+def environment_section(results: dict) -> str:
+    env = results["environment"]
+    blas = ", ".join(f"{b['internal_api']} {b['version']} ({b['architecture']} kernels, {b['num_threads']} threads)"
+                     for b in env["blas"]) or "unknown"
+    rows = [
+        ["CPU", f"{env['cpu']}, {env['cores']} cores"],
+        ["threads", f"numba {env['numba_threads']}, BLAS {env['blas_threads']} (fixed for the whole run)"],
+        ["BLAS", blas],
+        ["versions", f"Python {env['python']}, NumPy {env['numpy']}, SciPy {env['scipy']}, numba {env['numba']}, "
+                     f"TensorFlow {env['tensorflow']}"],
+        ["platform", env["platform"]],
+        ["git commit", str(env["git_commit"])],
+        ["command", f"`{results['command']}`"],
+        ["created", f"{results['created']} ({results['elapsed_s']:.0f} s)"],
+        ["timing", f"pytest-benchmark, median of ≥ 5 rounds, ~{results['grid']['max_time_s']} s per case, GC off; "
+                   "pruning, conversion and JIT compilation outside the timed region"],
+    ]
+    return "## Machine and run\n\n" + "\n".join(["| | |", "|---|---|"] + [f"| {a} | {b} |" for a, b in rows])
+
+
+def models_section(results: dict) -> str:
+    rows = [[m["dataset"], "-".join(map(str, m["architecture"])), str(m["epochs"]),
+             f"{100 * m['dense_accuracy']:.2f}%", f"{m['manifest'].get('train_seconds', float('nan')):.0f} s"]
+            for m in results["models"]]
+    return "## Dense networks\n\n" + _table(["dataset", "architecture", "epochs", "test accuracy", "training"], rows)
+
+
+def accuracy_section(results: dict, figures: list[str]) -> str:
+    out = ["## Accuracy after one-shot pruning (no retraining)",
+           "Test accuracy on the 10,000 test images. `weight`: the k% smallest |w| of each hidden matrix "
+           "removed; `unit`: the k% hidden units with the smallest L2 norm removed. `layer` ranks within "
+           "each layer, `global` across all hidden layers; the logits layer is not pruned. Sparsity is the "
+           "achieved fraction of removed hidden-layer weights."]
+    by_ds = defaultdict(list)
+    for r in results["accuracy"]:
+        by_ds[r["dataset"]].append(r)
+    for dataset, recs in by_ds.items():
+        settings = sorted({(r["method"], r["scope"]) for r in recs}, key=lambda ms: (ms[0] != "weight", ms[1]))
+        cell = {(r["method"], r["scope"], r["sparsity"]): r["accuracy"] for r in recs}
+        rows = [[f"{s:.2f}"] + [f"{100 * cell[(m, sc, s)]:.2f}%" if (m, sc, s) in cell else "–"
+                                for m, sc in settings]
+                for s in sorted({r["sparsity"] for r in recs})]
+        out += [f"### {dataset}", _table(["sparsity"] + [f"{m}/{sc}" for m, sc in settings], rows),
+                _images(figures, f"accuracy-{dataset}")]
+    return "\n\n".join(out)
+
+
+def latency_section(results: dict, figures: list[str]) -> str:
+    out = ["## Latency of one forward pass",
+           "Median time of the whole 5-layer forward pass on real test images, per format; in brackets the "
+           "speed-up over `dense` in the same run (> 1× is faster). `dense` keeps the zeros and uses BLAS; "
+           "`csr_scipy` is SciPy's CSR; `csr_numba` / `csr_numba_par` are sparsenet's numba CSR kernels "
+           "(serial / row-parallel); `shrunk` deletes the pruned units and runs BLAS on the smaller matrices."]
+    groups = defaultdict(list)
+    for r in results["latency"]:
+        groups[(r["dataset"], r["method"])].append(r)
+    for (dataset, method), recs in groups.items():
+        out.append(f"### {dataset}, {method} pruning")
+        formats = list(dict.fromkeys(r["format"] for r in recs))
+        for batch in sorted({r["batch"] for r in recs}):
+            med = {(r["sparsity"], r["format"]): r["median_s"] for r in recs if r["batch"] == batch}
+            rows = []
+            for s in sorted({k[0] for k in med}):
+                dense = med.get((s, "dense"))
+                row = [f"{s:.2f}"]
+                for f in formats:
+                    t = med.get((s, f))
+                    if t is None:
+                        row.append("–")
+                    elif f == "dense" or dense is None:
+                        row.append(_time(t))
+                    else:
+                        row.append(f"{_time(t)} ({dense / t:.2f}×)")
+                rows.append(row)
+            out += [f"batch {batch}:", _table(["sparsity"] + formats, rows)]
+        out.append(_images(figures, f"latency-{dataset}-{method}"))
+        out.append(_images(figures, f"speedup-{dataset}-{method}"))
+    return "\n\n".join(out)
+
+
+def size_section(results: dict, figures: list[str]) -> str:
+    out = ["## Model size",
+           "Bytes of weight storage per format (values plus index arrays; biases excluded). Sizes depend "
+           "only on the architecture and the masks' counts, shown here per method for each dataset."]
+    groups = defaultdict(list)
+    for r in results["size"]:
+        groups[(r["dataset"], r["method"])].append(r)
+    for (dataset, method), recs in groups.items():
+        formats = list(dict.fromkeys(r["format"] for r in recs))
+        cell = {(r["sparsity"], r["format"]): r["bytes"] for r in recs}
+        rows = [[f"{s:.2f}"] + [f"{cell[(s, f)] / 1e6:.2f} MB" if (s, f) in cell else "–" for f in formats]
+                for s in sorted({r["sparsity"] for r in recs})]
+        out += [f"### {dataset}, {method} pruning", _table(["sparsity"] + formats, rows),
+                _images(figures, f"size-{dataset}-{method}")]
+    return "\n\n".join(out)
+
+
+def render_markdown(results: dict, figures: list[str]) -> str:
+    title = f"# sparsenet report: {', '.join(m['dataset'] for m in results['models'])}"
+    parts = [title,
+             "Generated by `python -m bench.report`; every number below comes from `results.json` in this "
+             "folder. Never edited by hand.",
+             environment_section(results), models_section(results), accuracy_section(results, figures),
+             latency_section(results, figures), size_section(results, figures)]
+    return "\n\n".join(parts) + "\n"

@@ -1,0 +1,249 @@
+"""bench.plots on a small hand-made results dict: structure of the figures, not their pixels."""
+
+import io
+import math
+
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+
+from bench.plots import accuracy_figure, figure_names, latency_figure, size_figure, speedup_figure
+
+SPARSITIES = (0.0, 0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.97, 0.99)
+BATCHES = (1, 64, 256)
+ARCHITECTURE = [784, 1000, 1000, 500, 200, 10]
+N_WEIGHTS = 784 * 1000 + 1000 * 1000 + 1000 * 500 + 500 * 200 + 200 * 10
+
+
+def dense_seconds(batch, sparsity):
+    """Masked dense does the same work at any sparsity; a little deterministic jitter."""
+    return (150e-6 + 25e-6 * batch) * (1 + 0.02 * math.sin(40 * sparsity))
+
+
+def format_seconds(fmt, batch, sparsity):
+    dense, left = dense_seconds(batch, 0.0), 1 - sparsity
+    return {
+        "dense": dense_seconds(batch, sparsity),
+        "csr_scipy": 4.0 * left * dense + 60e-6,
+        "csr_numba": 3.0 * left * dense + 15e-6,
+        "csr_numba_par": 1.8 * left * dense + 25e-6,
+        "shrunk": left**2 * dense + 5e-6,
+        "bsr_numba": 2.5 * left * dense + 20e-6,
+    }[fmt]
+
+
+def format_bytes(fmt, sparsity):
+    nnz = round((1 - sparsity) * N_WEIGHTS)
+    csr = 8 * nnz + 4 * 2710  # data + indices, indptr
+    return {"dense": 4 * N_WEIGHTS, "csr_scipy": csr, "csr_numba": csr, "csr_numba_par": csr,
+            "shrunk": 4 * round((1 - sparsity) ** 2 * N_WEIGHTS), "bsr_numba": 6 * nnz}[fmt]
+
+
+def make_results(threads=(2,), extra_format=None):
+    """mnist: accuracy, latency and size for both methods; fashion_mnist: accuracy only.
+
+    csr_scipy is missing at 25% sparsity, so its lines have one point fewer.
+    """
+    formats = {"weight": ["dense", "csr_scipy", "csr_numba", "csr_numba_par"],
+               "unit": ["dense", "csr_numba", "shrunk"]}
+    if extra_format:
+        formats["weight"].append(extra_format)
+    models = [{"dataset": d, "architecture": ARCHITECTURE, "epochs": 10, "dense_accuracy": a}
+              for d, a in (("mnist", 0.9821), ("fashion_mnist", 0.8934))]
+    accuracy = []
+    for model in models:
+        for method, knee in (("weight", 0.95), ("unit", 0.7)):
+            for scope, shift in (("layer", 0.0), ("global", 0.02)):
+                for s in SPARSITIES:
+                    achieved = s if method == "weight" else 1 - (1 - s) ** 2  # both sides of a unit go
+                    drop = max(0.0, (s - knee - shift) / (1 - knee)) ** 2 * 0.8
+                    accuracy.append({"dataset": model["dataset"], "method": method, "scope": scope,
+                                     "sparsity": s, "achieved_sparsity": achieved,
+                                     "accuracy": max(0.1, model["dense_accuracy"] - drop)})
+    latency, size = [], []
+    for method, fmts in formats.items():
+        for fmt in fmts:
+            for s in SPARSITIES:
+                if fmt == "csr_scipy" and s == 0.25:
+                    continue
+                size.append({"dataset": "mnist", "method": method, "sparsity": s, "format": fmt,
+                             "bytes": format_bytes(fmt, s)})
+                for batch in BATCHES:
+                    for t in threads:
+                        median = format_seconds(fmt, batch, s)
+                        latency.append({"dataset": "mnist", "method": method, "sparsity": s, "format": fmt,
+                                        "batch": batch, "threads": t, "median_s": median,
+                                        "iqr_s": 0.06 * median, "rounds": 200})
+    return {"models": models, "accuracy": accuracy, "latency": latency, "size": size}
+
+
+@pytest.fixture
+def results():
+    return make_results()
+
+
+def legend_labels(fig):
+    (legend,) = fig.legends
+    return [t.get_text() for t in legend.get_texts()]
+
+
+def line(ax, label):
+    (found,) = [ln for ln in ax.get_lines() if ln.get_label() == label]
+    return found
+
+
+def test_accuracy_figure_two_panels_one_line_per_method_and_scope(results):
+    fig = accuracy_figure(results, "mnist")
+    assert isinstance(fig, Figure)
+    assert len(fig.axes) == 2
+    assert legend_labels(fig) == ["weight pruning, layer scope", "weight pruning, global scope",
+                                  "unit pruning, layer scope", "unit pruning, global scope",
+                                  "dense (98.21%)"]
+    dense = line(fig.axes[0], "dense (98.21%)")
+    assert dense.get_linestyle() == "--"
+    np.testing.assert_array_equal(dense.get_ydata(), [98.21, 98.21])
+
+
+def test_accuracy_figure_plots_achieved_sparsity_in_percent(results):
+    ax = accuracy_figure(results, "mnist").axes[0]
+    unit = line(ax, "unit pruning, layer scope")
+    rows = [r for r in results["accuracy"]
+            if (r["dataset"], r["method"], r["scope"]) == ("mnist", "unit", "layer")]
+    np.testing.assert_allclose(unit.get_xdata(), [r["achieved_sparsity"] for r in rows])
+    np.testing.assert_allclose(unit.get_ydata(), [100 * r["accuracy"] for r in rows])
+
+
+def test_accuracy_figure_without_high_sparsity_has_no_zoom_panel(results):
+    results["accuracy"] = [r for r in results["accuracy"] if r["sparsity"] < 0.5]
+    assert len(accuracy_figure(results, "mnist").axes) == 1
+
+
+def test_latency_figure_one_panel_per_batch_formats_from_data(results):
+    fig = latency_figure(results, "mnist", "weight")
+    assert [ax.get_title() for ax in fig.axes] == ["batch 1", "batch 64", "batch 256"]
+    assert legend_labels(fig) == ["dense", "csr_scipy", "csr_numba", "csr_numba_par"]
+    assert "shrunk" in legend_labels(latency_figure(results, "mnist", "unit"))
+    for ax in fig.axes:
+        assert ax.get_yscale() == "log"
+        assert line(ax, "dense").get_linestyle() == "--"
+        assert line(ax, "dense").get_color() == "black"
+
+
+def test_latency_figure_format_missing_at_a_sparsity_has_fewer_points(results):
+    ax = latency_figure(results, "mnist", "weight").axes[0]
+    assert len(line(ax, "csr_numba").get_xdata()) == len(SPARSITIES)
+    assert 0.25 not in line(ax, "csr_scipy").get_xdata()
+    assert len(line(ax, "csr_scipy").get_xdata()) == len(SPARSITIES) - 1
+
+
+@pytest.mark.parametrize("slower, unit, scale", [(1, "µs", 1e6), (1e3, "ms", 1e3), (1e6, "s", 1.0)])
+def test_latency_figure_picks_a_unit_where_values_are_at_least_one(results, slower, unit, scale):
+    for r in results["latency"]:
+        r["median_s"] *= slower
+    fig = latency_figure(results, "mnist", "weight")
+    assert [ax.get_ylabel() for ax in fig.axes] == [f"median latency ({unit})"] * len(BATCHES)
+    med = [r["median_s"] for r in results["latency"] if (r["method"], r["format"], r["batch"]) ==
+           ("weight", "csr_numba", 64)]
+    np.testing.assert_allclose(line(fig.axes[1], "csr_numba").get_ydata(), np.array(med) * scale)
+
+
+def test_speedup_is_dense_median_over_format_median(results):
+    fig = speedup_figure(results, "mnist", "weight")
+    assert len(fig.axes) == len(BATCHES)
+    assert legend_labels(fig) == ["dense", "csr_scipy", "csr_numba", "csr_numba_par"]
+    for ax, batch in zip(fig.axes, BATCHES):
+        np.testing.assert_array_equal(line(ax, "dense").get_ydata(), [1.0, 1.0])
+        rows = {(r["format"], r["sparsity"]): r["median_s"] for r in results["latency"]
+                if (r["method"], r["batch"]) == ("weight", batch)}
+        for fmt in ("csr_scipy", "csr_numba", "csr_numba_par"):
+            got = line(ax, fmt)
+            xs = [s for s in SPARSITIES if (fmt, s) in rows]
+            np.testing.assert_array_equal(got.get_xdata(), xs)
+            np.testing.assert_array_equal(got.get_ydata(), [rows["dense", s] / rows[fmt, s] for s in xs])
+
+
+def test_speedup_without_dense_at_a_sparsity_uses_the_batch_median(results):
+    results["latency"] = [r for r in results["latency"] if (r["format"], r["sparsity"]) != ("dense", 0.5)]
+    ax = speedup_figure(results, "mnist", "weight").axes[0]
+    dense = sorted(r["median_s"] for r in results["latency"]
+                   if (r["method"], r["format"], r["batch"]) == ("weight", "dense", 1))
+    numba = {r["sparsity"]: r["median_s"] for r in results["latency"]
+             if (r["method"], r["format"], r["batch"]) == ("weight", "csr_numba", 1)}
+    got = dict(zip(line(ax, "csr_numba").get_xdata(), line(ax, "csr_numba").get_ydata()))
+    assert got[0.5] == np.median(dense) / numba[0.5]
+
+
+def test_size_figure_one_line_per_format_in_megabytes(results):
+    fig = size_figure(results, "mnist", "unit")
+    assert len(fig.axes) == 1
+    assert legend_labels(fig) == ["dense", "csr_numba", "shrunk"]
+    np.testing.assert_allclose(line(fig.axes[0], "dense").get_ydata(), 4 * N_WEIGHTS / 1e6)
+
+
+def test_size_figure_draws_formats_with_identical_bytes_once(results):
+    fig = size_figure(results, "mnist", "weight")
+    assert legend_labels(fig) == ["dense", "csr_scipy", "csr_numba = csr_numba_par"]
+    shared = line(fig.axes[0], "csr_numba = csr_numba_par")
+    np.testing.assert_allclose(shared.get_ydata(), [format_bytes("csr_numba", s) / 1e6 for s in SPARSITIES])
+
+
+def test_figure_names_lists_every_figure_with_data_and_skips_the_rest(results):
+    assert [stem for stem, _ in figure_names(results)] == [
+        "accuracy-fashion_mnist", "accuracy-mnist",
+        "latency-mnist-unit", "latency-mnist-weight",
+        "speedup-mnist-unit", "speedup-mnist-weight",
+        "size-mnist-unit", "size-mnist-weight",
+    ]
+
+
+def test_figure_names_skips_speedup_without_dense_and_splits_threads():
+    results = make_results(threads=(1, 2))
+    results["latency"] = [r for r in results["latency"] if (r["method"], r["format"]) != ("unit", "dense")]
+    stems = [stem for stem, _ in figure_names(results) if not stem.startswith(("accuracy", "size"))]
+    assert stems == ["latency-mnist-unit-t1", "latency-mnist-unit-t2", "latency-mnist-weight-t1",
+                     "latency-mnist-weight-t2", "speedup-mnist-weight-t1", "speedup-mnist-weight-t2"]
+    assert figure_names({}) == []
+
+
+@pytest.mark.parametrize("stem", ["accuracy-mnist", "latency-mnist-unit", "speedup-mnist-weight",
+                                  "size-mnist-weight"])
+def test_figures_save_as_png(results, stem):
+    make = dict(figure_names(results))[stem]
+    buffer = io.BytesIO()
+    make().savefig(buffer, format="png", dpi=110)
+    assert buffer.getvalue().startswith(b"\x89PNG")
+
+
+def test_unknown_format_gets_the_same_colour_in_every_figure():
+    results = make_results(extra_format="bsr_numba")
+    latency = line(latency_figure(results, "mnist", "weight").axes[0], "bsr_numba")
+    size = line(size_figure(results, "mnist", "weight").axes[0], "bsr_numba")
+    assert latency.get_color() == size.get_color()
+    assert latency.get_color() not in ("black", "tab:blue", "tab:orange", "tab:green", "tab:red")
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda r: accuracy_figure(r, "cifar10"), r"unknown dataset 'cifar10'; .*\['fashion_mnist', 'mnist'\]"),
+    (lambda r: latency_figure(r, "fashion_mnist", "weight"), r"unknown dataset 'fashion_mnist'; .*\['mnist'\]$"),
+    (lambda r: speedup_figure(r, "mnist", "random"), r"unknown method 'random'; .*\['unit', 'weight'\]"),
+    (lambda r: size_figure(r, "mnist", "magnitude"), r"unknown method 'magnitude'; .*\['unit', 'weight'\]"),
+    (lambda r: latency_figure(r, "mnist", "weight", threads=8), r"unknown threads 8; .*\[2\]"),
+    (lambda r: accuracy_figure(r, "mnist", x="k"), "x must be 'achieved_sparsity' or 'sparsity'"),
+])
+def test_bad_arguments_name_the_valid_choices(results, call, match):
+    with pytest.raises(ValueError, match=match):
+        call(results)
+
+
+def test_several_thread_counts_need_a_choice():
+    with pytest.raises(ValueError, match=r"threads \[1, 2\]; pass threads="):
+        latency_figure(make_results(threads=(1, 2)), "mnist", "weight")
+
+
+def test_malformed_records_are_rejected(results):
+    results["accuracy"][3]["accuracy"] = 97.5
+    with pytest.raises(ValueError, match=r"\['accuracy'\]\[3\]\['accuracy'\] is 97.5.*give 0.975"):
+        accuracy_figure(results, "mnist")
+    del results["latency"][0]["median_s"]
+    with pytest.raises(ValueError, match=r"results\['latency'\]\[0\] lacks \['median_s'\]"):
+        latency_figure(results, "mnist", "weight")

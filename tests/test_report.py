@@ -1,0 +1,110 @@
+"""python -m bench.report end to end on the CI grid: a real (1-epoch) model, real timings, real files."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_report(*args, cwd=REPO):
+    return subprocess.run([sys.executable, "-m", "bench.report", *args], cwd=cwd, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def report_runs(tmp_path_factory):
+    out = tmp_path_factory.mktemp("reports")
+    common = ["--grid", "ci", "--max-time", "0.01", "--out", str(out), "--sparsities", "0,0.9",
+              "--batch-sizes", "1,8"]
+    first = run_report(*common)
+    second = run_report(*common)
+    return out, first, second
+
+
+def test_report_writes_a_complete_run_folder(report_runs):
+    out, first, _ = report_runs
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    runs = sorted(p for p in out.iterdir())
+    assert all(not p.name.startswith(".incomplete") for p in runs), "no temp folder left behind"
+    files = {p.name for p in runs[0].iterdir()}
+    assert {"results.json", "report.md", "raw-benchmarks.json", "accuracy-mnist.png"} <= files
+    assert {"latency-mnist-weight.png", "speedup-mnist-unit.png", "size-mnist-unit.png"} <= files
+    for step in ("[1/4]", "[2/4]", "[3/4]", "[4/4]"):
+        assert step in first.stdout, "progress is printed"
+
+
+def test_report_results_schema(report_runs):
+    out, _, _ = report_runs
+    results = json.loads((sorted(out.iterdir())[0] / "results.json").read_text())
+    env = results["environment"]
+    for key in ("cpu", "cores", "numba_threads", "blas_threads", "python", "numpy", "scipy", "numba",
+                "tensorflow", "git_commit"):
+        assert key in env
+    (model,) = results["models"]
+    assert model["dataset"] == "mnist" and model["architecture"] == [784, 1000, 1000, 500, 200, 10]
+    assert model["epochs"] == 1 and model["dense_accuracy"] > 0.9
+    acc = results["accuracy"]
+    assert {(r["method"], r["scope"], r["sparsity"]) for r in acc} == {
+        (m, s, k) for m in ("unit", "weight") for s in ("global", "layer") for k in (0.0, 0.9)}
+    dense_acc = [r["accuracy"] for r in acc if r["sparsity"] == 0.0]
+    assert all(a == pytest.approx(model["dense_accuracy"], abs=1e-3) for a in dense_acc)
+    lat = results["latency"]
+    assert {r["format"] for r in lat if r["method"] == "weight"} == {"dense", "csr_scipy", "csr_numba",
+                                                                      "csr_numba_par"}
+    assert "shrunk" in {r["format"] for r in lat if r["method"] == "unit"}
+    assert len(lat) == 2 * 2 * (4 + 5)
+    for r in lat:
+        assert r["median_s"] > 0 and r["rounds"] >= 5 and r["threads"] == env["numba_threads"]
+        assert set(r) >= {"dataset", "method", "sparsity", "format", "batch", "threads", "median_s", "iqr_s",
+                          "rounds"}
+    size = {(r["method"], r["sparsity"], r["format"]): r["bytes"] for r in results["size"]}
+    assert size[("weight", 0.9, "csr_numba")] < size[("weight", 0.9, "dense")] / 3
+    assert size[("unit", 0.9, "shrunk")] < size[("unit", 0.9, "dense")] / 5
+
+
+def test_report_never_overwrites_an_earlier_run(report_runs):
+    out, first, second = report_runs
+    assert second.returncode == 0
+    assert len([p for p in out.iterdir()]) == 2
+
+
+def test_report_markdown_states_machine_and_embeds_plots(report_runs):
+    out, _, _ = report_runs
+    md = (sorted(out.iterdir())[0] / "report.md").read_text()
+    assert "## Machine and run" in md and "numba" in md and "BLAS" in md
+    assert "![accuracy-mnist](accuracy-mnist.png)" in md
+    assert "batch 8:" in md and "csr_numba_par" in md
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--sparsities", "0,1.2"], "sparsity must be in [0, 1)"),
+    (["--formats", "dense,bsr"], "unknown format 'bsr'"),
+    (["--methods", "random"], "unknown pruning method 'random'"),
+    (["--datasets", "cifar10"], "unknown dataset 'cifar10'"),
+    (["--batch-sizes", "1,x"], "--batch-sizes expects a comma-separated list of int"),
+])
+def test_report_rejects_bad_options_before_doing_work(tmp_path, args, message):
+    result = run_report("--out", str(tmp_path), *args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_report_with_corrupt_data_fails_cleanly(tmp_path):
+    """A truncated data file stops the run with a message naming it, and leaves no run folder."""
+    from sparsenet.data import load_dataset
+
+    source = Path(load_dataset("mnist").source)
+    data = tmp_path / "data" / "mnist"
+    data.mkdir(parents=True)
+    for f in source.glob("*-ubyte.gz"):
+        blob = f.read_bytes()
+        (data / f.name).write_bytes(blob[: len(blob) // 2] if f.name.startswith("t10k-images") else blob)
+    out = tmp_path / "reports"
+    result = run_report("--grid", "ci", "--out", str(out), "--data-dir", str(tmp_path / "data"))
+    assert result.returncode == 1
+    assert "t10k-images-idx3-ubyte.gz" in result.stderr and "Traceback" not in result.stderr
+    assert list(out.iterdir()) == []
