@@ -50,3 +50,71 @@ def test_nan_weight_propagates(rng):
     out = np.empty((5, 1), np.float32)
     kernels.csr_matmul(indptr, indices, data, np.ones((5, 1), np.float32), out)
     assert np.isnan(out[0, 0]) and np.isfinite(out[1:]).all()
+
+
+def pack_network(rng, widths, density, dtype, index_dtype, with_bias):
+    """Random CSR and CSC packs of a whole network, plus dense weights for the reference."""
+    weights, bias, rows, cols = [], [], [], []
+    for n_in, n_out in zip(widths[:-1], widths[1:]):
+        keep = rng.random((n_out, n_in)) < density
+        keep[0, :] = False   # an empty row
+        keep[:, -1] = False  # an empty column
+        weights.append(np.where(keep, rng.standard_normal((n_out, n_in)), 0).astype(dtype))
+        bias.append((rng.standard_normal(n_out) if with_bias else np.zeros(n_out)).astype(dtype))
+    packs = {}
+    for name, by_rows in (("csr", True), ("csc", False)):
+        ptr, idx, vals, off, start = [0], [], [], [], 0
+        for w in weights:
+            m = w if by_rows else w.T
+            r, c = np.nonzero(m)
+            ptr.extend(ptr[-1] + np.cumsum(np.bincount(r, minlength=m.shape[0])))
+            idx.append(c.astype(index_dtype))
+            vals.append(m[r, c])
+            off.append(start)
+            start += m.shape[0]
+        packs[name] = (np.array(ptr, np.int64), np.concatenate(idx), np.concatenate(vals).astype(dtype),
+                       np.array(off, np.int64))
+    widths = np.array(widths, np.int64)
+    extras = (np.concatenate(bias), np.concatenate([[0], np.cumsum(widths[1:-1])]).astype(np.int64))
+    return weights, packs, extras, widths
+
+
+def dense_reference(weights, bias, bias_off, x):
+    h = x.astype(np.float64)
+    for l, w in enumerate(weights):
+        h = h @ w.T.astype(np.float64) + bias[bias_off[l]:bias_off[l] + w.shape[0]]
+        if l < len(weights) - 1:
+            h = np.maximum(h, 0)
+    return h
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("index_dtype", [np.uint16, np.int32])
+@pytest.mark.parametrize("density", [0.0, 0.05, 0.5, 1.0])
+@pytest.mark.parametrize("n_batch, tile", [(1, 1), (2, 2), (7, 7), (13, 4), (64, 16), (40, 8)])
+def test_fused_kernels_match_dense(rng, dtype, index_dtype, density, n_batch, tile):
+    widths = [int(v) for v in rng.integers(1, 30, size=4)] + [5]
+    weights, packs, (bias, bias_off), widths = pack_network(rng, widths, density, dtype, index_dtype,
+                                                             with_bias=density != 0.5)
+    relu = np.array([True] * (len(widths) - 2) + [False])
+    x = rng.standard_normal((n_batch, widths[0])).astype(dtype)
+    x[:, 0] = 0  # zero inputs are skipped by the batch-1 kernel: must not change the result
+    expected = dense_reference(weights, bias, bias_off, x)
+    tol = 1e-4 if dtype == np.float32 else 1e-11
+    max_w = int(widths[1:-1].max())
+    if n_batch == 1:
+        ptr, idx, vals, off = packs["csc"]
+        out = np.full(widths[-1], np.nan, dtype)
+        kernels.csc_forward_vector(ptr, idx, vals, bias, bias_off, off, widths, relu, x[0],
+                                   np.empty(max_w, dtype), np.empty(max_w, dtype), out)
+        np.testing.assert_allclose(out, expected[0], rtol=tol, atol=tol)
+    n_tiles = n_batch // tile
+    xt = np.ascontiguousarray(x[:n_tiles * tile].reshape(n_tiles, tile, -1).transpose(0, 2, 1))
+    ptr, idx, vals, off = packs["csr"]
+    out = np.full((n_tiles, widths[-1], tile), np.nan, dtype)
+    buf = [np.empty((n_tiles, max_w, tile), dtype) for _ in range(2)]
+    for by_tiles in (False, True):
+        out[:] = np.nan
+        kernels.csr_forward_batch(ptr, idx, vals, bias, bias_off, off, widths, relu, xt, *buf, out, by_tiles)
+        got = out.transpose(0, 2, 1).reshape(n_tiles * tile, -1)
+        np.testing.assert_allclose(got, expected[:n_tiles * tile], rtol=tol, atol=tol)

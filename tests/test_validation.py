@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from conftest import random_net
-from sparsenet import Layer, Network, convert, prune
+from sparsenet import FORMATS, Layer, Network, convert, prune
 
 
 @pytest.mark.parametrize("bad", [-0.1, 1.0, 1.5, 90, float("nan")])
@@ -51,7 +51,7 @@ def test_bias_shape_and_activation_checked():
         Network((Layer(np.ones((4, 3), np.float32), None, "tanh"),))
 
 
-@pytest.mark.parametrize("fmt", ["dense", "csr_scipy", "csr_numba", "csr_numba_par", "shrunk"])
+@pytest.mark.parametrize("fmt", sorted(FORMATS))
 def test_batch_of_wrong_width_or_dtype(rng, fmt):
     forward = convert(prune(random_net(rng, (12, 8, 3)), "weight", 0.5), fmt)
     with pytest.raises(ValueError, match="input must have shape \\(n_batch, 12\\), found \\(5, 11\\)"):

@@ -8,11 +8,13 @@ from .base import Forward
 from .csr_numba import NumbaCSRForward, NumbaCSRParallelForward
 from .csr_scipy import ScipyCSRForward
 from .dense import DenseForward
+from .fused import FusedSparseForward
 from .shrunk import ShrunkDenseForward
 
 FORMATS: dict[str, type[Forward]] = {
     cls.name: cls
-    for cls in (DenseForward, ScipyCSRForward, NumbaCSRForward, NumbaCSRParallelForward, ShrunkDenseForward)
+    for cls in (DenseForward, ScipyCSRForward, NumbaCSRForward, NumbaCSRParallelForward, FusedSparseForward,
+                ShrunkDenseForward)
 }
 
 

@@ -1,0 +1,139 @@
+"""Whole-network sparse forward passes in one compiled call (sparsenet's fastest kernels).
+
+All layers of a network are packed into flat arrays, so one call runs every layer with
+bias and ReLU fused in, and no Python runs between layers. Layer ``l`` maps ``widths[l]``
+inputs to ``widths[l + 1]`` outputs; ``relu[l]`` says whether its activation is ReLU
+(otherwise linear: logits). ``bias`` holds every layer's bias back to back (zeros where a
+layer has none), starting at ``bias_off[l]``.
+
+Batched (CSR, rows are output units)::
+
+    indptr   int64[sum(n_out) + 1]  row r owns entries indptr[r]:indptr[r + 1] (absolute)
+    indices  uint16|int32[nnz]      input index within the layer
+    data     float32|float64[nnz]
+    row_off  int64[n_layers]        first row of layer l in indptr
+    x        float[n_tiles, n_in, T]         tile-major: sample t*T + b at [t, :, b]
+    buf_a, buf_b float[n_tiles, max_width, T]  scratch, overwritten
+    out      float[n_tiles, n_out, T]        overwritten
+
+Batch 1 (CSC, columns are input units)::
+
+    colptr   int64[sum(n_in) + 1]   column c owns entries colptr[c]:colptr[c + 1] (absolute)
+    rows     uint16|int32[nnz]      output index within the layer
+    col_off  int64[n_layers]        first column of layer l in colptr
+    x        float[n_in]; buf_a, buf_b float[max_width]; out float[n_out]
+
+The batch-1 kernel walks only the columns whose input is non-zero: ReLU outputs and blank
+pixels are exact zeros, and their weights cannot change the result (IEEE: 0 * finite = 0;
+a NaN or inf weight behind a zero input is skipped, the one place these kernels differ from
+dense arithmetic). Callers (sparsenet.formats.fused) validate; nothing here checks shapes.
+"""
+
+import numba
+
+# "contract" lets LLVM fuse multiply-add; no "reassoc" (it would vectorize gathers, which are
+# slower than scalar loads on the AMD cores this was tuned on) and no "nnan"/"ninf".
+_FASTMATH = {"contract"}
+
+
+@numba.njit(inline="always")
+def _row(indptr, indices, data, r, src, dst, t, i, b0, relu):
+    """dst[t, i, :] = act(sum_p data[p] * src[t, indices[p], :] + b0), four stored weights per pass.
+
+    Plain 3-D indexing from 0: no row views (a view per weight costs an atomic reference-count
+    update shared between threads) and no offset indices (numba cannot prove ``c0 + b`` is
+    non-negative, adds wrap-around code and the loop no longer vectorizes). Four weights per
+    pass load and store the accumulator once for four FMAs.
+    """
+    n = dst.shape[2]
+    for b in range(n):
+        dst[t, i, b] = b0
+    p = indptr[r]
+    end = indptr[r + 1]
+    while p + 4 <= end:
+        w0, w1, w2, w3 = data[p], data[p + 1], data[p + 2], data[p + 3]
+        j0, j1, j2, j3 = indices[p], indices[p + 1], indices[p + 2], indices[p + 3]
+        for b in range(n):
+            dst[t, i, b] += w0 * src[t, j0, b] + w1 * src[t, j1, b] + w2 * src[t, j2, b] + w3 * src[t, j3, b]
+        p += 4
+    while p < end:
+        w0, j0 = data[p], indices[p]
+        for b in range(n):
+            dst[t, i, b] += w0 * src[t, j0, b]
+        p += 1
+    if relu:
+        for b in range(n):
+            if dst[t, i, b] < 0:
+                dst[t, i, b] = 0
+
+
+@numba.njit(inline="always")
+def _layer_buffers(l, n_layers, x, buf_a, buf_b, out):
+    """(src, dst) of layer l: x -> a -> b -> a ... -> out."""
+    src = x if l == 0 else (buf_a if l % 2 == 1 else buf_b)
+    if l == n_layers - 1:
+        dst = out
+    elif l % 2 == 0:
+        dst = buf_a
+    else:
+        dst = buf_b
+    return src, dst
+
+
+@numba.njit(parallel=True, cache=True, nogil=True, fastmath=_FASTMATH)
+def csr_forward_batch(indptr, indices, data, bias, bias_off, row_off, widths, relu, x, buf_a, buf_b, out,
+                      by_tiles):
+    """out = network(x) for a batch in tile-major layout.
+
+    Shapes: x (n_tiles, n_in, T), buf_a/buf_b (n_tiles, max_width, T), out (n_tiles, n_out, T);
+    sample ``t * T + b`` lives at ``[t, :, b]``. With ``by_tiles`` (callers pass it when there
+    are at least two tiles per thread) threads take whole tiles through every layer, with no
+    barrier between layers; otherwise each layer's rows are split across threads, one tile at
+    a time. A T-wide tile keeps the input rows a
+    layer gathers from in the core's cache.
+    """
+    n_layers = widths.shape[0] - 1
+    n_tiles = x.shape[0]
+    if by_tiles:
+        for t in numba.prange(n_tiles):  # tile t writes only [t]: no races
+            for l in range(n_layers):
+                src, dst = _layer_buffers(l, n_layers, x, buf_a, buf_b, out)
+                r0, b0, act = row_off[l], bias_off[l], relu[l]
+                for i in range(widths[l + 1]):
+                    _row(indptr, indices, data, r0 + i, src, dst, t, i, bias[b0 + i], act)
+    else:
+        for t in range(n_tiles):
+            for l in range(n_layers):
+                src, dst = _layer_buffers(l, n_layers, x, buf_a, buf_b, out)
+                r0, b0, act = row_off[l], bias_off[l], relu[l]
+                for i in numba.prange(widths[l + 1]):  # row i writes only [t, i]: no races
+                    _row(indptr, indices, data, r0 + i, src, dst, t, i, bias[b0 + i], act)
+    return out
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def csc_forward_vector(colptr, rows, data, bias, bias_off, col_off, widths, relu, x, buf_a, buf_b, out):
+    """out = network(x) for one sample, skipping every zero input of every layer."""
+    n_layers = widths.shape[0] - 1
+    src = x
+    for l in range(n_layers):
+        if l == n_layers - 1:
+            dst = out
+        elif l % 2 == 0:
+            dst = buf_a
+        else:
+            dst = buf_b
+        n_out, c0, b0 = widths[l + 1], col_off[l], bias_off[l]
+        for i in range(n_out):
+            dst[i] = bias[b0 + i]
+        for j in range(widths[l]):
+            v = src[j]
+            if v != 0:
+                for p in range(colptr[c0 + j], colptr[c0 + j + 1]):
+                    dst[rows[p]] += v * data[p]
+        if relu[l]:
+            for i in range(n_out):
+                if dst[i] < 0:
+                    dst[i] = 0
+        src = dst
+    return out
