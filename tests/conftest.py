@@ -33,3 +33,9 @@ def net_of(*weights: np.ndarray, activation: str = "relu") -> Network:
 @pytest.fixture
 def small_net(rng) -> Network:
     return random_net(rng, (37, 64, 48, 21, 10), bias=True)
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    """The auto format's decisions go to a per-session cache, never the user's."""
+    monkeypatch.setenv("SPARSENET_CACHE", str(tmp_path_factory.getbasetemp() / "sparsenet-cache"))

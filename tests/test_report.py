@@ -53,9 +53,9 @@ def test_report_results_schema(report_runs):
     assert all(a == pytest.approx(model["dense_accuracy"], abs=1e-3) for a in dense_acc)
     lat = results["latency"]
     assert {r["format"] for r in lat if r["method"] == "weight"} == {"dense", "csr_scipy", "csr_numba",
-                                                                      "csr_numba_par"}
+                                                                      "csr_numba_par", "sparse", "auto"}
     assert "shrunk" in {r["format"] for r in lat if r["method"] == "unit"}
-    assert len(lat) == 2 * 2 * (4 + 5)
+    assert len(lat) == 2 * 2 * (6 + 7)
     for r in lat:
         assert r["median_s"] > 0 and r["rounds"] >= 5 and r["threads"] == env["numba_threads"]
         assert set(r) >= {"dataset", "method", "sparsity", "format", "batch", "threads", "median_s", "iqr_s",
@@ -77,6 +77,7 @@ def test_report_markdown_states_machine_and_embeds_plots(report_runs):
     assert "## Machine and run" in md and "numba" in md and "BLAS" in md
     assert "![accuracy-mnist](accuracy-mnist.png)" in md
     assert "batch 8:" in md and "csr_numba_par" in md
+    assert "## Break-even: where sparse beats dense" in md
 
 
 @pytest.mark.parametrize("args, message", [

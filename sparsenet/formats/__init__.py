@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .._validation import check_choice
 from ..model import MaskedNetwork
+from .auto import AutoForward
 from .base import Forward
 from .csr_numba import NumbaCSRForward, NumbaCSRParallelForward
 from .csr_scipy import ScipyCSRForward
@@ -14,7 +15,7 @@ from .shrunk import ShrunkDenseForward
 FORMATS: dict[str, type[Forward]] = {
     cls.name: cls
     for cls in (DenseForward, ScipyCSRForward, NumbaCSRForward, NumbaCSRParallelForward, FusedSparseForward,
-                ShrunkDenseForward)
+                ShrunkDenseForward, AutoForward)
 }
 
 

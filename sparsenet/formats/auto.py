@@ -1,0 +1,137 @@
+"""``auto``: whichever of dense / sparse / shrunk is fastest for this network, machine and batch size.
+
+The choice is measured, not predicted: the first call at a batch-size bucket (the next power
+of two) times every candidate on that call's input and keeps the fastest. Decisions are cached
+in memory and on disk (``<cache>/auto.json``, keyed by CPU, thread counts and the network's
+per-layer shape and non-zero counts), so a process that meets the same network again does not
+measure again. The first call of a bucket is slow (it runs every candidate a few times); later
+calls cost one dictionary lookup more than the chosen format.
+
+The choice is per network, not per layer: mixing formats layer by layer would need the
+activations converted between layouts at every switch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numba
+import numpy as np
+
+from .._files import write_json
+from ..model import MaskedNetwork
+from .dense import DenseForward
+from .fused import FusedSparseForward
+from .shrunk import ShrunkDenseForward
+
+_MEASURE_S = 0.05  # time per candidate and bucket; at least 3 calls each
+_DISK_LOCK = threading.Lock()
+
+
+def cache_file() -> str:
+    root = os.environ.get("SPARSENET_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "sparsenet")
+    return os.path.join(root, "auto.json")
+
+
+def _machine_key() -> str:
+    from threadpoolctl import threadpool_info  # optional: only for the cache key
+
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    blas = [i.get("num_threads") for i in threadpool_info() if i.get("user_api") == "blas"]
+    return f"{cpu}|numba{numba.get_num_threads()}|blas{blas}"
+
+
+def _median_time(forward, x: np.ndarray) -> float:
+    forward(x)  # warm: JIT compiled, buffers allocated
+    times, deadline = [], time.perf_counter() + _MEASURE_S
+    while len(times) < 3 or time.perf_counter() < deadline:
+        t0 = time.perf_counter()
+        forward(x)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+@dataclass(frozen=True)
+class AutoForward:
+    name: ClassVar[str] = "auto"
+    candidates: dict
+    fingerprint: str
+    _choice: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def build(cls, masked: MaskedNetwork) -> AutoForward:
+        candidates = {"dense": DenseForward.build(masked), "sparse": FusedSparseForward.build(masked)}
+        shrunk = ShrunkDenseForward.build(masked)
+        if shrunk.widths != masked.net.widths:  # units really were deleted
+            candidates["shrunk"] = shrunk
+        counts = [(layer.n_out, layer.n_in, int(keep.sum())) for layer, keep in
+                  zip(masked.net.layers, masked.masks.weight)]
+        digest = hashlib.sha256(json.dumps([counts, str(masked.net.dtype)]).encode()).hexdigest()[:16]
+        return cls(candidates, digest)
+
+    def choice(self, n_batch: int) -> str:
+        """The candidate used for batches of ``n_batch`` (measured on first use)."""
+        return self._choice.get(_bucket(n_batch), "unmeasured")
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        bucket = _bucket(x.shape[0] if getattr(x, "ndim", 0) == 2 else 1)
+        name = self._choice.get(bucket)
+        if name is None:
+            name = self._decide(bucket, x)
+        return self.candidates[name](x)
+
+    def _decide(self, bucket: int, x: np.ndarray) -> str:
+        self.candidates["dense"](x)  # let the dense format validate x before anything is timed
+        key = f"{_machine_key()}|{self.fingerprint}|b{bucket}"
+        stored = _read_cache().get(key)
+        if stored in self.candidates:
+            name = stored
+        else:
+            times = {n: _median_time(f, x) for n, f in self.candidates.items()}
+            name = min(times, key=times.get)
+            _store(key, name)
+        self._choice[bucket] = name
+        return name
+
+    @property
+    def nnz(self) -> int:
+        return self.candidates["sparse"].nnz
+
+    @property
+    def nbytes(self) -> int:
+        """Every candidate it keeps in memory (it can switch with the batch size)."""
+        return sum(f.nbytes for f in self.candidates.values())
+
+
+def _bucket(n_batch: int) -> int:
+    return 1 << max(0, int(n_batch) - 1).bit_length()
+
+
+def _read_cache() -> dict:
+    try:
+        with open(cache_file()) as f:
+            data = json.load(f)
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):  # absent or unreadable: measure again
+        return {}
+
+
+def _store(key: str, name: str) -> None:
+    with _DISK_LOCK:
+        data = _read_cache()
+        data[key] = name
+        try:
+            write_json(cache_file(), data)
+        except OSError:  # a read-only home still gets in-memory caching
+            pass

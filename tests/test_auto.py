@@ -1,0 +1,64 @@
+"""The auto format: measured choice among its candidates, cached in memory and on disk."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from conftest import random_net
+from sparsenet import convert, prune
+from sparsenet.formats import auto
+from sparsenet.testing import assert_forward_close
+
+
+def test_auto_picks_a_candidate_per_bucket_and_caches_it(rng):
+    masked = prune(random_net(rng, (40, 30, 20, 5)), "unit", 0.5)
+    forward = convert(masked, "auto")
+    assert set(forward.candidates) == {"dense", "sparse", "shrunk"}
+    x = rng.random((5, 40)).astype(np.float32)
+    assert forward.choice(5) == "unmeasured"
+    assert_forward_close(forward(x), convert(masked, "dense")(x))
+    assert forward.choice(5) in forward.candidates
+    assert forward.choice(8) == forward.choice(5), "5 and 8 share the power-of-two bucket"
+    stored = json.loads(open(auto.cache_file()).read())
+    assert [k.rsplit("|", 1)[1] for k in stored if forward.fingerprint in k] == ["b8"]
+
+
+def test_auto_reuses_the_disk_cache_without_measuring(rng, monkeypatch):
+    masked = prune(random_net(rng, (40, 30, 5)), "weight", 0.9)
+    x = rng.random((1, 40)).astype(np.float32)
+    first = convert(masked, "auto")
+    first(x)
+
+    def no_timing(*args):
+        raise AssertionError("measured again despite a cached decision")
+
+    monkeypatch.setattr(auto, "_median_time", no_timing)
+    second = convert(masked, "auto")
+    second(x)
+    assert second.choice(1) == first.choice(1)
+
+
+def test_auto_without_deleted_units_has_no_shrunk_candidate(rng):
+    forward = convert(prune(random_net(rng, (20, 10, 4)), "weight", 0.5), "auto")
+    assert set(forward.candidates) == {"dense", "sparse"}
+    assert forward.nbytes == sum(f.nbytes for f in forward.candidates.values())
+
+
+def test_auto_validates_before_timing(rng):
+    forward = convert(prune(random_net(rng, (20, 10, 4)), "weight", 0.5), "auto")
+    with pytest.raises(ValueError, match="input must have shape"):
+        forward(np.zeros((3, 7), np.float32))
+    assert forward.choice(3) == "unmeasured"
+
+
+def test_auto_survives_a_corrupt_cache_file(rng):
+    path = auto.cache_file()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write("{not json")
+    forward = convert(prune(random_net(rng, (20, 10, 4)), "weight", 0.5), "auto")
+    x = rng.random((2, 20)).astype(np.float32)
+    forward(x)
+    assert json.loads(open(path).read()), "the cache is rewritten as valid JSON"
