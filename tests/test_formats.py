@@ -81,3 +81,19 @@ def test_prune_then_convert_does_not_mutate_network(rng):
 def test_unknown_object_is_rejected():
     with pytest.raises(TypeError, match="needs a MaskedNetwork"):
         convert(Network((Layer(np.ones((2, 2), np.float32), None, "relu"),)), "dense")
+
+
+@pytest.mark.parametrize("method", sorted(PRUNERS))
+def test_sparse_batch1_split_across_threads_matches(rng, monkeypatch, method):
+    """Force the batch-1 kernel's multi-block path (normally only for layers with >= 20k weights)."""
+    import numba
+
+    from sparsenet.formats import fused
+
+    monkeypatch.setattr(fused, "PARALLEL_NNZ", 0)
+    masked = prune(random_net(rng, (50, 41, 33, 10), bias=True), method, 0.6)
+    forward = convert(masked, "sparse")
+    if numba.get_num_threads() > 1:
+        assert (forward.parts > 1).all()
+    for x in (rng.random((1, 50)).astype(np.float32), np.zeros((1, 50), np.float32)):
+        assert_forward_close(forward(x), naive.forward(masked, x))

@@ -105,7 +105,8 @@ def test_fused_kernels_match_dense(rng, dtype, index_dtype, density, n_batch, ti
     if n_batch == 1:
         ptr, idx, vals, off = packs["csc"]
         out = np.full(widths[-1], np.nan, dtype)
-        kernels.csc_forward_vector(ptr, idx, vals, bias, bias_off, off, widths, relu, x[0],
+        kernels.csc_forward_vector(ptr, idx, vals, bias, bias_off, off, widths, relu,
+                                   np.ones(len(weights), np.int64), x[0],
                                    np.empty(max_w, dtype), np.empty(max_w, dtype), out)
         np.testing.assert_allclose(out, expected[0], rtol=tol, atol=tol)
     n_tiles = n_batch // tile

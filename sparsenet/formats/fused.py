@@ -1,7 +1,7 @@
 """``sparse``: sparsenet's fastest sparse format, one compiled call per forward pass.
 
 Batch 1 runs :func:`~sparsenet.kernels.csc_forward_vector` (column-major weights, zero inputs
-skipped); larger batches run :func:`~sparsenet.kernels.csr_forward_batch` (row-parallel CSR on
+skipped, large layers split by rows across threads); larger batches run :func:`~sparsenet.kernels.csr_forward_batch` (row-parallel CSR on
 feature-major activations). Both keep every layer in flat arrays with 16-bit indices when a
 layer is narrower than 65,536 units, which cuts index traffic in half against int32.
 """
@@ -23,6 +23,10 @@ from ..model import MaskedNetwork
 # (2 threads, Zen 5): 128 beat 16/32/64/256/1024 at batch 1024 and sparsity 0.5-0.99; longer
 # tiles keep the vectorized inner loop busy, shorter ones fit the cache better.
 TILE = 128
+# A batch-1 layer with at least this many stored weights is split across threads. Waking the
+# OpenMP threads costs several microseconds per layer; measured on Fashion-MNIST weights
+# (2 threads), splitting paid at sparsity 0.5 (127 -> 81 us) and lost at 0.95 and above.
+PARALLEL_NNZ = 100_000
 
 
 @dataclass(frozen=True)
@@ -39,23 +43,29 @@ class PackedLayers:
         return self.ptr.nbytes + self.index.nbytes + self.data.nbytes
 
 
-def _pack(weights, keeps, by_rows: bool, index_dtype) -> PackedLayers:
-    ptrs, idx, vals, off, start, nnz = [], [], [], [], 0, 0
-    for w, keep in zip(weights, keeps):
-        if not by_rows:
-            w, keep = w.T, keep.T
-        rows, cols = np.nonzero(keep)
-        counts = np.bincount(rows, minlength=keep.shape[0])
-        ptrs.append(nnz + np.cumsum(counts))
-        idx.append(cols.astype(index_dtype))
-        vals.append(w[rows, cols])
-        off.append(start)
+def _pack(blocks, index_dtype, dtype) -> PackedLayers:
+    """Concatenate compressed blocks; each is (values, keep, index_base, new_layer) with the
+    compressed axis first. ``index_base`` is added to the stored indices; ``off`` records where
+    each layer's first block starts."""
+    ptr, idx, vals, off, start, nnz = [np.zeros(1, np.int64)], [], [], [], 0, 0
+    for w, keep, base, new_layer in blocks:
+        major, minor = np.nonzero(keep)
+        ptr.append(nnz + np.cumsum(np.bincount(major, minlength=keep.shape[0])))
+        idx.append((minor + base).astype(index_dtype))
+        vals.append(w[major, minor])
+        if new_layer:
+            off.append(start)
         start += keep.shape[0]
-        nnz += rows.size
-    ptr = np.concatenate([[0]] + ptrs).astype(np.int64)
-    dtype = weights[0].dtype
-    return PackedLayers(ptr, np.concatenate(idx).astype(index_dtype), np.concatenate(vals).astype(dtype),
-                        np.array(off, dtype=np.int64))
+        nnz += major.size
+    return PackedLayers(np.concatenate(ptr).astype(np.int64), np.concatenate(idx).astype(index_dtype),
+                        np.concatenate(vals).astype(dtype), np.array(off, dtype=np.int64))
+
+
+def _csc_parts(keeps, n_threads: int) -> np.ndarray:
+    """Row blocks per layer for the batch-1 kernel: one per thread where a layer has enough work
+    to pay for waking the threads (a few microseconds), else one."""
+    return np.array([n_threads if n_threads > 1 and int(keep.sum()) >= PARALLEL_NNZ else 1
+                     for keep in keeps], dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -63,6 +73,7 @@ class FusedSparseForward:
     name: ClassVar[str] = "sparse"
     csr: PackedLayers
     csc: PackedLayers
+    parts: np.ndarray  # row blocks per layer in the CSC pack (threads used at batch 1)
     bias: np.ndarray
     bias_off: np.ndarray
     widths: np.ndarray
@@ -79,11 +90,16 @@ class FusedSparseForward:
         widths = np.array(net.widths, dtype=np.int64)
         index_dtype = np.uint16 if widths.max() <= np.iinfo(np.uint16).max + 1 else np.int32
         weights, keeps = masked.masked_weights(), masked.masks.weight
+        parts = _csc_parts(keeps, numba.get_num_threads())
         biases = [np.zeros(layer.n_out, net.dtype) if b is None else b for layer, b in
                   zip(net.layers, masked.masked_biases())]
         return cls(
-            csr=_pack(weights, keeps, True, index_dtype),
-            csc=_pack(weights, keeps, False, index_dtype),
+            csr=_pack([(w, keep, 0, True) for w, keep in zip(weights, keeps)], index_dtype, net.dtype),
+            csc=_pack([(w[r0:r1].T, keep[r0:r1].T, r0, k == 0)
+                       for w, keep, n in zip(weights, keeps, parts)
+                       for k in range(n)
+                       for r0, r1 in [(k * w.shape[0] // n, (k + 1) * w.shape[0] // n)]], index_dtype, net.dtype),
+            parts=parts,
             bias=np.concatenate(biases).astype(net.dtype),
             bias_off=np.concatenate([[0], np.cumsum(widths[1:-1])]).astype(np.int64),
             widths=widths,
@@ -106,7 +122,7 @@ class FusedSparseForward:
             a, b = self._buffers(1, 1, x.dtype)
             out = np.empty(n_out, dtype=x.dtype)
             kernels.csc_forward_vector(self.csc.ptr, self.csc.index, self.csc.data, self.bias, self.bias_off,
-                                       self.csc.off, self.widths, self.relu, np.ascontiguousarray(x[0]),
+                                       self.csc.off, self.widths, self.relu, self.parts, np.ascontiguousarray(x[0]),
                                        a.reshape(-1), b.reshape(-1), out)
             return out[None, :]
         tile = min(TILE, n_batch)

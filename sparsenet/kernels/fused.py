@@ -18,9 +18,10 @@ Batched (CSR, rows are output units)::
 
 Batch 1 (CSC, columns are input units)::
 
-    colptr   int64[sum(n_in) + 1]   column c owns entries colptr[c]:colptr[c + 1] (absolute)
+    colptr   int64[sum(parts * n_in) + 1]  column c owns entries colptr[c]:colptr[c + 1] (absolute)
     rows     uint16|int32[nnz]      output index within the layer
     col_off  int64[n_layers]        first column of layer l in colptr
+    parts    int64[n_layers]        row blocks of layer l, each packed as its own CSC
     x        float[n_in]; buf_a, buf_b float[max_width]; out float[n_out]
 
 The batch-1 kernel walks only the columns whose input is non-zero: ReLU outputs and blank
@@ -111,9 +112,31 @@ def csr_forward_batch(indptr, indices, data, bias, bias_off, row_off, widths, re
     return out
 
 
-@numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def csc_forward_vector(colptr, rows, data, bias, bias_off, col_off, widths, relu, x, buf_a, buf_b, out):
-    """out = network(x) for one sample, skipping every zero input of every layer."""
+@numba.njit(inline="always")
+def _csc_part(colptr, rows, data, bias, b0, c0, n_in, r0, r1, relu, src, dst):
+    """dst[r0:r1] = act(W[r0:r1] @ src + b) from a CSC pack holding only rows r0:r1."""
+    for i in range(r0, r1):
+        dst[i] = bias[b0 + i]
+    for j in range(n_in):
+        v = src[j]
+        if v != 0:
+            for p in range(colptr[c0 + j], colptr[c0 + j + 1]):
+                dst[rows[p]] += v * data[p]
+    if relu:
+        for i in range(r0, r1):
+            if dst[i] < 0:
+                dst[i] = 0
+
+
+@numba.njit(parallel=True, cache=True, nogil=True, fastmath=_FASTMATH)
+def csc_forward_vector(colptr, rows, data, bias, bias_off, col_off, widths, relu, parts, x, buf_a, buf_b, out):
+    """out = network(x) for one sample, skipping every zero input of every layer.
+
+    Each layer's output rows are cut into ``parts[l]`` contiguous blocks, each stored as its
+    own CSC pack (block k of layer l owns columns ``col_off[l] + k * n_in + j``). With one
+    block a layer runs serially (no thread start-up for small layers); with more, blocks
+    run in parallel and each writes only its own rows.
+    """
     n_layers = widths.shape[0] - 1
     src = x
     for l in range(n_layers):
@@ -123,17 +146,12 @@ def csc_forward_vector(colptr, rows, data, bias, bias_off, col_off, widths, relu
             dst = buf_a
         else:
             dst = buf_b
-        n_out, c0, b0 = widths[l + 1], col_off[l], bias_off[l]
-        for i in range(n_out):
-            dst[i] = bias[b0 + i]
-        for j in range(widths[l]):
-            v = src[j]
-            if v != 0:
-                for p in range(colptr[c0 + j], colptr[c0 + j + 1]):
-                    dst[rows[p]] += v * data[p]
-        if relu[l]:
-            for i in range(n_out):
-                if dst[i] < 0:
-                    dst[i] = 0
+        n_in, n_out, c0, b0, k_parts = widths[l], widths[l + 1], col_off[l], bias_off[l], parts[l]
+        if k_parts == 1:
+            _csc_part(colptr, rows, data, bias, b0, c0, n_in, 0, n_out, relu[l], src, dst)
+        else:
+            for k in numba.prange(k_parts):
+                _csc_part(colptr, rows, data, bias, b0, c0 + k * n_in, n_in, k * n_out // k_parts,
+                          (k + 1) * n_out // k_parts, relu[l], src, dst)
         src = dst
     return out
