@@ -50,8 +50,9 @@ def accuracy_section(results: dict, figures: list[str]) -> str:
     out = ["## Accuracy after one-shot pruning (no retraining)",
            "Test accuracy on the 10,000 test images. `weight`: the k% smallest |w| of each hidden matrix "
            "removed; `unit`: the k% hidden units with the smallest L2 norm removed. `layer` ranks within "
-           "each layer, `global` across all hidden layers; the logits layer is not pruned. Sparsity is the "
-           "achieved fraction of removed hidden-layer weights."]
+           "each layer, `global` across all hidden layers; the logits layer is not pruned. Rows are the requested "
+           "sparsity (fraction of weights, or of units for `unit`); `results.json` has the achieved weight "
+           "sparsity and each layer's, and the plots use the achieved value."]
     by_ds = defaultdict(list)
     for r in results["accuracy"]:
         by_ds[r["dataset"]].append(r)

@@ -30,7 +30,12 @@ from .dense import DenseForward
 from .fused import FusedSparseForward
 from .shrunk import ShrunkDenseForward
 
-_MEASURE_S = 0.05  # time per candidate and bucket; at least 3 calls each
+_MEASURE_S = 0.05  # timed seconds per candidate and bucket; at least 3 calls each
+# Untimed seconds each candidate runs first. After a BLAS call OpenBLAS' worker threads keep
+# spinning for tens of milliseconds and slow a numba-parallel kernel up to 3x (measured here at
+# batch 1024), so a candidate timed right after another one would be judged on the other's tail.
+_SETTLE_S = 0.15
+_VERSION = 2  # bump when kernels change enough that stored decisions should be measured again
 _DISK_LOCK = threading.Lock()
 
 
@@ -53,7 +58,10 @@ def _machine_key() -> str:
 
 
 def _median_time(forward, x: np.ndarray) -> float:
-    forward(x)  # warm: JIT compiled, buffers allocated
+    forward(x)  # JIT compiled, buffers allocated
+    deadline = time.perf_counter() + _SETTLE_S
+    while time.perf_counter() < deadline:
+        forward(x)
     times, deadline = [], time.perf_counter() + _MEASURE_S
     while len(times) < 3 or time.perf_counter() < deadline:
         t0 = time.perf_counter()
@@ -75,10 +83,12 @@ class AutoForward:
         shrunk = ShrunkDenseForward.build(masked)
         if shrunk.widths != masked.net.widths:  # units really were deleted
             candidates["shrunk"] = shrunk
-        counts = [(layer.n_out, layer.n_in, int(keep.sum())) for layer, keep in
-                  zip(masked.net.layers, masked.masks.weight)]
-        digest = hashlib.sha256(json.dumps([counts, str(masked.net.dtype)]).encode()).hexdigest()[:16]
-        return cls(candidates, digest)
+        # the masks themselves, not only their counts: every per-layer pruning of one architecture
+        # has the same counts, but dead units and activation sparsity differ from net to net
+        digest = hashlib.sha256(json.dumps([_VERSION, list(masked.net.widths), str(masked.net.dtype)]).encode())
+        for keep in masked.masks.weight:
+            digest.update(np.packbits(keep).tobytes())
+        return cls(candidates, digest.hexdigest()[:16])
 
     def choice(self, n_batch: int) -> str:
         """The candidate used for batches of ``n_batch`` (measured on first use)."""
