@@ -32,6 +32,8 @@ def test_report_writes_a_complete_run_folder(report_runs):
     files = {p.name for p in runs[0].iterdir()}
     assert {"results.json", "report.md", "raw-benchmarks.json", "accuracy-mnist.png"} <= files
     assert {"latency-mnist-weight.png", "speedup-mnist-unit.png", "size-mnist-unit.png"} <= files
+    raw = json.loads((runs[0] / "raw-benchmarks.json").read_text())
+    assert raw["benchmarks"] and all("data" not in b["stats"] and "median" in b["stats"] for b in raw["benchmarks"])
     for step in ("[1/4]", "[2/4]", "[3/4]", "[4/4]"):
         assert step in first.stdout, "progress is printed"
 
