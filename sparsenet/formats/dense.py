@@ -31,8 +31,27 @@ def dense_forward(layers, x: np.ndarray) -> np.ndarray:
     return h
 
 
+class DenseLayersForward:
+    """Shared by the BLAS formats: call, nnz and nbytes over ``self.layers`` of DenseLayer."""
+
+    layers: tuple[DenseLayer, ...]
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        first = self.layers[0].weight_t
+        check_batch(x, n_in=first.shape[0], dtype=first.dtype)
+        return dense_forward(self.layers, x)
+
+    @property
+    def nnz(self) -> int:
+        return sum(layer.nnz for layer in self.layers)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(layer.weight_t.nbytes for layer in self.layers)
+
+
 @dataclass(frozen=True)
-class DenseForward:
+class DenseForward(DenseLayersForward):
     """Pruned weights stay in full dense matrices: what a framework does without sparse kernels."""
 
     name: ClassVar[str] = "dense"
@@ -45,15 +64,3 @@ class DenseForward:
             for layer, w, b, keep in zip(masked.net.layers, masked.masked_weights(),
                                          masked.masked_biases(), masked.masks.weight)
         ))
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        check_batch(x, n_in=self.layers[0].weight_t.shape[0], dtype=self.layers[0].weight_t.dtype)
-        return dense_forward(self.layers, x)
-
-    @property
-    def nnz(self) -> int:
-        return sum(layer.nnz for layer in self.layers)
-
-    @property
-    def nbytes(self) -> int:
-        return sum(layer.weight_t.nbytes for layer in self.layers)

@@ -13,10 +13,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from .._validation import check_batch
 from ..activations import ZERO_PRESERVING
 from ..model import MaskedNetwork
-from .dense import DenseLayer, dense_forward
+from .dense import DenseLayer, DenseLayersForward
 
 
 def live_units(masked: MaskedNetwork) -> list[np.ndarray]:
@@ -34,12 +33,11 @@ def live_units(masked: MaskedNetwork) -> list[np.ndarray]:
 
 
 @dataclass(frozen=True)
-class ShrunkDenseForward:
+class ShrunkDenseForward(DenseLayersForward):
     """Dense BLAS layers with the dead units (and the matching downstream inputs) removed."""
 
     name: ClassVar[str] = "shrunk"
     layers: tuple[DenseLayer, ...]
-    n_in: int
     widths: tuple[int, ...]  # surviving widths, input first: (784, 200, 200, 100, 40, 10) at 80% unit pruning
 
     @classmethod
@@ -55,16 +53,4 @@ class ShrunkDenseForward:
                                      layer.activation, int(keep.sum())))
             cols = rows
         widths = (masked.net.layers[0].n_in,) + tuple(int(r.size) for r in live)
-        return cls(tuple(layers), masked.net.layers[0].n_in, widths)
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        check_batch(x, n_in=self.n_in, dtype=self.layers[0].weight_t.dtype)
-        return dense_forward(self.layers, x)
-
-    @property
-    def nnz(self) -> int:
-        return sum(layer.nnz for layer in self.layers)
-
-    @property
-    def nbytes(self) -> int:
-        return sum(layer.weight_t.nbytes for layer in self.layers)
+        return cls(tuple(layers), widths)

@@ -138,14 +138,8 @@ def csc_forward_vector(colptr, rows, data, bias, bias_off, col_off, widths, relu
     run in parallel and each writes only its own rows.
     """
     n_layers = widths.shape[0] - 1
-    src = x
     for l in range(n_layers):
-        if l == n_layers - 1:
-            dst = out
-        elif l % 2 == 0:
-            dst = buf_a
-        else:
-            dst = buf_b
+        src, dst = _layer_buffers(l, n_layers, x, buf_a, buf_b, out)
         n_in, n_out, c0, b0, k_parts = widths[l], widths[l + 1], col_off[l], bias_off[l], parts[l]
         if k_parts == 1:
             _csc_part(colptr, rows, data, bias, b0, c0, n_in, 0, n_out, relu[l], src, dst)
@@ -153,5 +147,4 @@ def csc_forward_vector(colptr, rows, data, bias, bias_off, col_off, widths, relu
             for k in numba.prange(k_parts):
                 _csc_part(colptr, rows, data, bias, b0, c0 + k * n_in, n_in, k * n_out // k_parts,
                           (k + 1) * n_out // k_parts, relu[l], src, dst)
-        src = dst
     return out
