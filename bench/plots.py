@@ -31,6 +31,7 @@ _FIELDS = {
     "accuracy": ("dataset", "method", "scope", "sparsity", "achieved_sparsity", "accuracy"),
     "latency": ("dataset", "method", "sparsity", "format", "batch", "threads", "median_s"),
     "size": ("dataset", "method", "sparsity", "format", "bytes"),
+    "roofline": ("dataset", "method", "sparsity", "format", "batch", "efficiency"),
 }
 _FRACTIONS = ("sparsity", "achieved_sparsity", "accuracy", "dense_accuracy")
 
@@ -240,11 +241,38 @@ def size_figure(results: Mapping, dataset: str, method: str) -> Figure:
     return fig
 
 
+def roofline_figure(results: Mapping, dataset: str, method: str) -> Figure:
+    """Share of the machine's limit each format reaches (floor / measured), one panel per batch."""
+    rows = [r for r in _records(results, "roofline") if r["dataset"] == dataset and r["method"] == method]
+    if not rows:
+        raise ValueError(f"no roofline records for {dataset!r}/{method}")
+    styles = _format_styles(results)
+    fig, axes, batches = _batch_panels(rows)
+    for ax, batch in zip(axes, batches):
+        panel = _group([r for r in rows if r["batch"] == batch], "format")
+        for fmt in _format_order(panel):
+            pts = sorted((r["sparsity"], 100 * r["efficiency"]) for r in panel[fmt])
+            color, marker = styles[fmt]
+            style = dict(_DENSE_LINE, marker="x") if fmt == "dense" else {"color": color, "marker": marker}
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], markersize=5, label=fmt, **style)
+        # skipping zero activations (batch 1) can beat a floor that counts every kept weight
+        ax.set_ylim(0, max(100, 105 * max(r["efficiency"] for r in rows)))
+        ax.set_ylabel("% of roofline (floor / measured)")
+        ax.set_title(f"batch {batch}")
+        _sparsity_axis(ax, [r["sparsity"] for r in rows], spread=True)
+    _figure_legend(fig, axes)
+    m = results.get("machine", {})
+    fig.suptitle(f"{_title(dataset)}, {method} pruning: time against the machine's floor "
+                 f"(GEMM {m.get('gemm_gflops', 0):.0f} GFLOP/s, L3 {m.get('cache_gbps', 0):.0f} GB/s, "
+                 f"DRAM {m.get('dram_gbps', 0):.0f} GB/s, measured in this run)")
+    return fig
+
+
 def figure_names(results: Mapping) -> list[tuple[str, Callable[[], Figure]]]:
     """Every figure a report of ``results`` should hold, as ``(file-name stem, make_figure)``.
 
     Stems are ``accuracy-<dataset>``, ``latency-<dataset>-<method>``,
-    ``speedup-<dataset>-<method>`` and ``size-<dataset>-<method>``, with ``-t<threads>``
+    ``speedup-<dataset>-<method>``, ``size-<dataset>-<method>`` and ``roofline-<dataset>-<method>``, with ``-t<threads>``
     appended to latency and speedup stems only when a (dataset, method) was timed at several
     thread counts. Combinations without data are left out; speedup needs dense and at least
     one other format. Figures are built only when the callable is called.
@@ -266,6 +294,8 @@ def figure_names(results: Mapping) -> list[tuple[str, Callable[[], Figure]]]:
               for s, d, m, t, has_pair in timed if has_pair]
     names += [(f"size-{_stem(d)}-{_stem(m)}", partial(size_figure, results, d, m))
               for d, m in sorted({(r["dataset"], r["method"]) for r in size})]
+    names += [(f"roofline-{_stem(d)}-{_stem(m)}", partial(roofline_figure, results, d, m))
+              for d, m in sorted({(r["dataset"], r["method"]) for r in _records(results, "roofline")})]
     return names
 
 
@@ -354,7 +384,8 @@ def _styles(names, known: Mapping) -> dict[str, tuple[str, str]]:
 
 def _format_styles(results: Mapping) -> dict[str, tuple[str, str]]:
     """Colour and marker per format, fixed across every figure of one results dict."""
-    return _styles({r["format"] for t in ("latency", "size") for r in _records(results, t)}, _FORMAT_STYLES)
+    return _styles({r["format"] for t in ("latency", "size", "roofline") for r in _records(results, t)},
+                   _FORMAT_STYLES)
 
 
 def _format_order(formats) -> list[str]:

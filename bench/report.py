@@ -22,7 +22,9 @@ from pathlib import Path
 from bench import cases
 from bench.accuracy import accuracy_records
 from bench.models import load_models
+from bench.machine import measure_machine
 from bench.render import render_markdown
+from bench.roofline import roofline_records
 from bench.runtime import environment, fix_threads
 from sparsenet._files import write_json, write_text
 from sparsenet._validation import check_choice, check_sparsity
@@ -172,7 +174,9 @@ def main(argv=None) -> int:
         raw = compact_raw(json.loads(raw_path.read_text()))
         write_json(raw_path, raw)
         latency, size = latency_and_size(raw)
-        print("[4/4] writing results.json, plots and report.md", flush=True)
+        print("[4/4] measuring the machine's GEMM peak and bandwidth; writing results.json, plots and report.md",
+              flush=True)
+        machine = measure_machine()
         results = {
             "schema_version": SCHEMA_VERSION,
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -185,6 +189,8 @@ def main(argv=None) -> int:
             "accuracy": accuracy,
             "latency": latency,
             "size": size,
+            "machine": machine,
+            "roofline": roofline_records(latency, size, machine),
             "elapsed_s": None,
         }
         results["elapsed_s"] = round(time.time() - started, 1)

@@ -247,3 +247,25 @@ def test_malformed_records_are_rejected(results):
     del results["latency"][0]["median_s"]
     with pytest.raises(ValueError, match=r"results\['latency'\]\[0\] lacks \['median_s'\]"):
         latency_figure(results, "mnist", "weight")
+
+
+def test_roofline_figure_and_stem():
+    from bench.plots import figure_names, roofline_figure
+
+    results = {
+        "machine": {"gemm_gflops": 200.0, "cache_gbps": 150.0, "dram_gbps": 40.0},
+        "roofline": [
+            {"dataset": "mnist", "method": "weight", "sparsity": s, "format": f, "batch": b,
+             "efficiency": e}
+            for s in (0.0, 0.9) for b in (1, 64) for f, e in (("dense", 0.8), ("sparse", 1.3))
+        ],
+    }
+    fig = roofline_figure(results, "mnist", "weight")
+    assert len(fig.axes) == 2
+    for ax in fig.axes:
+        ys = sorted(float(y) for line in ax.get_lines() for y in line.get_ydata())
+        assert ys == [80.0, 80.0, 130.0, 130.0]
+        assert ax.get_ylim()[1] >= 130, "an efficiency above 100% is not clipped"
+    assert [stem for stem, _ in figure_names(results)] == ["roofline-mnist-weight"]
+    with pytest.raises(ValueError, match="no roofline records"):
+        roofline_figure(results, "mnist", "unit")

@@ -31,7 +31,8 @@ def test_report_writes_a_complete_run_folder(report_runs):
     assert all(not p.name.startswith(".incomplete") for p in runs), "no temp folder left behind"
     files = {p.name for p in runs[0].iterdir()}
     assert {"results.json", "report.md", "raw-benchmarks.json", "accuracy-mnist.png"} <= files
-    assert {"latency-mnist-weight.png", "speedup-mnist-unit.png", "size-mnist-unit.png"} <= files
+    assert {"latency-mnist-weight.png", "speedup-mnist-unit.png", "size-mnist-unit.png",
+            "roofline-mnist-weight.png"} <= files
     raw = json.loads((runs[0] / "raw-benchmarks.json").read_text())
     assert raw["benchmarks"] and all("data" not in b["stats"] and "median" in b["stats"] for b in raw["benchmarks"])
     for step in ("[1/4]", "[2/4]", "[3/4]", "[4/4]"):
@@ -62,6 +63,13 @@ def test_report_results_schema(report_runs):
         assert r["median_s"] > 0 and r["rounds"] >= 5 and r["threads"] == env["numba_threads"]
         assert set(r) >= {"dataset", "method", "sparsity", "format", "batch", "threads", "median_s", "iqr_s",
                           "rounds"}
+    machine = results["machine"]
+    assert machine["gemm_gflops"] > 1 and machine["cache_gbps"] > machine["dram_gbps"] > 0
+    roof = results["roofline"]
+    assert {r["format"] for r in roof} == {"dense", "csr_scipy", "csr_numba", "csr_numba_par", "sparse", "shrunk"}
+    for r in roof:
+        assert r["floor_s"] == max(r["flop_floor_s"], r["memory_floor_s"]) > 0
+        assert r["efficiency"] == pytest.approx(r["floor_s"] / r["median_s"])
     size = {(r["method"], r["sparsity"], r["format"]): r["bytes"] for r in results["size"]}
     assert size[("weight", 0.9, "csr_numba")] < size[("weight", 0.9, "dense")] / 3
     assert size[("unit", 0.9, "shrunk")] < size[("unit", 0.9, "dense")] / 5
@@ -80,6 +88,7 @@ def test_report_markdown_states_machine_and_embeds_plots(report_runs):
     assert "![accuracy-mnist](accuracy-mnist.png)" in md
     assert "batch 8:" in md and "csr_numba_par" in md
     assert "## Break-even: where sparse beats dense" in md
+    assert "## Roofline" in md and "GFLOP/s" in md
 
 
 @pytest.mark.parametrize("args, message", [

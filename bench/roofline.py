@@ -1,0 +1,43 @@
+"""Roofline floors per latency cell: the least time the machine could need for that work.
+
+For one forward pass of ``batch`` samples:
+
+- FLOP floor: ``2 * multiplied_weights * batch / gemm_peak``. Dense formats multiply every
+  stored weight (the zeros too); sparse formats only the kept ones (``nnz``).
+- memory floor: ``weight_bytes / bandwidth``, with the cache bandwidth when the bytes fit in L3
+  and the DRAM bandwidth otherwise. Dense formats read their matrices; sparse formats are
+  charged ``nnz * (value + 2-byte index)``, the leanest CSR, whatever they actually store.
+  Activations are not counted, so at large batches the true floor is somewhat higher.
+
+``efficiency = max(floors) / measured``: 100% would be the machine's limit.
+"""
+
+from __future__ import annotations
+
+DENSE_FORMATS = ("dense", "shrunk")
+SPARSE_FORMATS = ("csr_scipy", "csr_numba", "csr_numba_par", "sparse")
+VALUE_BYTES = 4  # float32 networks
+INDEX_BYTES = 2
+
+
+def roofline_records(latency: list[dict], size: list[dict], machine: dict) -> list[dict]:
+    sizes = {(r["dataset"], r["method"], r["sparsity"], r["format"]): r for r in size}
+    peak = machine["gemm_gflops"] * 1e9
+    out = []
+    for r in latency:
+        s = sizes.get((r["dataset"], r["method"], r["sparsity"], r["format"]))
+        if s is None or r["format"] not in DENSE_FORMATS + SPARSE_FORMATS:
+            continue  # auto's work depends on its choice; unknown formats have no cost model
+        if r["format"] in DENSE_FORMATS:
+            weights, weight_bytes = s["bytes"] // VALUE_BYTES, s["bytes"]
+        else:
+            weights, weight_bytes = s["nnz"], s["nnz"] * (VALUE_BYTES + INDEX_BYTES)
+        bandwidth = machine["cache_gbps"] if weight_bytes <= machine["l3_bytes"] else machine["dram_gbps"]
+        flop_s = 2 * weights * r["batch"] / peak
+        memory_s = weight_bytes / (bandwidth * 1e9)
+        floor = max(flop_s, memory_s)
+        out.append({k: r[k] for k in ("dataset", "method", "sparsity", "format", "batch", "median_s")} | {
+            "flop_floor_s": flop_s, "memory_floor_s": memory_s, "floor_s": floor,
+            "bound": "flops" if flop_s >= memory_s else "memory", "efficiency": floor / r["median_s"],
+        })
+    return out
