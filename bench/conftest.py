@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from bench import cases
-from bench.models import load_eval_data, load_models
+from bench.models import load_eval_data, load_models, parse_weights
 from bench.runtime import fix_threads
 from sparsenet import convert, prune
 
@@ -30,6 +30,7 @@ def pytest_addoption(parser):
     group.addoption("--threads", type=int, help="numba and BLAS threads (default: all cores)")
     group.addoption("--data-dir", help="directory holding the datasets' IDX gz files")
     group.addoption("--model-cache", help="directory of the trained-model cache")
+    group.addoption("--weights", help="your own networks instead of training: DATASET=PATH.npz[,...]")
 
 
 def selected_grid(config) -> cases.Grid:
@@ -88,7 +89,7 @@ def grid(pytestconfig) -> cases.Grid:
 def models(pytestconfig, grid):
     """Trained dense networks per dataset (from the training cache; trained on first use)."""
     return load_models(grid.datasets, grid.epochs, pytestconfig.getoption("data_dir"),
-                       pytestconfig.getoption("model_cache"))
+                       pytestconfig.getoption("model_cache"), parse_weights(pytestconfig.getoption("weights")))
 
 
 @pytest.fixture(scope="session")
@@ -114,7 +115,7 @@ def build(models, eval_data):
 
     @functools.lru_cache(maxsize=4)
     def reference(dataset, method, sparsity, batch):
-        x = np.ascontiguousarray(eval_data[dataset][:batch])
+        x = np.ascontiguousarray(eval_data[dataset][:batch], dtype=models[dataset][0].dtype)
         return x, forward_of(dataset, method, sparsity, "dense")(x)
 
     def _build(dataset, method, sparsity, fmt, batch):

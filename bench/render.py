@@ -40,8 +40,10 @@ def environment_section(results: dict) -> str:
 
 
 def models_section(results: dict) -> str:
-    rows = [[m["dataset"], "-".join(map(str, m["architecture"])), str(m["epochs"]),
-             f"{100 * m['dense_accuracy']:.2f}%", f"{m['manifest'].get('train_seconds', float('nan')):.0f} s"]
+    rows = [[m["dataset"], "-".join(map(str, m["architecture"])), "–" if m["epochs"] is None else str(m["epochs"]),
+             f"{100 * m['dense_accuracy']:.2f}%",
+             f"{m['manifest']['train_seconds']:.0f} s" if "train_seconds" in m["manifest"]
+             else f"user weights: `{m['manifest'].get('source')}`"]
             for m in results["models"]]
     return "## Dense networks\n\n" + _table(["dataset", "architecture", "epochs", "test accuracy", "training"], rows)
 

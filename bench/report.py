@@ -21,7 +21,7 @@ from pathlib import Path
 
 from bench import cases
 from bench.accuracy import accuracy_records
-from bench.models import load_models
+from bench.models import load_models, parse_weights
 from bench.machine import measure_machine
 from bench.render import render_markdown
 from bench.roofline import roofline_records
@@ -52,6 +52,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--tag", help="name suffix of the run folder (default: the grid name)")
     p.add_argument("--data-dir", help="directory with the IDX gz files (also: SPARSENET_DATA_DIR)")
     p.add_argument("--model-cache", help="trained-model cache (default: $SPARSENET_CACHE or ~/.cache/sparsenet)")
+    p.add_argument("--weights", help="benchmark your own networks (sparsenet .npz, see sparsenet.io) instead of "
+                                     "training: DATASET=PATH.npz[,DATASET=PATH.npz]")
     return p.parse_args(argv)
 
 
@@ -93,7 +95,8 @@ def run_benchmarks(grid: cases.Grid, args, threads: int, raw_json: Path) -> None
            f"--formats={','.join(grid.formats)}", f"--threads={threads}"]
     if grid.epochs:
         cmd.append(f"--epochs={grid.epochs}")
-    for opt, value in (("--data-dir", args.data_dir), ("--model-cache", args.model_cache)):
+    for opt, value in (("--data-dir", args.data_dir), ("--model-cache", args.model_cache),
+                       ("--weights", args.weights)):
         if value:
             cmd.append(f"{opt}={value}")
     print("  $ " + shlex.join(cmd[2:]), flush=True)
@@ -150,6 +153,11 @@ def main(argv=None) -> int:
         scopes = cases.parse_list(args.scopes, str, "--scopes")
         for s in scopes:
             check_choice("scope", s, ("global", "layer"))
+        weights = parse_weights(args.weights)
+        for dataset, path in weights.items():
+            check_choice("dataset", dataset, grid.datasets)
+            if not path.is_file():
+                raise ValueError(f"--weights: no file at {path}")
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -162,7 +170,7 @@ def main(argv=None) -> int:
     try:
         threads = fix_threads(args.threads)
         print(f"[1/4] models for {', '.join(grid.datasets)} (trained once, then cached)", flush=True)
-        models = load_models(grid.datasets, grid.epochs, args.data_dir, args.model_cache)
+        models = load_models(grid.datasets, grid.epochs, args.data_dir, args.model_cache, weights)
         print(f"[2/4] accuracy: {len(grid.methods)} methods x {len(scopes)} scopes x "
               f"{len(grid.sparsities)} sparsities per dataset", flush=True)
         accuracy = accuracy_records(models, grid.methods, scopes, grid.sparsities, args.data_dir)

@@ -120,3 +120,37 @@ def test_report_with_corrupt_data_fails_cleanly(tmp_path):
     assert result.returncode == 1
     assert "t10k-images-idx3-ubyte.gz" in result.stderr and "Traceback" not in result.stderr
     assert list(out.iterdir()) == []
+
+
+def test_report_on_the_users_own_weights(tmp_path):
+    """--weights benchmarks a network trained elsewhere; no training, its accuracy measured here."""
+    import numpy as np
+
+    from sparsenet import Layer, Network, save_network
+
+    rng = np.random.default_rng(0)
+    net = Network((Layer((rng.standard_normal((64, 784)) / 28).astype(np.float32), None, "relu"),
+                   Layer((rng.standard_normal((10, 64)) / 8).astype(np.float32), None, "softmax")))
+    path = save_network(tmp_path / "mine.npz", net)
+    out = tmp_path / "reports"
+    result = run_report("--grid", "ci", "--max-time", "0.01", "--out", str(out), "--weights", f"mnist={path}")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert f"using your mnist network from {path}" in result.stdout
+    (run,) = out.iterdir()
+    results = json.loads((run / "results.json").read_text())
+    (model,) = results["models"]
+    assert model["architecture"] == [784, 64, 10] and model["epochs"] is None
+    assert 0.0 <= model["dense_accuracy"] <= 0.3, "an untrained random network is near chance"
+    assert {r["format"] for r in results["latency"]} >= {"dense", "sparse", "shrunk"}
+    assert "user weights" in (run / "report.md").read_text()
+
+
+@pytest.mark.parametrize("weights, message", [
+    ("mnist", "--weights expects DATASET=PATH.npz"),
+    ("mnist=/nonexistent/net.npz", "--weights: no file at /nonexistent/net.npz"),
+    ("cifar=/x.npz", "unknown dataset 'cifar'"),
+])
+def test_report_rejects_bad_weights_option(tmp_path, weights, message):
+    result = run_report("--grid", "ci", "--out", str(tmp_path), "--weights", weights)
+    assert result.returncode == 2 and message in result.stderr
+    assert list(tmp_path.iterdir()) == []
