@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from bench.roofline import SPARSE_FORMATS
+
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---:" for _ in header) + "|"]
@@ -13,6 +15,14 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 def _time(seconds: float) -> str:
     return f"{seconds * 1e6:.0f} µs" if seconds < 1e-3 else f"{seconds * 1e3:.2f} ms"
+
+
+def _by_dataset_method(records: list[dict]) -> dict[tuple[str, str], list[dict]]:
+    """Records grouped by (dataset, method), in first-seen order."""
+    groups = defaultdict(list)
+    for r in records:
+        groups[(r["dataset"], r["method"])].append(r)
+    return groups
 
 
 def _images(figures: list[str], prefix: str) -> str:
@@ -78,10 +88,7 @@ def latency_section(results: dict, figures: list[str]) -> str:
            "network in one compiled call; batch 1 skips zero activations, larger batches run tiled CSR); "
            "`shrunk` deletes the pruned units and runs BLAS on the smaller matrices; `auto` measures "
            "dense / sparse / shrunk on its first call at each batch size and keeps the fastest."]
-    groups = defaultdict(list)
-    for r in results["latency"]:
-        groups[(r["dataset"], r["method"])].append(r)
-    for (dataset, method), recs in groups.items():
+    for (dataset, method), recs in _by_dataset_method(results["latency"]).items():
         out.append(f"### {dataset}, {method} pruning")
         formats = list(dict.fromkeys(r["format"] for r in recs))
         for batch in sorted({r["batch"] for r in recs}):
@@ -105,7 +112,6 @@ def latency_section(results: dict, figures: list[str]) -> str:
     return "\n\n".join(out)
 
 
-SPARSE_FORMATS = ("csr_scipy", "csr_numba", "csr_numba_par", "sparse")
 
 
 def break_even_section(results: dict) -> str:
@@ -146,10 +152,7 @@ def size_section(results: dict, figures: list[str]) -> str:
     out = ["## Model size",
            "Bytes of weight storage per format (values plus index arrays; biases excluded). Sizes depend "
            "only on the architecture and the masks' counts, shown here per method for each dataset."]
-    groups = defaultdict(list)
-    for r in results["size"]:
-        groups[(r["dataset"], r["method"])].append(r)
-    for (dataset, method), recs in groups.items():
+    for (dataset, method), recs in _by_dataset_method(results["size"]).items():
         formats = list(dict.fromkeys(r["format"] for r in recs))
         cell = {(r["sparsity"], r["format"]): r["bytes"] for r in recs}
         rows = [[f"{s:.2f}"] + [f"{cell[(s, f)] / 1e6:.2f} MB" if (s, f) in cell else "–" for f in formats]
@@ -172,10 +175,7 @@ def roofline_section(results: dict, figures: list[str]) -> str:
            "CSR); activations are not counted, and skipping zero activations (the `sparse` format at batch 1) "
            "can beat the floor. Shown: floor / measured at sparsity 0.9, with the bound that "
            "sets the floor."]
-    groups = defaultdict(list)
-    for r in results["roofline"]:
-        groups[(r["dataset"], r["method"])].append(r)
-    for (dataset, method), recs in groups.items():
+    for (dataset, method), recs in _by_dataset_method(results["roofline"]).items():
         at = [r for r in recs if abs(r["sparsity"] - 0.9) < 1e-9] or recs
         formats = list(dict.fromkeys(r["format"] for r in at))
         cell = {(r["batch"], r["format"]): r for r in at}
