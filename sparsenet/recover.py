@@ -1,0 +1,365 @@
+"""Win accuracy back after pruning: fine-tune with fixed masks, or prune gradually while training.
+
+Two stages beyond one-shot pruning, both starting from the trained dense network and both
+given the same budget (``RecoveryConfig.epochs`` on top of the dense training):
+
+- ``finetuned``: one-shot prune, then train with the masks fixed.
+- ``gradual``: train while the sparsity rises along :class:`~sparsenet.schedule.PolynomialDecay`
+  (Zhu & Gupta) over the first ``prune_fraction`` of the steps, masks recomputed every
+  ``frequency`` steps by the same pruners as one-shot (:func:`sparsenet.prune`), then train
+  with the final masks fixed.
+
+How pruned weights stay at exactly zero (both stages, in :class:`_MaskedMLP.train_step`):
+gradients are multiplied by the masks before the optimizer sees them, so Adam's moments at
+pruned positions stay 0 and its update there is exactly 0; the masks are then re-applied to
+the weights after every optimizer step. When the gradual schedule removes more weights, their
+optimizer state (momentum, Adam moments) is zeroed too, so nothing is carried forward that
+could revive them. After training, the masks and the achieved sparsity are checked.
+
+Like :mod:`sparsenet.train`, tensorflow is imported only inside the functions that train; a
+cache hit (:func:`recovered_network`) needs no tensorflow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._files import write_json
+from ._validation import check_choice, check_sparsity
+from .data import N_TRAIN, Dataset, load_dataset
+from .io import load_masked, save_masked
+from .model import Layer, MaskedNetwork, Masks, Network
+from .prune import PRUNERS, SCOPES, prune
+from .schedule import PolynomialDecay
+from .train import _configure_tf, _epoch_log, _import_tf, _tf_version, cache_root, predict
+
+STAGES = ("oneshot", "finetuned", "gradual")
+RECOVERED_STAGES = STAGES[1:]
+# Bump when the recovery code changes what a config produces: old cache entries stop matching.
+RECIPE_VERSION = 1
+OPTIMIZERS = ("adam", "sgd")
+
+
+@dataclass(frozen=True)
+class RecoveryConfig:
+    """The training budget and optimizer of both recovery stages (and so part of the cache key).
+
+    ``optimizer`` ``"adam"`` (default) or ``"sgd"`` (Nesterov momentum 0.9), with the learning
+    rate cosine-decayed from ``learning_rate`` to 0 over ``epochs``.
+    Gradual pruning: sparsity rises from ``initial_sparsity`` at step 0 to the target at
+    ``prune_fraction`` of the steps, masks recomputed every ``frequency`` steps (fewer when the
+    run is short, so that at least 4 pruning steps happen), cubic (``power`` 3) decay.
+    """
+
+    epochs: int = 5
+    learning_rate: float = 5e-4
+    optimizer: str = "adam"
+    batch_size: int = 128
+    seed: int = 0
+    initial_sparsity: float = 0.0
+    prune_fraction: float = 0.6
+    frequency: int = 100
+    power: float = 3.0
+    train_samples: int | None = None
+
+    def __post_init__(self) -> None:
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        for field in ("epochs", "batch_size", "frequency"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{field} must be a positive integer, found {value!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, found {self.seed!r}")
+        if not float(self.learning_rate) > 0.0:
+            raise ValueError(f"learning_rate must be > 0, found {self.learning_rate!r}")
+        if not 0.0 < float(self.prune_fraction) <= 1.0:
+            raise ValueError(f"prune_fraction must be in (0, 1], found {self.prune_fraction!r}")
+        check_sparsity(self.initial_sparsity)
+        if self.train_samples is not None and not 1 <= self.train_samples <= N_TRAIN:
+            raise ValueError(f"train_samples must be in 1..{N_TRAIN} or None (all), found {self.train_samples!r}")
+
+    def steps_per_epoch(self) -> int:
+        n = N_TRAIN if self.train_samples is None else self.train_samples
+        return -(-n // self.batch_size)
+
+    def schedule(self, final_sparsity: float) -> PolynomialDecay:
+        """The gradual schedule this budget gives for ``final_sparsity``."""
+        total = self.epochs * self.steps_per_epoch()
+        end = max(1, min(total - 1, round(self.prune_fraction * total)))
+        frequency = max(1, min(self.frequency, end // 4))
+        initial = min(self.initial_sparsity, final_sparsity)
+        return PolynomialDecay(initial, final_sparsity, 0, end, frequency, self.power)
+
+
+def finetune(masked: MaskedNetwork, dataset: Dataset, config: RecoveryConfig = RecoveryConfig(),
+             progress: bool = True) -> tuple[MaskedNetwork, dict]:
+    """Train ``masked`` for ``config.epochs`` with its masks fixed; return it with a manifest.
+
+    Raises ``RuntimeError`` if a pruned weight came back or the sparsity changed (a bug, never
+    expected).
+    """
+    recovered, manifest = _fit(masked, dataset, config, None, progress)
+    _check_fixed_masks(masked, recovered)
+    return recovered, {**manifest, "stage": "finetuned"}
+
+
+def gradual(net: Network, method: str, sparsity: float, scope: str, dataset: Dataset,
+            config: RecoveryConfig = RecoveryConfig(), progress: bool = True) -> tuple[MaskedNetwork, dict]:
+    """Train ``net`` while pruning it to ``sparsity`` along ``config.schedule(sparsity)``.
+
+    The result keeps exactly as many weights (units) per layer, or in all for global scope, as
+    one-shot :func:`~sparsenet.prune` keeps at ``sparsity`` (checked), but chosen along the way,
+    so the masks differ.
+    """
+    check_choice("pruning method", method, PRUNERS)
+    check_choice("scope", scope, SCOPES)
+    schedule = config.schedule(check_sparsity(sparsity))
+    start = prune(net, method, schedule.initial_sparsity, scope)
+    recovered, manifest = _fit(start, dataset, config, schedule, progress)
+    recovered = dataclasses.replace(recovered, sparsity=float(sparsity))
+    expected = prune(net, method, sparsity, scope)
+    if _kept(recovered) != _kept(expected):
+        raise RuntimeError(f"gradual pruning kept {_kept(recovered)} {method}s, one-shot pruning at {sparsity:g} "
+                           f"keeps {_kept(expected)}; the schedule did not reach its final sparsity")
+    schedule_info = {**dataclasses.asdict(schedule), "pruning_steps": len(schedule.pruning_steps())}
+    return recovered, {**manifest, "stage": "gradual", "schedule": schedule_info}
+
+
+def recover(net: Network, stage: str, method: str, sparsity: float, scope: str, dataset: Dataset,
+            config: RecoveryConfig = RecoveryConfig(), progress: bool = True) -> tuple[MaskedNetwork, dict]:
+    """The network of ``stage`` (see :data:`RECOVERED_STAGES`) for the dense ``net``."""
+    check_choice("recovery stage", stage, RECOVERED_STAGES)
+    if stage == "finetuned":
+        return finetune(prune(net, method, sparsity, scope), dataset, config, progress)
+    return gradual(net, method, sparsity, scope, dataset, config, progress)
+
+
+def recovered_network(net: Network, stage: str, method: str, sparsity: float, scope: str, dataset: str,
+                      config: RecoveryConfig = RecoveryConfig(), cache_dir=None, data_dir=None,
+                      progress: bool = True) -> tuple[MaskedNetwork, dict]:
+    """:func:`recover`, cached under ``<cache>/recovered/``, keyed by the dense weights and every setting."""
+    check_choice("recovery stage", stage, RECOVERED_STAGES)
+    key = recovery_key(net, stage, method, sparsity, scope, config)
+    directory = cache_root(cache_dir) / "recovered" / f"{dataset}-{stage}-{method}-{scope}-s{sparsity:g}-{key}"
+    manifest = _read_manifest(directory / "manifest.json", key)
+    if manifest is not None:
+        try:
+            masked = load_masked(directory / "network.npz")
+        except (OSError, ValueError) as exc:
+            print(f"cache entry {directory} is unusable ({exc}); training again", flush=True)
+        else:
+            return masked, manifest
+    data = load_dataset(dataset, data_dir=data_dir)
+    if progress:
+        print(f"  {stage} {dataset} {method}/{scope} at {sparsity:g}: {config.epochs} epochs "
+              f"(cached in {directory})", flush=True)
+    masked, manifest = recover(net, stage, method, sparsity, scope, data, config, progress)
+    save_masked(directory / "network.npz", masked)
+    write_json(directory / "manifest.json", {**manifest, "key": key})
+    return masked, {**manifest, "key": key}
+
+
+def recovery_key(net: Network, stage: str, method: str, sparsity: float, scope: str,
+                 config: RecoveryConfig) -> str:
+    """12 hex digits over the dense weights, the settings, tensorflow's version and RECIPE_VERSION."""
+    digest = hashlib.sha256()
+    for layer in net.layers:
+        digest.update(np.ascontiguousarray(layer.weight).tobytes())
+        digest.update(b"" if layer.bias is None else np.ascontiguousarray(layer.bias).tobytes())
+        digest.update(layer.activation.encode())
+    payload = {"net": digest.hexdigest(), "stage": stage, "method": method, "sparsity": float(sparsity),
+               "scope": scope, "config": dataclasses.asdict(config), "tensorflow": _tf_version(),
+               "recipe": RECIPE_VERSION}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
+
+
+# --- training with masks -------------------------------------------------------------------------
+
+def _fit(masked: MaskedNetwork, dataset: Dataset, config: RecoveryConfig, schedule: PolynomialDecay | None,
+         progress: bool) -> tuple[MaskedNetwork, dict]:
+    """Train ``masked`` (masks fixed, or following ``schedule``); return it and a manifest."""
+    net = masked.net
+    if net.widths[0] != dataset.x_train.shape[1]:
+        raise ValueError(f"network takes {net.widths[0]} inputs, {dataset.name} images have "
+                         f"{dataset.x_train.shape[1]} pixels")
+    tf, keras = _import_tf()
+    threads = _configure_tf(tf, keras, config.seed)
+    x, y = dataset.x_train[:config.train_samples].astype(net.dtype), dataset.y_train[:config.train_samples]
+    total_steps = config.epochs * config.steps_per_epoch()
+
+    model = _masked_model(keras, tf, net)
+    model.set_masked_weights(masked)
+    logits = net.layers[-1].activation == "linear"
+    lr = keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=total_steps, alpha=0.0)
+    optimizer = (keras.optimizers.Adam(lr) if config.optimizer == "adam"
+                 else keras.optimizers.SGD(lr, momentum=0.9, nesterov=True))
+    model.compile(optimizer=optimizer,
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=logits), metrics=["accuracy"])
+    batches = (tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=config.seed)
+               .batch(config.batch_size).prefetch(2))
+    callbacks = [_epoch_log(keras, config.epochs, progress)]
+    if schedule is not None:
+        callbacks.append(_gradual_callback(keras, schedule, masked.method, masked.scope))
+    start = time.perf_counter()
+    model.fit(batches, epochs=config.epochs, verbose=0, shuffle=False, callbacks=callbacks)  # shuffled above
+    seconds = time.perf_counter() - start
+
+    recovered = model.masked_network(masked)
+    accuracy = float((predict(recovered.net, dataset.x_test.astype(net.dtype)) == dataset.y_test).mean())
+    history = callbacks[0].history
+    return recovered, {
+        "dataset": dataset.name, "method": masked.method, "scope": masked.scope,
+        "sparsity": masked.sparsity, "achieved_sparsity": recovered.achieved_sparsity(),
+        "epochs": config.epochs, "steps": total_steps, "config": dataclasses.asdict(config),
+        "optimizer": (f"{'Adam' if config.optimizer == 'adam' else 'SGD, Nesterov momentum 0.9'}, learning rate "
+                      f"{config.learning_rate:g} cosine-decayed to 0 over {total_steps} steps"),
+        "test_accuracy": accuracy, "final_loss": history[-1]["loss"], "train_accuracy": history[-1]["accuracy"],
+        "epoch_seconds": [round(h["seconds"], 3) for h in history], "train_seconds": round(seconds, 3),
+        "threads": threads, "data_source": dataset.source,
+        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__},
+    }
+
+
+def _kept(masked: MaskedNetwork) -> list[int]:
+    """What the pruners count: kept weights (or units, rows with a kept weight) per pruned layer,
+    or summed over them for global scope."""
+    unit = masked.method == "unit"
+    counts = [int(keep.any(axis=1).sum() if unit else keep.sum())
+              for i, keep in enumerate(masked.masks.weight) if i in masked.pruned_layers]
+    return counts if masked.scope == "layer" else [sum(counts)]
+
+
+def _check_fixed_masks(before: MaskedNetwork, after: MaskedNetwork) -> None:
+    for i, (old, new, layer) in enumerate(zip(before.masks.weight, after.masks.weight, after.net.layers)):
+        if not np.array_equal(old, new):
+            raise RuntimeError(f"layer {i}: the mask changed during fine-tuning ({int((old != new).sum())} entries)")
+        revived = int(np.count_nonzero(layer.weight[~new]))
+        if revived:
+            raise RuntimeError(f"layer {i}: {revived} pruned weights are non-zero after fine-tuning")
+    if after.achieved_sparsity() != before.achieved_sparsity():
+        raise RuntimeError(f"achieved sparsity moved from {before.achieved_sparsity():.6f} to "
+                           f"{after.achieved_sparsity():.6f} during fine-tuning")
+
+
+def _masked_model(keras, tf, net: Network):
+    """A Keras MLP that mirrors ``net`` and trains with masked weights (class built on demand:
+    keras is imported lazily)."""
+
+    class _MaskedMLP(keras.Model):
+        def __init__(self):
+            super().__init__(name="masked_mlp")
+            self.stack = [keras.layers.Dense(layer.n_out, activation=layer.activation, use_bias=layer.bias is not None,
+                                             dtype=str(net.dtype), name=f"dense{i}")
+                          for i, layer in enumerate(net.layers)]
+
+        def build(self, input_shape):
+            self.kernel_masks, self.bias_masks = [], []  # bias_masks: None where a layer has no bias
+            for i, (dense, layer) in enumerate(zip(self.stack, net.layers)):
+                dense.build((None, layer.n_in))
+                self.kernel_masks.append(self.add_weight(shape=(layer.n_in, layer.n_out), initializer="ones",
+                                                         trainable=False, dtype=str(net.dtype), name=f"kmask{i}"))
+                self.bias_masks.append(None if layer.bias is None else self.add_weight(
+                    shape=(layer.n_out,), initializer="ones", trainable=False, dtype=str(net.dtype), name=f"bmask{i}"))
+            self.pairs = [(dense.kernel, k) for dense, k in zip(self.stack, self.kernel_masks)]
+            self.pairs += [(dense.bias, b) for dense, b in zip(self.stack, self.bias_masks) if b is not None]
+
+        def call(self, x):
+            for dense in self.stack:
+                x = dense(x)
+            return x
+
+        def train_step(self, data):
+            x, y = data
+            with tf.GradientTape() as tape:
+                y_pred = self(x, training=True)
+                loss = self.compute_loss(x=x, y=y, y_pred=y_pred, training=True)
+            self._loss_tracker.update_state(loss, sample_weight=tf.shape(x)[0])
+            variables = [v for v, _ in self.pairs]
+            grads = tape.gradient(loss, variables)
+            self.optimizer.apply_gradients([(g * m, v) for g, (v, m) in zip(grads, self.pairs)])
+            for v, m in self.pairs:  # re-apply after every step: a pruned weight is exactly 0 again
+                v.assign(v * m)
+            return self.compute_metrics(x, y, y_pred)
+
+        # --- numpy side ---
+
+        def set_masked_weights(self, masked: MaskedNetwork) -> None:
+            """Weights and masks from ``masked`` (sparsenet orientation in, Keras orientation inside)."""
+            self.set_masks(masked.masks)
+            for dense, w, b in zip(self.stack, masked.masked_weights(), masked.masked_biases()):
+                dense.kernel.assign(w.T)
+                if b is not None:
+                    dense.bias.assign(b)
+
+        def set_masks(self, masks: Masks) -> None:
+            """New masks; weights and optimizer state at newly pruned positions become 0."""
+            for kmask, bmask, keep_w, keep_b in zip(self.kernel_masks, self.bias_masks, masks.weight, masks.bias):
+                kmask.assign(keep_w.T.astype(net.dtype))
+                if bmask is not None:
+                    bmask.assign(keep_b.astype(net.dtype))
+            optimizer = getattr(self, "optimizer", None)
+            slots = list(optimizer.variables) if optimizer is not None else []  # empty until the first step
+            for v, m in self.pairs:
+                v.assign(v * m)
+                prefix = v.path.replace("/", "_") + "_"  # how Keras names a variable's optimizer slots
+                for slot in slots:
+                    if slot.name.startswith(prefix) and tuple(slot.shape) == tuple(v.shape):
+                        slot.assign(slot * m)
+
+        def network(self) -> Network:
+            return Network(tuple(Layer(np.ascontiguousarray(dense.kernel.numpy().T),
+                                       None if not dense.use_bias else np.array(dense.bias.numpy()),
+                                       layer.activation)
+                                 for dense, layer in zip(self.stack, net.layers)))
+
+        def masks(self) -> Masks:
+            return Masks(tuple(k.numpy().T.astype(bool) for k in self.kernel_masks),
+                         tuple(None if b is None else b.numpy().astype(bool) for b in self.bias_masks))
+
+        def masked_network(self, template: MaskedNetwork) -> MaskedNetwork:
+            return MaskedNetwork(self.network(), self.masks(), template.method, template.sparsity,
+                                 template.scope, template.pruned_layers)
+
+    model = _MaskedMLP()
+    model.build((None, net.widths[0]))
+    return model
+
+
+def _gradual_callback(keras, schedule: PolynomialDecay, method: str, scope: str):
+    """Recomputes the masks at the schedule's steps, from the current weights, with :func:`prune`."""
+
+    class GradualPruning(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.step = int(self.model.optimizer.iterations.numpy())  # then counted here: no sync per step
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.step += 1
+
+        def on_train_batch_begin(self, batch, logs=None):
+            prune_now, sparsity = schedule(self.step)
+            if not prune_now:
+                return
+            current = prune(self.model.network(), method, sparsity, scope)
+            old = self.model.masks()
+            # Pruned weights are 0, so the pruners remove them first again; the AND only guards
+            # against an unlucky tie with a trained weight that is exactly 0.
+            self.model.set_masks(Masks(tuple(n & o for n, o in zip(current.masks.weight, old.weight)),
+                                       tuple(None if n is None else n & o
+                                             for n, o in zip(current.masks.bias, old.bias))))
+
+    return GradualPruning()
+
+
+def _read_manifest(path, key: str) -> dict | None:
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) and manifest.get("key") == key else None

@@ -1,0 +1,187 @@
+"""sparsenet.recover with real (tiny) Keras trainings: masks hold, sparsity is exact, caching."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow", reason="recovery trains with the 'train' extra (tensorflow)")
+
+from sparsenet import Layer, Network, convert, prune  # noqa: E402
+from sparsenet import recover as recover_mod  # noqa: E402
+from sparsenet.data import load_dataset  # noqa: E402
+from sparsenet.io import load_masked, save_masked  # noqa: E402
+from sparsenet.recover import RecoveryConfig, finetune, gradual, recovered_network  # noqa: E402
+from sparsenet.testing import assert_forward_close  # noqa: E402
+from sparsenet.train import TrainConfig, _import_tf, predict, train  # noqa: E402
+
+TINY = TrainConfig("mnist", widths=(784, 64, 32, 10), epochs=2, batch_size=64, schedule="constant",
+                   train_samples=5000)
+# 2000 samples / 50 = 40 steps per epoch: a few seconds per recovery on 2 cores.
+QUICK = RecoveryConfig(epochs=2, learning_rate=2e-3, batch_size=50, train_samples=2000, frequency=10)
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    return load_dataset("mnist", download=False)
+
+
+@pytest.fixture(scope="module")
+def dense(mnist):
+    return train(TINY, mnist, progress=False)[0]
+
+
+def accuracy(net, data) -> float:
+    return float((predict(net, data.x_test) == data.y_test).mean())
+
+
+def masked_net(masked) -> Network:
+    """The one-shot network as it runs: pruned weights and biases zeroed."""
+    return Network(tuple(Layer(w, b, layer.activation) for w, b, layer in
+                         zip(masked.masked_weights(), masked.masked_biases(), masked.net.layers)))
+
+
+def pruned_entries_are_zero(masked) -> bool:
+    return all(np.count_nonzero(layer.weight[~keep]) == 0 for layer, keep in zip(masked.net.layers,
+                                                                                  masked.masks.weight))
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+@pytest.mark.parametrize("method, sparsity", [("weight", 0.95), ("unit", 0.75)])
+def test_finetune_keeps_masks_and_exact_sparsity(dense, mnist, optimizer, method, sparsity):
+    oneshot = prune(dense, method, sparsity)
+    config = dataclasses.replace(QUICK, optimizer=optimizer, learning_rate=2e-3 if optimizer == "adam" else 0.05)
+    recovered, manifest = finetune(oneshot, mnist, config, progress=False)
+    for before, after in zip(oneshot.masks.weight, recovered.masks.weight):
+        np.testing.assert_array_equal(before, after)
+    assert pruned_entries_are_zero(recovered)
+    assert recovered.achieved_sparsity() == oneshot.achieved_sparsity()
+    assert manifest["achieved_sparsity"] == oneshot.achieved_sparsity()
+    assert manifest["stage"] == "finetuned" and manifest["epochs"] == 2
+    # the weights did train, and training won accuracy back
+    assert any(not np.array_equal(a.weight, b.weight) for a, b in zip(oneshot.net.layers, recovered.net.layers))
+    assert accuracy(recovered.net, mnist) > accuracy(masked_net(oneshot), mnist) + 0.02
+    assert manifest["test_accuracy"] == pytest.approx(accuracy(recovered.net, mnist))
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_optimizer_state_stays_zero_at_pruned_positions(dense, optimizer):
+    """Many steps with momentum / Adam moments: pruned weights and their slots stay exactly 0,
+    including weights that were live (with non-zero state) before a mask update removed them."""
+    tf, keras = _import_tf()
+    rng = np.random.default_rng(0)
+    model = recover_mod._masked_model(keras, tf, dense)
+    model.set_masked_weights(prune(dense, "weight", 0.0))
+    opt = keras.optimizers.Adam(1e-2) if optimizer == "adam" else keras.optimizers.SGD(0.1, momentum=0.9)
+    model.compile(optimizer=opt, loss=keras.losses.SparseCategoricalCrossentropy())
+    x = rng.standard_normal((640, 784)).astype(np.float32)
+    y = rng.integers(0, 10, 640)
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0)  # 20 steps: every slot is non-zero now
+    later = prune(model.network(), "weight", 0.8, "global")
+    model.set_masks(later.masks)
+    model.fit(x, y, batch_size=32, epochs=10, verbose=0)  # 200 more steps with the masks fixed
+    assert int(opt.iterations.numpy()) == 220
+    for dense_layer, keep in zip(model.stack, later.masks.weight):
+        pruned = ~keep.T
+        assert np.count_nonzero(dense_layer.kernel.numpy()[pruned]) == 0
+        prefix = dense_layer.kernel.path.replace("/", "_") + "_"
+        slots = [s for s in opt.variables if s.name.startswith(prefix)]
+        assert len(slots) == (2 if optimizer == "adam" else 1)
+        for slot in slots:
+            assert np.count_nonzero(slot.numpy()[pruned]) == 0, slot.name
+            assert np.count_nonzero(slot.numpy()[~pruned]) > 0.5 * (~pruned).sum()  # live ones did move
+    np.testing.assert_array_equal(model.masks().weight[0], later.masks.weight[0])
+
+
+@pytest.mark.parametrize("method, scope", [("weight", "layer"), ("weight", "global"),
+                                           ("unit", "layer"), ("unit", "global")])
+def test_gradual_reaches_the_oneshot_count_with_its_own_masks(dense, mnist, method, scope):
+    sparsity = 0.9 if method == "weight" else 0.6
+    recovered, manifest = gradual(dense, method, sparsity, scope, mnist, QUICK, progress=False)
+    oneshot = prune(dense, method, sparsity, scope)
+    kept = recover_mod._kept(recovered)
+    assert kept == recover_mod._kept(oneshot)
+    if method == "weight":
+        assert sum(kept) == sum(int(k.sum()) for k in oneshot.masks.weight[:-1])
+        assert recovered.achieved_sparsity() == oneshot.achieved_sparsity()
+    else:
+        assert sum(kept) == sum(int(k.any(axis=1).sum()) for k in oneshot.masks.weight[:-1])
+    if scope == "layer":
+        assert recovered.layer_sparsity() == oneshot.layer_sparsity()
+    assert recovered.sparsity == sparsity and recovered.scope == scope and recovered.method == method
+    assert pruned_entries_are_zero(recovered)
+    assert manifest["stage"] == "gradual"
+    schedule = QUICK.schedule(sparsity)
+    assert manifest["schedule"]["pruning_steps"] == len(schedule.pruning_steps()) >= 4
+    assert schedule.end_step < QUICK.epochs * QUICK.steps_per_epoch()  # fixed-mask steps follow
+    if method == "unit":
+        for layer, keep, keep_b in zip(recovered.net.layers, recovered.masks.weight, recovered.masks.bias):
+            dead = ~keep.any(axis=1)
+            assert (~keep[dead]).all()  # whole rows
+    else:
+        assert any(not np.array_equal(a, b) for a, b in zip(recovered.masks.weight, oneshot.masks.weight))
+
+
+def test_shrunk_after_recovery_equals_masked_after_recovery(dense, mnist):
+    recovered, _ = finetune(prune(dense, "unit", 0.5), mnist, QUICK, progress=False)
+    shrunk, masked_dense = convert(recovered, "shrunk"), convert(recovered, "dense")
+    for batch in (1, 7, 256):
+        x = np.ascontiguousarray(mnist.x_test[:batch])
+        assert_forward_close(shrunk(x), masked_dense(x))
+    assert shrunk.widths == (784, 32, 16, 10)  # half of 64 and 32 hidden units gone, their inputs too
+    assert shrunk.nbytes < 0.6 * masked_dense.nbytes
+
+
+def test_recovered_network_is_cached(dense, tmp_path, monkeypatch):
+    config = dataclasses.replace(QUICK, epochs=1)
+    first, manifest = recovered_network(dense, "finetuned", "weight", 0.8, "layer", "mnist", config,
+                                        cache_dir=tmp_path, progress=False)
+    monkeypatch.setattr(recover_mod, "recover", lambda *a, **k: pytest.fail("trained again despite a cache hit"))
+    again, manifest_again = recovered_network(dense, "finetuned", "weight", 0.8, "layer", "mnist", config,
+                                              cache_dir=tmp_path, progress=False)
+    assert manifest_again == manifest
+    for a, b in zip(first.net.layers, again.net.layers):
+        np.testing.assert_array_equal(a.weight, b.weight)
+    for a, b in zip(first.masks.weight, again.masks.weight):
+        np.testing.assert_array_equal(a, b)
+    other = dataclasses.replace(config, learning_rate=1e-3)
+    assert recover_mod.recovery_key(dense, "finetuned", "weight", 0.8, "layer", other) != manifest["key"]
+
+
+def test_bad_config_and_stage_are_named(dense, mnist):
+    with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'"):
+        RecoveryConfig(optimizer="rmsprop")
+    with pytest.raises(ValueError, match="epochs must be a positive integer"):
+        RecoveryConfig(epochs=0)
+    with pytest.raises(ValueError, match="prune_fraction must be in"):
+        RecoveryConfig(prune_fraction=0.0)
+    with pytest.raises(ValueError, match="unknown recovery stage 'oneshot'"):
+        recover_mod.recover(dense, "oneshot", "weight", 0.5, "layer", mnist, QUICK)
+    with pytest.raises(ValueError, match=r"sparsity must be in \[0, 1\)"):
+        gradual(dense, "weight", 1.0, "layer", mnist, QUICK, progress=False)
+
+
+def test_save_and_load_masked_round_trip(dense, tmp_path):
+    masked = prune(dense, "unit", 0.5, "global")
+    path = save_masked(tmp_path / "pruned.npz", masked)
+    back = load_masked(path)
+    assert (back.method, back.scope, back.sparsity, back.pruned_layers) == ("unit", "global", 0.5, (0, 1))
+    for a, b in zip(masked.masks.weight, back.masks.weight):
+        np.testing.assert_array_equal(a, b)
+    assert back.achieved_sparsity() == masked.achieved_sparsity()
+
+
+def test_load_masked_names_what_is_wrong(dense, tmp_path):
+    from sparsenet.io import save_network
+
+    plain = save_network(tmp_path / "plain.npz", dense)
+    with pytest.raises(ValueError, match="missing key 'pruning'"):
+        load_masked(plain)
+    masked = prune(dense, "weight", 0.5)
+    bad = dataclasses.replace(masked, masks=dataclasses.replace(
+        masked.masks, weight=(masked.masks.weight[0][:, :10],) + masked.masks.weight[1:]))
+    path = save_masked(tmp_path / "bad.npz", bad)
+    with pytest.raises(ValueError, match=r"masks/weight0 must be a bool array of shape \(64, 784\)"):
+        load_masked(path)
