@@ -8,6 +8,7 @@ import numpy as np
 
 from sparsenet import convert, prune
 from sparsenet.data import load_dataset
+from sparsenet.recover import RecoveryConfig, recovered_network
 
 
 def accuracy(forward, x: np.ndarray, y: np.ndarray, chunk: int = 2000) -> float:
@@ -19,9 +20,10 @@ def accuracy(forward, x: np.ndarray, y: np.ndarray, chunk: int = 2000) -> float:
 
 def accuracy_records(models: dict, methods: Iterable[str], scopes: Iterable[str], sparsities: Iterable[float],
                      data_dir=None, progress=print) -> list[dict]:
-    """One record per setting, measured with the ``dense`` format (formats agree; tests prove it)."""
+    """One record per one-shot setting, measured with the ``dense`` format (formats agree;
+    tests prove it). ``epochs`` is the dense training budget (None: a network of the user's)."""
     records = []
-    for dataset, (net, _manifest) in models.items():
+    for dataset, (net, manifest) in models.items():
         data = load_dataset(dataset, data_dir=data_dir)
         for method in methods:
             for scope in scopes:
@@ -33,8 +35,37 @@ def accuracy_records(models: dict, methods: Iterable[str], scopes: Iterable[str]
                         "dataset": dataset, "method": method, "scope": scope, "sparsity": sparsity,
                         "achieved_sparsity": round(masked.achieved_sparsity(), 6),
                         "layer_sparsity": [round(s, 6) for s in masked.layer_sparsity()],
-                        "accuracy": acc,
+                        "accuracy": acc, "stage": "oneshot", "epochs": manifest.get("epochs"),
+                        "recovery_epochs": 0,
                     })
                     row.append(f"{sparsity:.2f}:{100 * acc:.1f}%")
                 progress(f"  accuracy {dataset} {method}/{scope}: " + " ".join(row))
+    return records
+
+
+def recovery_records(models: dict, methods: Iterable[str], stages: Iterable[str], sparsities: Iterable[float],
+                     scope: str, config: RecoveryConfig, data_dir=None, cache_dir=None,
+                     progress=print) -> list[dict]:
+    """Accuracy of the fine-tuned and gradually pruned networks (trained on first use, then cached)."""
+    records = []
+    for dataset, (net, manifest) in models.items():
+        data = load_dataset(dataset, data_dir=data_dir)
+        dense_epochs = manifest.get("epochs")
+        for method in methods:
+            for stage in stages:
+                row = []
+                for sparsity in sparsities:
+                    masked, info = recovered_network(net, stage, method, sparsity, scope, dataset, config,
+                                                     cache_dir=cache_dir, data_dir=data_dir)
+                    acc = accuracy(convert(masked, "dense"), data.x_test.astype(net.dtype), data.y_test)
+                    records.append({
+                        "dataset": dataset, "method": method, "scope": scope, "sparsity": sparsity,
+                        "achieved_sparsity": round(masked.achieved_sparsity(), 6),
+                        "layer_sparsity": [round(s, 6) for s in masked.layer_sparsity()],
+                        "accuracy": acc, "stage": stage,
+                        "epochs": None if dense_epochs is None else dense_epochs + config.epochs,
+                        "recovery_epochs": config.epochs, "train_seconds": info["train_seconds"],
+                    })
+                    row.append(f"{sparsity:.2f}:{100 * acc:.1f}%")
+                progress(f"  accuracy {dataset} {method}/{scope} {stage}: " + " ".join(row))
     return records

@@ -15,6 +15,7 @@ from bench import cases
 from bench.models import load_eval_data, load_models, parse_weights
 from bench.runtime import fix_threads
 from sparsenet import convert, prune
+from sparsenet.recover import recovered_network
 
 
 def pytest_addoption(parser):
@@ -27,6 +28,10 @@ def pytest_addoption(parser):
     group.addoption("--batch-sizes", help="comma-separated batch sizes")
     group.addoption("--formats", help="comma-separated formats (see sparsenet.FORMATS)")
     group.addoption("--epochs", type=int, help="training epochs of the benchmarked models")
+    group.addoption("--stages", help="comma-separated from oneshot,finetuned,gradual (one-shot always runs); "
+                                     "recovered networks are trained on first use, then cached")
+    group.addoption("--recovery-sparsities", help="comma-separated sparsities of the recovered networks")
+    group.addoption("--recovery-epochs", type=int, help="training budget of each recovered network")
     group.addoption("--threads", type=int, help="numba and BLAS threads (default: all cores)")
     group.addoption("--data-dir", help="directory holding the datasets' IDX gz files")
     group.addoption("--model-cache", help="directory of the trained-model cache")
@@ -41,26 +46,22 @@ def selected_grid(config) -> cases.Grid:
         "sparsities": (config.getoption("sparsities"), float),
         "batch_sizes": (config.getoption("batch_sizes"), int),
         "formats": (config.getoption("formats"), str),
+        "stages": (config.getoption("stages"), str),
+        "recovery_sparsities": (config.getoption("recovery_sparsities"), float),
     }
     fields = {name: cases.parse_list(text, kind, f"--{name.replace('_', '-')}")
               for name, (text, kind) in over.items() if text}
-    epochs = config.getoption("epochs")
-    return cases.Grid(**{**grid.__dict__, **fields, **({"epochs": epochs} if epochs else {})})
+    for name in ("epochs", "recovery_epochs"):
+        if config.getoption(name):
+            fields[name] = config.getoption(name)
+    return cases.Grid(**{**grid.__dict__, **fields})
 
 
 def pytest_generate_tests(metafunc):
     if "case" not in metafunc.fixturenames:
         return
-    grid = selected_grid(metafunc.config)
-    params = [
-        pytest.param((dataset, method, sparsity, batch, fmt),
-                     id=f"{dataset}-{fmt}-{method}-s{sparsity:.2f}-b{batch}")
-        for dataset in grid.datasets
-        for method in grid.methods
-        for sparsity in grid.sparsities
-        for batch in grid.batch_sizes
-        for fmt in cases.formats_for(method, grid.formats)
-    ]
+    params = [pytest.param(case, id=f"{d}-{f}-{m}-s{s:.2f}-b{b}" + ("" if stage == "oneshot" else f"-{stage}"))
+              for case in cases.cases(selected_grid(metafunc.config)) for d, m, s, b, f, stage in [case]]
     metafunc.parametrize("case", params)
 
 
@@ -98,28 +99,36 @@ def eval_data(pytestconfig, grid):
 
 
 @pytest.fixture(scope="session")
-def build(models, eval_data):
-    """``build(dataset, method, sparsity, fmt, batch) -> (forward, x, dense_output, masked)``.
+def build(pytestconfig, grid, models, eval_data):
+    """``build(dataset, method, sparsity, fmt, batch, stage) -> (forward, x, dense_output, masked)``.
 
-    Pruning and conversion are cached for the neighbouring cases (the grid is ordered
-    dataset > method > sparsity), so they are paid once per setting and never timed.
+    Pruning (or recovery: trained on first use, then read from the cache) and conversion are
+    cached for the neighbouring cases (the grid is ordered dataset > method > sparsity), so
+    they are paid once per setting and never timed.
     """
+    recovery = cases.recovery_config(grid)
+    model_cache, data_dir = pytestconfig.getoption("model_cache"), pytestconfig.getoption("data_dir")
 
     @functools.lru_cache(maxsize=2)
-    def masked_of(dataset, method, sparsity):
-        return prune(models[dataset][0], method, sparsity)
+    def masked_of(dataset, method, sparsity, stage):
+        net = models[dataset][0]
+        if stage == "oneshot":
+            return prune(net, method, sparsity)
+        return recovered_network(net, stage, method, sparsity, cases.RECOVERY_SCOPE, dataset, recovery,
+                                 cache_dir=model_cache, data_dir=data_dir)[0]
 
     @functools.lru_cache(maxsize=8)
-    def forward_of(dataset, method, sparsity, fmt):
-        return convert(masked_of(dataset, method, sparsity), fmt)
+    def forward_of(dataset, method, sparsity, stage, fmt):
+        return convert(masked_of(dataset, method, sparsity, stage), fmt)
 
     @functools.lru_cache(maxsize=4)
-    def reference(dataset, method, sparsity, batch):
+    def reference(dataset, method, sparsity, stage, batch):
         x = np.ascontiguousarray(eval_data[dataset][:batch], dtype=models[dataset][0].dtype)
-        return x, forward_of(dataset, method, sparsity, "dense")(x)
+        return x, forward_of(dataset, method, sparsity, stage, "dense")(x)
 
-    def _build(dataset, method, sparsity, fmt, batch):
-        x, expected = reference(dataset, method, sparsity, batch)
-        return forward_of(dataset, method, sparsity, fmt), x, expected, masked_of(dataset, method, sparsity)
+    def _build(dataset, method, sparsity, fmt, batch, stage="oneshot"):
+        x, expected = reference(dataset, method, sparsity, stage, batch)
+        return (forward_of(dataset, method, sparsity, stage, fmt), x, expected,
+                masked_of(dataset, method, sparsity, stage))
 
     return _build

@@ -2,9 +2,65 @@
 
 from __future__ import annotations
 
+import statistics
 from collections import defaultdict
 
 from bench.roofline import SPARSE_FORMATS
+from sparsenet.recover import STAGES
+
+# How the evaluated network was obtained (sparsenet.recover). Records written before recovery
+# existed carry no "stage": they are "oneshot". bench.plots reads stages through this module too.
+STAGE_LABELS = {"oneshot": "one-shot", "finetuned": "one-shot + fine-tune", "gradual": "gradual"}
+_STAGED = ("accuracy", "latency", "size", "roofline")  # record lists that may carry a stage
+_MISSING = "—"
+_OPERATING_BATCHES = (1, 64)  # the batch sizes recovered networks are timed at
+
+
+def record_stage(record: dict, where: str | None = None) -> str:
+    """The record's stage ("oneshot" when absent); ValueError naming an unknown one and ``where`` it is."""
+    stage = record.get("stage", "oneshot")
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r} in {where or 'record ' + _describe(record)}; "
+                         f"expected one of {list(STAGES)} (no stage means 'oneshot')")
+    return stage
+
+
+def oneshot_view(results: dict) -> dict:
+    """results with only one-shot records in its staged lists: what the pre-recovery sections read."""
+    return results | {t: [r for r in results[t] if record_stage(r) == "oneshot"] for t in _STAGED if t in results}
+
+
+def stage_budgets(results: dict, dataset: str) -> dict[str, str]:
+    """Epochs per stage of ``dataset``, from its records: {"dense": "15 epochs", "finetuned": "15+5", ...}.
+
+    A recovered budget reads dense+recovery epochs; "?" stands for dense epochs nobody recorded (a
+    user-supplied network). Records of one stage with different budgets are listed with " / ".
+    """
+    model = next((m for m in results.get("models", ()) if m["dataset"] == dataset), {})
+    epochs = model.get("epochs")
+    if epochs is None:
+        epochs = results.get("recovery", {}).get("dense_epochs", {}).get(dataset)
+    out = {"dense": "unknown epochs" if epochs is None else f"{epochs} epochs"}
+    for stage in STAGES[1:]:
+        pairs = sorted({(r.get("epochs"), r.get("recovery_epochs", 0)) for r in results.get("accuracy", ())
+                        if r["dataset"] == dataset and record_stage(r) == stage},
+                       key=lambda p: (p[0] is None, p))
+        if pairs:
+            out[stage] = " / ".join(f"{'?' if e is None else e - extra}+{extra}" for e, extra in pairs)
+    return out
+
+
+def dense_latency(latency: list[dict], dataset: str, batch: int) -> float | None:
+    """The dense network's dense-format median at ``batch``: one-shot records at sparsity 0 (median
+    over methods), else the median of the dense format across the recovered records."""
+    rows = [r for r in latency if r["dataset"] == dataset and r["batch"] == batch and r["format"] == "dense"]
+    at_zero = [r["median_s"] for r in rows if record_stage(r) == "oneshot" and r["sparsity"] == 0.0]
+    recovered = [r["median_s"] for r in rows if record_stage(r) != "oneshot"]
+    return statistics.median(at_zero or recovered) if at_zero or recovered else None
+
+
+def _describe(record: dict) -> str:
+    return "/".join(str(record[k]) for k in ("dataset", "method", "sparsity") if k in record)
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -77,6 +133,98 @@ def accuracy_section(results: dict, figures: list[str]) -> str:
         out += [f"### {dataset}", _table(["sparsity"] + [f"{m}/{sc}" for m, sc in settings], rows),
                 _images(figures, f"accuracy-{dataset}")]
     return "\n\n".join(out)
+
+
+def recovery_section(results: dict, figures: list[str]) -> str:
+    """One-shot against fine-tuned and gradual accuracy, then the recovered networks' fastest formats."""
+    recovery = results.get("recovery")
+    recovered = [r for r in results["accuracy"] if record_stage(r) != "oneshot"]
+    if not recovery or not recovered:  # e.g. a run with --stages oneshot
+        return ""
+    intro = ["`one-shot`: pruned once, no retraining (the section above)."]
+    for key, stage in (("finetune", "fine-tuned"), ("gradual", "gradual")):
+        if key in recovery:  # descriptions come from the run, shown as written
+            intro.append(f"`{stage}`, {recovery[key]['epochs']} epochs: {recovery[key]['description'].rstrip('.')}.")
+    scopes = ", ".join(f"`{sc}`" for sc in sorted({r["scope"] for r in recovered}))
+    intro.append(f"Budgets are dense + recovery epochs, read from the records. Scope {scopes}; test accuracy, "
+                 f"{_MISSING} where a stage was not run at that sparsity.")
+    out = ["## Accuracy recovery: fine-tuning and gradual pruning", " ".join(intro)]
+    for dataset in dict.fromkeys(r["dataset"] for r in recovered):
+        out += [f"### {dataset}", _budget_line(results, dataset), _recovery_table(results["accuracy"], dataset)]
+    out.append(_operating_points(results))
+    out += [_images(figures, "recovery-"), _images(figures, "tradeoff-")]
+    return "\n\n".join(p for p in out if p)
+
+
+def _budget_line(results: dict, dataset: str) -> str:
+    model = next((m for m in results["models"] if m["dataset"] == dataset), None)
+    budgets = stage_budgets(results, dataset)
+    dense = f"{100 * model['dense_accuracy']:.2f}% after {budgets['dense']}" if model else budgets["dense"]
+    return f"Dense network: {dense}. Budgets: " + ", ".join(
+        f"{STAGE_LABELS[st]} {budgets[st]}" for st in STAGES[1:] if st in budgets) + "."
+
+
+def _recovery_table(accuracy: list[dict], dataset: str) -> str:
+    recs = [r for r in accuracy if r["dataset"] == dataset]
+    cell = {(r["method"], r["scope"], r["sparsity"], record_stage(r)): r["accuracy"] for r in recs}
+    points = sorted({(r["method"], r["scope"], r["sparsity"]) for r in recs if record_stage(r) != "oneshot"},
+                    key=lambda p: (p[0] != "weight", p))
+    scopes = len({p[1] for p in points}) > 1  # a scope column only when it varies
+    rows = [[m] + [sc] * scopes + [f"{s:.2f}"] + [_percent_or_missing(cell.get((m, sc, s, st))) for st in STAGES]
+            for m, sc, s in points]
+    return _table(["method"] + ["scope"] * scopes + ["sparsity", "one-shot", "fine-tuned", "gradual"], rows)
+
+
+def _operating_points(results: dict) -> str:
+    """Each recovered network with its accuracy and, per batch, the fastest measured format."""
+    latency = results["latency"]
+    recovered = [r for r in latency if record_stage(r) != "oneshot"]
+    batches = [b for b in _OPERATING_BATCHES if any(r["batch"] == b for r in recovered)]
+    if not batches:
+        return ""
+    accuracy = {(r["dataset"], r["method"], r["scope"], r["sparsity"], record_stage(r)): r["accuracy"]
+                for r in results["accuracy"]}
+    median = defaultdict(dict)
+    for r in recovered:
+        median[(r["dataset"], r["method"], record_stage(r), r["sparsity"], r.get("scope", "layer"))][
+            (r["batch"], r["format"])] = r["median_s"]
+    rows = []
+    for dataset in dict.fromkeys(r["dataset"] for r in recovered):
+        dense = {b: dense_latency(latency, dataset, b) for b in batches}
+        model = next((m for m in results["models"] if m["dataset"] == dataset), {})
+        rows.append([dataset, _MISSING, "dense", "0.00", _percent_or_missing(model.get("dense_accuracy"))]
+                    + [_latency_cell("dense", dense[b], dense[b]) for b in batches])
+        keys = sorted((k for k in median if k[0] == dataset),
+                      key=lambda k: (k[1] != "weight", k[1], STAGES.index(k[2]), k[3], k[4]))
+        for key in keys:
+            _, method, stage, s, scope = key
+            rows.append([dataset, method, stage, f"{s:.2f}",
+                         _percent_or_missing(accuracy.get((dataset, method, scope, s, stage)))]
+                        + [_fastest(median[key], b, dense[b]) for b in batches])
+    return "\n\n".join([
+        "### Operating points",
+        "Per recovered network: its test accuracy and, per batch size, the fastest format measured, its median "
+        "latency and in brackets its speed-up over the dense network run by the `dense` format (one-shot "
+        "records at sparsity 0).",
+        _table(["dataset", "method", "stage", "sparsity", "accuracy"] + [f"batch {b}" for b in batches], rows)])
+
+
+def _fastest(median: dict, batch: int, dense: float | None) -> str:
+    timed = [(t, fmt) for (b, fmt), t in median.items() if b == batch]
+    if not timed:
+        return _MISSING
+    seconds, fmt = min(timed)
+    return _latency_cell(fmt, seconds, dense)
+
+
+def _latency_cell(fmt: str, seconds: float | None, dense: float | None) -> str:
+    if seconds is None:
+        return _MISSING
+    return f"`{fmt}` {_time(seconds)}" + (f" ({dense / seconds:.2f}×)" if dense else "")
+
+
+def _percent_or_missing(fraction: float | None) -> str:
+    return _MISSING if fraction is None else f"{100 * fraction:.2f}%"
 
 
 def latency_section(results: dict, figures: list[str]) -> str:
@@ -189,10 +337,11 @@ def roofline_section(results: dict, figures: list[str]) -> str:
 
 def render_markdown(results: dict, figures: list[str]) -> str:
     title = f"# sparsenet report: {', '.join(m['dataset'] for m in results['models'])}"
+    oneshot = oneshot_view(results)
     parts = [title,
              "Generated by `python -m bench.report`; every number below comes from `results.json` in this "
              "folder. Never edited by hand.",
-             environment_section(results), models_section(results), accuracy_section(results, figures),
-             break_even_section(results), latency_section(results, figures), roofline_section(results, figures),
-             size_section(results, figures)]
+             environment_section(results), models_section(results), accuracy_section(oneshot, figures),
+             recovery_section(results, figures), break_even_section(oneshot), latency_section(oneshot, figures),
+             roofline_section(oneshot, figures), size_section(oneshot, figures)]
     return "\n\n".join(p for p in parts if p) + "\n"

@@ -9,6 +9,7 @@ and an earlier run is never overwritten.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -20,7 +21,7 @@ import time
 from pathlib import Path
 
 from bench import cases
-from bench.accuracy import accuracy_records
+from bench.accuracy import accuracy_records, recovery_records
 from bench.models import load_models, parse_weights
 from bench.machine import measure_machine
 from bench.render import render_markdown
@@ -28,6 +29,7 @@ from bench.roofline import roofline_records
 from bench.runtime import environment, fix_threads
 from sparsenet._files import write_json, write_text
 from sparsenet._validation import check_choice, check_sparsity
+from sparsenet.recover import STAGES
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA_VERSION = 1
@@ -45,6 +47,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-sizes", help="comma-separated batch sizes")
     p.add_argument("--formats", help=f"comma-separated, from {list(cases.ALL_FORMATS)}")
     p.add_argument("--epochs", type=int, help="training epochs (default: per dataset, see sparsenet.train)")
+    p.add_argument("--stages", help="accuracy recovery stages from oneshot,finetuned,gradual (one-shot always "
+                                    "runs; default: all three, --stages oneshot skips recovery)")
+    p.add_argument("--recovery-epochs", type=int,
+                   help="training budget of every fine-tuned and gradually pruned network (default: 5, quick: 1)")
+    p.add_argument("--recovery-sparsities", help="comma-separated sparsities to recover (default: 0.8,0.9,0.95,0.98)")
     p.add_argument("--threads", type=int, help="numba and BLAS threads for the whole run (default: all cores)")
     p.add_argument("--max-time", type=float, default=0.25,
                    help="pytest-benchmark seconds per case (default 0.25; at least 5 rounds always)")
@@ -62,23 +69,28 @@ def resolve_grid(args) -> cases.Grid:
     grid = cases.GRIDS[args.grid or ("quick" if args.quick else "full")]
     fields = {}
     for name, kind in (("datasets", str), ("methods", str), ("sparsities", float),
-                       ("batch_sizes", int), ("formats", str)):
+                       ("batch_sizes", int), ("formats", str), ("stages", str), ("recovery_sparsities", float)):
         text = getattr(args, name)
         if text:
             fields[name] = cases.parse_list(text, kind, f"--{name.replace('_', '-')}")
-    if args.epochs:
-        fields["epochs"] = args.epochs
+    for name in ("epochs", "recovery_epochs"):
+        if getattr(args, name) is not None:
+            fields[name] = getattr(args, name)
     grid = cases.Grid(**{**grid.__dict__, **fields})
+    for stage in grid.stages:
+        check_choice("stage", stage, STAGES)
+    grid = cases.Grid(**{**grid.__dict__, "stages": tuple(s for s in STAGES if s == "oneshot" or s in grid.stages)})
     for d in grid.datasets:
         check_choice("dataset", d, cases.DATASETS)
     for m in grid.methods:
         check_choice("pruning method", m, cases.PRUNERS)
     for f in grid.formats:
         check_choice("format", f, cases.ALL_FORMATS)
-    for s in grid.sparsities:
+    for s in grid.sparsities + grid.recovery_sparsities:
         check_sparsity(s)
-    if any(b < 1 for b in grid.batch_sizes) or (grid.epochs is not None and grid.epochs < 1):
-        raise ValueError("batch sizes and epochs must be positive integers")
+    if any(b < 1 for b in grid.batch_sizes) or (grid.epochs is not None and grid.epochs < 1) \
+            or grid.recovery_epochs < 1:
+        raise ValueError("batch sizes, epochs and recovery epochs must be positive integers")
     return grid
 
 
@@ -92,7 +104,11 @@ def run_benchmarks(grid: cases.Grid, args, threads: int, raw_json: Path) -> None
            f"--datasets={','.join(grid.datasets)}", f"--methods={','.join(grid.methods)}",
            f"--sparsities={','.join(map(str, grid.sparsities))}",
            f"--batch-sizes={','.join(map(str, grid.batch_sizes))}",
-           f"--formats={','.join(grid.formats)}", f"--threads={threads}"]
+           f"--formats={','.join(grid.formats)}", f"--threads={threads}",
+           f"--stages={','.join(grid.stages)}",
+           f"--recovery-sparsities={','.join(map(str, grid.recovery_sparsities))}",
+           f"--recovery-epochs={grid.recovery_epochs}",
+           f"--grid={args.grid or ('quick' if args.quick else 'full')}"]  # the axes not spelled out above
     if grid.epochs:
         cmd.append(f"--epochs={grid.epochs}")
     for opt, value in (("--data-dir", args.data_dir), ("--model-cache", args.model_cache),
@@ -110,10 +126,11 @@ def latency_and_size(raw: dict) -> tuple[list[dict], list[dict]]:
     for bench in raw["benchmarks"]:
         info, stats = bench["extra_info"], bench["stats"]
         key = {k: info[k] for k in ("dataset", "method", "sparsity", "format")}
+        stage = info.get("stage", "oneshot")
         latency.append({**key, "batch": info["batch"], "threads": info["threads"], "median_s": stats["median"],
                         "iqr_s": stats["iqr"], "rounds": stats["rounds"], "min_s": stats["min"],
-                        "achieved_sparsity": info["achieved_sparsity"]})
-        if info["batch"] == min(b["extra_info"]["batch"] for b in raw["benchmarks"]):
+                        "achieved_sparsity": info["achieved_sparsity"], "stage": stage})
+        if stage == "oneshot" and info["batch"] == min(b["extra_info"]["batch"] for b in raw["benchmarks"]):
             size.append({**key, "bytes": info["bytes"], "nnz": info["nnz"]})
     return latency, size
 
@@ -124,6 +141,30 @@ def compact_raw(raw: dict) -> dict:
     for bench in raw["benchmarks"]:
         bench["stats"].pop("data", None)
     return raw
+
+
+def recovery_summary(grid: cases.Grid, config, models: dict) -> dict:
+    """What results.json says about the recovery budgets, next to the records that used them."""
+    schedule = config.schedule(max(grid.recovery_sparsities))
+    return {
+        "stages": list(grid.stages), "sparsities": list(grid.recovery_sparsities),
+        "scopes": [cases.RECOVERY_SCOPE], "config": dataclasses.asdict(config),
+        "dense_epochs": {d: m.get("epochs") for d, (_, m) in models.items()},
+        "finetune": {"epochs": config.epochs, "learning_rate": config.learning_rate,
+                     "description": f"one-shot prune, then {config.epochs} epochs of {config.optimizer} "
+                                    f"(learning rate {config.learning_rate:g} cosine-decayed to 0) with the masks "
+                                    f"fixed"},
+        "gradual": {"epochs": config.epochs, "learning_rate": config.learning_rate,
+                    "begin_step": schedule.begin_step, "end_step": schedule.end_step,
+                    "frequency": schedule.frequency, "power": schedule.power,
+                    "steps": config.epochs * config.steps_per_epoch(),
+                    "description": f"{config.epochs} epochs from the dense network; sparsity rises from "
+                                   f"{config.initial_sparsity:g} to the target along a polynomial decay (power "
+                                   f"{schedule.power:g}) over steps {schedule.begin_step}-{schedule.end_step} of "
+                                   f"{config.epochs * config.steps_per_epoch()}, masks recomputed every "
+                                   f"{schedule.frequency} steps, then fixed; same optimizer and learning rate "
+                                   f"as fine-tuning"},
+    }
 
 
 def new_run_dir(out: Path, tag: str) -> Path:
@@ -169,20 +210,27 @@ def main(argv=None) -> int:
     started = time.time()
     try:
         threads = fix_threads(args.threads)
-        print(f"[1/4] models for {', '.join(grid.datasets)} (trained once, then cached)", flush=True)
+        print(f"[1/5] models for {', '.join(grid.datasets)} (trained once, then cached)", flush=True)
         models = load_models(grid.datasets, grid.epochs, args.data_dir, args.model_cache, weights)
-        print(f"[2/4] accuracy: {len(grid.methods)} methods x {len(scopes)} scopes x "
-              f"{len(grid.sparsities)} sparsities per dataset", flush=True)
-        accuracy = accuracy_records(models, grid.methods, scopes, grid.sparsities, args.data_dir)
-        n_cases = sum(len(cases.formats_for(m, grid.formats)) for m in grid.methods) \
-            * len(grid.datasets) * len(grid.sparsities) * len(grid.batch_sizes)
-        print(f"[3/4] latency: {n_cases} benchmark cases, {threads} threads", flush=True)
+        recovered = grid.stages[1:]
+        sparsities = tuple(sorted(set(grid.sparsities) | (set(grid.recovery_sparsities) if recovered else set())))
+        print(f"[2/5] one-shot accuracy: {len(grid.methods)} methods x {len(scopes)} scopes x "
+              f"{len(sparsities)} sparsities per dataset", flush=True)
+        accuracy = accuracy_records(models, grid.methods, scopes, sparsities, args.data_dir)
+        config = cases.recovery_config(grid)
+        n_recovered = len(recovered) * len(grid.datasets) * len(grid.methods) * len(grid.recovery_sparsities)
+        print(f"[3/5] recovery: {n_recovered} networks ({', '.join(recovered) or 'none'}), {config.epochs} epochs "
+              f"each on top of the dense training (trained once, then cached)", flush=True)
+        accuracy += recovery_records(models, grid.methods, recovered, grid.recovery_sparsities,
+                                     cases.RECOVERY_SCOPE, config, args.data_dir, args.model_cache)
+        n_cases = len(cases.cases(grid))
+        print(f"[4/5] latency: {n_cases} benchmark cases, {threads} threads", flush=True)
         raw_path = work / "raw-benchmarks.json"
         run_benchmarks(grid, args, threads, raw_path)
         raw = compact_raw(json.loads(raw_path.read_text()))
         write_json(raw_path, raw)
         latency, size = latency_and_size(raw)
-        print("[4/4] measuring the machine's GEMM peak and bandwidth; writing results.json, plots and report.md",
+        print("[5/5] measuring the machine's GEMM peak and bandwidth; writing results.json, plots and report.md",
               flush=True)
         machine = measure_machine()
         results = {
@@ -195,10 +243,11 @@ def main(argv=None) -> int:
                         "dense_accuracy": m["test_accuracy_numpy"], "manifest": m}
                        for d, (_, m) in models.items()],
             "accuracy": accuracy,
+            **({"recovery": recovery_summary(grid, config, models)} if recovered else {}),
             "latency": latency,
             "size": size,
             "machine": machine,
-            "roofline": roofline_records(latency, size, machine),
+            "roofline": roofline_records([r for r in latency if r["stage"] == "oneshot"], size, machine),
             "elapsed_s": None,
         }
         results["elapsed_s"] = round(time.time() - started, 1)

@@ -7,7 +7,15 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from bench.plots import accuracy_figure, figure_names, latency_figure, size_figure, speedup_figure
+from bench.plots import (
+    accuracy_figure,
+    figure_names,
+    latency_figure,
+    recovery_figure,
+    size_figure,
+    speedup_figure,
+    tradeoff_figure,
+)
 
 SPARSITIES = (0.0, 0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.97, 0.99)
 BATCHES = (1, 64, 256)
@@ -269,3 +277,136 @@ def test_roofline_figure_and_stem():
     assert [stem for stem, _ in figure_names(results)] == ["roofline-mnist-weight"]
     with pytest.raises(ValueError, match="no roofline records"):
         roofline_figure(results, "mnist", "unit")
+
+
+# --- recovery: fine-tuned and gradual records beside the one-shot ones ---------------------------
+
+RECOVERED = (0.8, 0.9, 0.95, 0.98)  # 0.98 is not in the one-shot grid
+RECOVERED_FORMATS = {"weight": ("dense", "csr_numba", "csr_numba_par"), "unit": ("dense", "csr_numba", "shrunk")}
+
+
+def recovered_accuracy(method, stage, sparsity):
+    """Fine-tuning recovers most of the loss, gradual a little more; distinct per point."""
+    return 0.98 - (0.01 if stage == "finetuned" else 0.005) * sparsity - (0.02 if method == "unit" else 0.0)
+
+
+def add_recovery(results, stages=("finetuned", "gradual"), timed=True):
+    """mnist gains recovered accuracy (scope layer) and, if ``timed``, latency at batch 1 and 64.
+
+    Recovered latency differs from the one-shot latency at the same point, so a figure that
+    mixed stages would change.
+    """
+    for stage in stages:
+        for method, fmts in RECOVERED_FORMATS.items():
+            for s in RECOVERED:
+                results["accuracy"].append({
+                    "dataset": "mnist", "method": method, "scope": "layer", "sparsity": s, "achieved_sparsity": s,
+                    "accuracy": recovered_accuracy(method, stage, s), "stage": stage, "epochs": 15,
+                    "recovery_epochs": 5})
+                for fmt in fmts if timed else ():
+                    for batch in (1, 64):
+                        median = format_seconds(fmt, batch, s) * (1.1 if stage == "gradual" else 0.9)
+                        results["latency"].append({
+                            "dataset": "mnist", "method": method, "sparsity": s, "format": fmt, "batch": batch,
+                            "threads": 2, "median_s": median, "iqr_s": 0.0, "rounds": 50, "stage": stage})
+    return results
+
+
+def test_figure_names_adds_recovery_and_tradeoff_only_where_data_exists(results):
+    before = [stem for stem, _ in figure_names(results)]
+    assert not any(stem.startswith(("recovery", "tradeoff")) for stem in before)
+    for r in results["accuracy"][::2]:
+        r["stage"] = "oneshot"  # explicit "oneshot" reads like a missing stage
+    assert [stem for stem, _ in figure_names(results)] == before
+    add_recovery(results, timed=False)
+    assert [stem for stem, _ in figure_names(results)] == before[:2] + ["recovery-mnist"] + before[2:]
+    assert [stem for stem, _ in figure_names(add_recovery(make_results()))] == (
+        before[:2] + ["recovery-mnist", "tradeoff-mnist"] + before[2:])
+
+
+def line_data(fig):
+    return [[(ln.get_label(), list(ln.get_xdata()), list(ln.get_ydata())) for ln in ax.get_lines()]
+            for ax in fig.axes]
+
+
+def test_recovered_records_leave_every_one_shot_figure_unchanged(results):
+    recovered = add_recovery(make_results())
+    made = dict(figure_names(recovered))
+    for stem, make in figure_names(results):
+        assert line_data(made[stem]()) == line_data(make()), stem
+
+
+def test_recovery_figure_one_line_per_stage_per_method_and_the_dense_line():
+    results = add_recovery(make_results())
+    fig = recovery_figure(results, "mnist")
+    assert [ax.get_title() for ax in fig.axes] == ["weight pruning", "unit pruning"]
+    assert legend_labels(fig) == ["dense (98.21%)", "one-shot", "one-shot + fine-tune", "gradual"]
+    for ax, method in zip(fig.axes, ("weight", "unit")):
+        assert len(ax.get_lines()) == 4
+        assert line(ax, "dense (98.21%)").get_linestyle() == "--"
+        oneshot = line(ax, "one-shot")  # scope layer only, from 50% to the highest recovered sparsity
+        np.testing.assert_array_equal(oneshot.get_xdata(), [0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.97])
+        for stage, label in (("finetuned", "one-shot + fine-tune"), ("gradual", "gradual")):
+            got = line(ax, label)
+            np.testing.assert_array_equal(got.get_xdata(), RECOVERED)
+            np.testing.assert_allclose(got.get_ydata(), [100 * recovered_accuracy(method, stage, s)
+                                                         for s in RECOVERED])
+    assert "dense 10 epochs · one-shot + fine-tune 10+5 · gradual 10+5" in fig._suptitle.get_text()
+
+
+def test_recovery_figure_with_two_scopes_draws_one_shot_per_scope():
+    results = add_recovery(make_results(), stages=("finetuned",), timed=False)
+    results["accuracy"] += [dict(r, scope="global") for r in results["accuracy"] if r.get("stage") == "finetuned"]
+    assert legend_labels(recovery_figure(results, "mnist")) == [
+        "dense (98.21%)", "one-shot, layer scope", "one-shot, global scope",
+        "one-shot + fine-tune, layer scope", "one-shot + fine-tune, global scope"]
+
+
+def fastest(method, stage, batch, s):
+    return min((format_seconds(f, batch, s) * (1.1 if stage == "gradual" else 0.9), f)
+               for f in RECOVERED_FORMATS[method])
+
+
+def test_tradeoff_points_are_the_fastest_formats_median():
+    results = add_recovery(make_results())
+    fig = tradeoff_figure(results, "mnist")
+    assert [ax.get_title() for ax in fig.axes] == ["batch 1", "batch 64"]
+    formats = {fastest(m, st, b, s)[1] for m in RECOVERED_FORMATS for st in ("finetuned", "gradual")
+               for b in (1, 64) for s in RECOVERED}
+    assert len(formats) > 1, "the fixture must make the fastest format vary"
+    assert {f"fastest: {f}" for f in formats} <= set(legend_labels(fig))
+    for ax, batch in zip(fig.axes, (1, 64)):
+        assert ax.get_xscale() == "log" and ax.get_xlabel().endswith("(µs, log scale)")
+        for method in RECOVERED_FORMATS:
+            for stage, label in (("finetuned", "one-shot + fine-tune"), ("gradual", "gradual")):
+                got = line(ax, f"{method} pruning, {label}")
+                np.testing.assert_allclose(got.get_xdata(), [1e6 * fastest(method, stage, batch, s)[0]
+                                                             for s in RECOVERED])
+                np.testing.assert_allclose(got.get_ydata(), [100 * recovered_accuracy(method, stage, s)
+                                                             for s in RECOVERED])
+        dense = line(ax, "dense network, dense format")  # one-shot dense format at sparsity 0
+        np.testing.assert_allclose(dense.get_xdata(), [1e6 * dense_seconds(batch, 0.0)])
+        np.testing.assert_allclose(dense.get_ydata(), [98.21])
+        assert sorted(t.get_text() for t in ax.texts) == sorted(["dense"] + 4 * ["80%", "90%", "95%", "98%"])
+
+
+def test_recovery_and_tradeoff_without_data_say_so(results):
+    with pytest.raises(ValueError, match=r"no fine-tuned or gradual accuracy records for 'mnist'"):
+        recovery_figure(results, "mnist")
+    with pytest.raises(ValueError, match=r"no fine-tuned or gradual latency records .* for 'mnist'"):
+        tradeoff_figure(add_recovery(results, timed=False), "mnist")
+
+
+def test_unknown_stage_is_named(results):
+    results["accuracy"][5]["stage"] = "retrained"
+    with pytest.raises(ValueError, match=r"unknown stage 'retrained' in results\['accuracy'\]\[5\]; "
+                                         r"expected one of \['oneshot', 'finetuned', 'gradual'\]"):
+        figure_names(results)
+
+
+def test_every_stage_has_a_label_and_a_colour():
+    from bench.plots import _STAGE_COLORS
+    from bench.render import STAGE_LABELS
+    from sparsenet.recover import STAGES
+
+    assert list(STAGE_LABELS) == list(_STAGE_COLORS) == list(STAGES)

@@ -32,10 +32,10 @@ def test_report_writes_a_complete_run_folder(report_runs):
     files = {p.name for p in runs[0].iterdir()}
     assert {"results.json", "report.md", "raw-benchmarks.json", "accuracy-mnist.png"} <= files
     assert {"latency-mnist-weight.png", "speedup-mnist-unit.png", "size-mnist-unit.png",
-            "roofline-mnist-weight.png"} <= files
+            "roofline-mnist-weight.png", "recovery-mnist.png", "tradeoff-mnist.png"} <= files
     raw = json.loads((runs[0] / "raw-benchmarks.json").read_text())
     assert raw["benchmarks"] and all("data" not in b["stats"] and "median" in b["stats"] for b in raw["benchmarks"])
-    for step in ("[1/4]", "[2/4]", "[3/4]", "[4/4]"):
+    for step in ("[1/5]", "[2/5]", "[3/5]", "[4/5]", "[5/5]"):
         assert step in first.stdout, "progress is printed"
 
 
@@ -50,11 +50,28 @@ def test_report_results_schema(report_runs):
     assert model["dataset"] == "mnist" and model["architecture"] == [784, 1000, 1000, 500, 200, 10]
     assert model["epochs"] == 1 and model["dense_accuracy"] > 0.9
     acc = results["accuracy"]
-    assert {(r["method"], r["scope"], r["sparsity"]) for r in acc} == {
-        (m, s, k) for m in ("unit", "weight") for s in ("global", "layer") for k in (0.0, 0.9)}
+    assert {(r["method"], r["scope"], r["sparsity"], r["stage"]) for r in acc} == {
+        (m, s, k, "oneshot") for m in ("unit", "weight") for s in ("global", "layer") for k in (0.0, 0.9)} | {
+        (m, "layer", 0.9, stage) for m in ("unit", "weight") for stage in ("finetuned", "gradual")}
     dense_acc = [r["accuracy"] for r in acc if r["sparsity"] == 0.0]
     assert all(a == pytest.approx(model["dense_accuracy"], abs=1e-3) for a in dense_acc)
-    lat = results["latency"]
+    for r in acc:
+        assert (r["epochs"], r["recovery_epochs"]) == ((1, 0) if r["stage"] == "oneshot" else (2, 1))
+    recovered = {(r["method"], r["stage"]): r for r in acc if r["stage"] != "oneshot"}
+    oneshot = {r["method"]: r for r in acc if r["stage"] == "oneshot" and r["scope"] == "layer" and r["sparsity"]}
+    for (method, stage), r in recovered.items():
+        assert r["achieved_sparsity"] == pytest.approx(oneshot[method]["achieved_sparsity"], abs=1e-3)
+    # one recovery epoch on a sixth of the data wins back accuracy lost to one-shot weight pruning
+    assert recovered[("weight", "finetuned")]["accuracy"] > oneshot["weight"]["accuracy"] + 0.02
+    rec = results["recovery"]
+    assert rec["stages"] == ["oneshot", "finetuned", "gradual"] and rec["sparsities"] == [0.9]
+    assert rec["finetune"]["epochs"] == rec["gradual"]["epochs"] == 1
+    assert 0 == rec["gradual"]["begin_step"] < rec["gradual"]["end_step"] < rec["gradual"]["steps"] == 79
+    lat = [r for r in results["latency"] if r["stage"] == "oneshot"]
+    lat_recovered = [r for r in results["latency"] if r["stage"] != "oneshot"]
+    assert {(r["method"], r["format"], r["batch"], r["stage"]) for r in lat_recovered} == {
+        (m, f, b, stage) for m in ("unit", "weight") for f in ("dense", "sparse", "auto", "shrunk")
+        for b in (1, 64) for stage in ("finetuned", "gradual") if f != "shrunk" or m == "unit"}
     assert {r["format"] for r in lat if r["method"] == "weight"} == {"dense", "csr_scipy", "csr_numba",
                                                                       "csr_numba_par", "sparse", "auto"}
     assert "shrunk" in {r["format"] for r in lat if r["method"] == "unit"}
@@ -67,6 +84,7 @@ def test_report_results_schema(report_runs):
     assert machine["gemm_gflops"] > 1 and machine["cache_gbps"] > machine["dram_gbps"] > 0
     roof = results["roofline"]
     assert {r["format"] for r in roof} == {"dense", "csr_scipy", "csr_numba", "csr_numba_par", "sparse", "shrunk"}
+    assert len(roof) == len([r for r in lat if r["format"] != "auto"])
     for r in roof:
         assert r["floor_s"] == max(r["flop_floor_s"], r["memory_floor_s"]) > 0
         assert r["efficiency"] == pytest.approx(r["floor_s"] / r["median_s"])
@@ -97,6 +115,9 @@ def test_report_markdown_states_machine_and_embeds_plots(report_runs):
     (["--methods", "random"], "unknown pruning method 'random'"),
     (["--datasets", "cifar10"], "unknown dataset 'cifar10'"),
     (["--batch-sizes", "1,x"], "--batch-sizes expects a comma-separated list of int"),
+    (["--stages", "oneshot,finetune"], "unknown stage 'finetune'"),
+    (["--recovery-sparsities", "0.9,99"], "0.9 means 90%"),
+    (["--recovery-epochs", "0"], "recovery epochs must be positive"),
 ])
 def test_report_rejects_bad_options_before_doing_work(tmp_path, args, message):
     result = run_report("--out", str(tmp_path), *args)
@@ -140,6 +161,8 @@ def test_report_on_the_users_own_weights(tmp_path):
     results = json.loads((run / "results.json").read_text())
     (model,) = results["models"]
     assert model["architecture"] == [784, 64, 10] and model["epochs"] is None
+    finetuned = [r for r in results["accuracy"] if r["stage"] == "finetuned"]
+    assert finetuned and all(r["epochs"] is None and r["recovery_epochs"] == 1 for r in finetuned)
     assert 0.0 <= model["dense_accuracy"] <= 0.3, "an untrained random network is near chance"
     assert {r["format"] for r in results["latency"]} >= {"dense", "sparse", "shrunk"}
     assert "user weights" in (run / "report.md").read_text()
