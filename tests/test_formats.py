@@ -97,3 +97,33 @@ def test_sparse_batch1_split_across_threads_matches(rng, monkeypatch, method):
         assert (forward.parts > 1).all()
     for x in (rng.random((1, 50)).astype(np.float32), np.zeros((1, 50), np.float32)):
         assert_forward_close(forward(x), naive.forward(masked, x))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("sparsity", [0.0, 0.5, 0.9])
+def test_shrunk_batch1_kernel_equals_blas_path(rng, dtype, sparsity):
+    """Batch 1 runs the fused kernel, larger batches BLAS: both must give the reference logits,
+    with biases, zero inputs (skipped by the kernel) and dead units."""
+    net = random_net(rng, (40, 33, 17, 9, 10), dtype=dtype, bias=True)
+    masked = prune(net, "unit", sparsity)
+    forward = convert(masked, "shrunk")
+    assert forward.packed is not None
+    x = rng.standard_normal((3, 40)).astype(dtype)
+    x[:, ::3] = 0
+    expected = naive.forward(masked, x)
+    for i in range(3):
+        assert_forward_close(forward(x[i:i + 1]), expected[i:i + 1])
+    assert_forward_close(forward(x), expected)
+    flat = forward.packed[0]
+    assert all(np.shares_memory(layer.weight_t, flat) for layer in forward.layers)  # stored once
+    assert forward.nbytes == flat.nbytes
+
+
+def test_shrunk_with_a_hidden_softmax_falls_back_to_blas(rng):
+    net = random_net(rng, (12, 8, 10), bias=True)
+    net = Network((Layer(net.layers[0].weight, net.layers[0].bias, "softmax"), net.layers[1]))
+    masked = prune(net, "weight", 0.5)
+    forward = convert(masked, "shrunk")
+    assert forward.packed is None
+    x = rng.standard_normal((1, 12)).astype(np.float32)
+    assert_forward_close(forward(x), naive.forward(masked, x))

@@ -24,7 +24,12 @@ Batch 1 (CSC, columns are input units)::
     parts    int64[n_layers]        row blocks of layer l, each packed as its own CSC
     x        float[n_in]; buf_a, buf_b float[max_width]; out float[n_out]
 
-The batch-1 kernel walks only the columns whose input is non-zero: ReLU outputs and blank
+Batch 1, dense (the shrunk format; x and buffers as above)::
+
+    weight_t float[sum(n_in * n_out)]  layer l's (n_in, n_out) matrix, row-major, from w_off[l]
+    w_off    int64[n_layers]
+
+The batch-1 kernels walk only the inputs that are non-zero: ReLU outputs and blank
 pixels are exact zeros, and their weights cannot change the result (IEEE: 0 * finite = 0;
 a NaN or inf weight behind a zero input is skipped, the one place these kernels differ from
 dense arithmetic). Callers (sparsenet.formats.fused) validate; nothing here checks shapes.
@@ -157,4 +162,33 @@ def csc_forward_vector(colptr, rows, data, bias, bias_off, col_off, widths, relu
             for k in numba.prange(k_parts):
                 _csc_part(colptr, rows, data, bias, b0, c0 + k * n_in, n_in, k * n_out // k_parts,
                           (k + 1) * n_out // k_parts, relu[l], src, dst)
+    return out
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def dense_forward_vector(weight_t, w_off, bias, bias_off, widths, relu, x, buf_a, buf_b, out):
+    """out = network(x) for one sample through dense matrices, skipping zero inputs.
+
+    ``weight_t`` holds every layer's ``(n_in, n_out)`` matrix row-major, back to back, layer
+    ``l`` from ``w_off[l]``: input ``j``'s weights are contiguous, so each non-zero input adds
+    one vectorized ``v * row`` to the outputs (no reduction, so no reassociation is needed
+    to vectorize). Serial on purpose: the shrunk networks this runs are small enough that
+    waking a second thread costs more than it saves.
+    """
+    n_layers = widths.shape[0] - 1
+    for l in range(n_layers):
+        src, dst = _layer_buffers(l, n_layers, x, buf_a, buf_b, out)
+        n_in, n_out, b0 = widths[l], widths[l + 1], bias_off[l]
+        w = weight_t[w_off[l]:w_off[l] + n_in * n_out].reshape((n_in, n_out))
+        for i in range(n_out):
+            dst[i] = bias[b0 + i]
+        for j in range(n_in):
+            v = src[j]
+            if v != 0:
+                for i in range(n_out):
+                    dst[i] += v * w[j, i]
+        if relu[l]:
+            for i in range(n_out):
+                if dst[i] < 0:
+                    dst[i] = 0
     return out
