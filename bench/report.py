@@ -151,14 +151,13 @@ def recovery_summary(grid: cases.Grid, config, models: dict) -> dict:
         "scopes": [cases.RECOVERY_SCOPE], "config": dataclasses.asdict(config),
         "dense_epochs": {d: m.get("epochs") for d, (_, m) in models.items()},
         "finetune": {"epochs": config.epochs, "learning_rate": config.learning_rate,
-                     "description": f"one-shot prune, then {config.epochs} epochs of {config.optimizer} "
-                                    f"(learning rate {config.learning_rate:g} cosine-decayed to 0) with the masks "
-                                    f"fixed"},
+                     "description": f"one-shot prune, then train with the masks fixed: {config.optimizer}, "
+                                    f"learning rate {config.learning_rate:g} cosine-decayed to 0"},
         "gradual": {"epochs": config.epochs, "learning_rate": config.learning_rate,
                     "begin_step": schedule.begin_step, "end_step": schedule.end_step,
                     "frequency": schedule.frequency, "power": schedule.power,
                     "steps": config.epochs * config.steps_per_epoch(),
-                    "description": f"{config.epochs} epochs from the dense network; sparsity rises from "
+                    "description": f"train from the dense network while sparsity rises from "
                                    f"{config.initial_sparsity:g} to the target along a polynomial decay (power "
                                    f"{schedule.power:g}) over steps {schedule.begin_step}-{schedule.end_step} of "
                                    f"{config.epochs * config.steps_per_epoch()}, masks recomputed every "
