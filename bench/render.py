@@ -2,75 +2,12 @@
 
 from __future__ import annotations
 
-import statistics
 from collections import defaultdict
 
+from bench._markdown import format_time, image_links, table
+from bench.render_recovery import recovery_section
 from bench.roofline import SPARSE_FORMATS
-from sparsenet.recover import STAGES
-
-# How the evaluated network was obtained (sparsenet.recover). Records written before recovery
-# existed carry no "stage": they are "oneshot". bench.plots reads stages through this module too.
-STAGE_LABELS = {"oneshot": "one-shot", "finetuned": "one-shot + fine-tune", "gradual": "gradual"}
-_STAGED = ("accuracy", "latency", "size", "roofline")  # record lists that may carry a stage
-_MISSING = "—"
-_OPERATING_BATCHES = (1, 64)  # the batch sizes recovered networks are timed at
-
-
-def record_stage(record: dict, where: str | None = None) -> str:
-    """The record's stage ("oneshot" when absent); ValueError naming an unknown one and ``where`` it is."""
-    stage = record.get("stage", "oneshot")
-    if stage not in STAGES:
-        raise ValueError(f"unknown stage {stage!r} in {where or 'record ' + _describe(record)}; "
-                         f"expected one of {list(STAGES)} (no stage means 'oneshot')")
-    return stage
-
-
-def oneshot_view(results: dict) -> dict:
-    """results with only one-shot records in its staged lists: what the pre-recovery sections read."""
-    return results | {t: [r for r in results[t] if record_stage(r) == "oneshot"] for t in _STAGED if t in results}
-
-
-def stage_budgets(results: dict, dataset: str) -> dict[str, str]:
-    """Epochs per stage of ``dataset``, from its records: {"dense": "15 epochs", "finetuned": "15+5", ...}.
-
-    A recovered budget reads dense+recovery epochs; "?" stands for dense epochs nobody recorded (a
-    user-supplied network). Records of one stage with different budgets are listed with " / ".
-    """
-    model = next((m for m in results.get("models", ()) if m["dataset"] == dataset), {})
-    epochs = model.get("epochs")
-    if epochs is None:
-        epochs = results.get("recovery", {}).get("dense_epochs", {}).get(dataset)
-    out = {"dense": "unknown epochs" if epochs is None else f"{epochs} epochs"}
-    for stage in STAGES[1:]:
-        pairs = sorted({(r.get("epochs"), r.get("recovery_epochs", 0)) for r in results.get("accuracy", ())
-                        if r["dataset"] == dataset and record_stage(r) == stage},
-                       key=lambda p: (p[0] is None, p))
-        if pairs:
-            out[stage] = " / ".join(f"{'?' if e is None else e - extra}+{extra}" for e, extra in pairs)
-    return out
-
-
-def dense_latency(latency: list[dict], dataset: str, batch: int) -> float | None:
-    """The dense network's dense-format median at ``batch``: one-shot records at sparsity 0 (median
-    over methods), else the median of the dense format across the recovered records."""
-    rows = [r for r in latency if r["dataset"] == dataset and r["batch"] == batch and r["format"] == "dense"]
-    at_zero = [r["median_s"] for r in rows if record_stage(r) == "oneshot" and r["sparsity"] == 0.0]
-    recovered = [r["median_s"] for r in rows if record_stage(r) != "oneshot"]
-    return statistics.median(at_zero or recovered) if at_zero or recovered else None
-
-
-def _describe(record: dict) -> str:
-    return "/".join(str(record[k]) for k in ("dataset", "method", "sparsity") if k in record)
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---:" for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def _time(seconds: float) -> str:
-    return f"{seconds * 1e6:.0f} µs" if seconds < 1e-3 else f"{seconds * 1e3:.2f} ms"
+from bench.stages import oneshot_view
 
 
 def _by_dataset_method(records: list[dict]) -> dict[tuple[str, str], list[dict]]:
@@ -79,10 +16,6 @@ def _by_dataset_method(records: list[dict]) -> dict[tuple[str, str], list[dict]]
     for r in records:
         groups[(r["dataset"], r["method"])].append(r)
     return groups
-
-
-def _images(figures: list[str], prefix: str) -> str:
-    return "\n".join(f"![{name[:-4]}]({name})" for name in figures if name.startswith(prefix))
 
 
 def environment_section(results: dict) -> str:
@@ -111,7 +44,7 @@ def models_section(results: dict) -> str:
              f"{m['manifest']['train_seconds']:.0f} s" if "train_seconds" in m["manifest"]
              else f"user weights: `{m['manifest'].get('source')}`"]
             for m in results["models"]]
-    return "## Dense networks\n\n" + _table(["dataset", "architecture", "epochs", "test accuracy", "training"], rows)
+    return "## Dense networks\n\n" + table(["dataset", "architecture", "epochs", "test accuracy", "training"], rows)
 
 
 def accuracy_section(results: dict, figures: list[str]) -> str:
@@ -130,101 +63,9 @@ def accuracy_section(results: dict, figures: list[str]) -> str:
         rows = [[f"{s:.2f}"] + [f"{100 * cell[(m, sc, s)]:.2f}%" if (m, sc, s) in cell else "–"
                                 for m, sc in settings]
                 for s in sorted({r["sparsity"] for r in recs})]
-        out += [f"### {dataset}", _table(["sparsity"] + [f"{m}/{sc}" for m, sc in settings], rows),
-                _images(figures, f"accuracy-{dataset}")]
+        out += [f"### {dataset}", table(["sparsity"] + [f"{m}/{sc}" for m, sc in settings], rows),
+                image_links(figures, f"accuracy-{dataset}")]
     return "\n\n".join(out)
-
-
-def recovery_section(results: dict, figures: list[str]) -> str:
-    """One-shot against fine-tuned and gradual accuracy, then the recovered networks' fastest formats."""
-    recovery = results.get("recovery")
-    recovered = [r for r in results["accuracy"] if record_stage(r) != "oneshot"]
-    if not recovery or not recovered:  # e.g. a run with --stages oneshot
-        return ""
-    intro = ["`one-shot`: pruned once, no retraining (the section above)."]
-    for key, stage in (("finetune", "fine-tuned"), ("gradual", "gradual")):
-        if key in recovery:  # descriptions come from the run, shown as written
-            intro.append(f"`{stage}`, {recovery[key]['epochs']} epochs: {recovery[key]['description'].rstrip('.')}.")
-    scopes = ", ".join(f"`{sc}`" for sc in sorted({r["scope"] for r in recovered}))
-    intro.append(f"Budgets are dense + recovery epochs, read from the records. Scope {scopes}; test accuracy, "
-                 f"{_MISSING} where a stage was not run at that sparsity.")
-    out = ["## Accuracy recovery: fine-tuning and gradual pruning", " ".join(intro)]
-    for dataset in dict.fromkeys(r["dataset"] for r in recovered):
-        out += [f"### {dataset}", _budget_line(results, dataset), _recovery_table(results["accuracy"], dataset)]
-    out.append(_operating_points(results))
-    out += [_images(figures, "recovery-"), _images(figures, "tradeoff-")]
-    return "\n\n".join(p for p in out if p)
-
-
-def _budget_line(results: dict, dataset: str) -> str:
-    model = next((m for m in results["models"] if m["dataset"] == dataset), None)
-    budgets = stage_budgets(results, dataset)
-    dense = f"{100 * model['dense_accuracy']:.2f}% after {budgets['dense']}" if model else budgets["dense"]
-    return f"Dense network: {dense}. Budgets: " + ", ".join(
-        f"{STAGE_LABELS[st]} {budgets[st]}" for st in STAGES[1:] if st in budgets) + "."
-
-
-def _recovery_table(accuracy: list[dict], dataset: str) -> str:
-    recs = [r for r in accuracy if r["dataset"] == dataset]
-    cell = {(r["method"], r["scope"], r["sparsity"], record_stage(r)): r["accuracy"] for r in recs}
-    points = sorted({(r["method"], r["scope"], r["sparsity"]) for r in recs if record_stage(r) != "oneshot"},
-                    key=lambda p: (p[0] != "weight", p))
-    scopes = len({p[1] for p in points}) > 1  # a scope column only when it varies
-    rows = [[m] + [sc] * scopes + [f"{s:.2f}"] + [_percent_or_missing(cell.get((m, sc, s, st))) for st in STAGES]
-            for m, sc, s in points]
-    return _table(["method"] + ["scope"] * scopes + ["sparsity", "one-shot", "fine-tuned", "gradual"], rows)
-
-
-def _operating_points(results: dict) -> str:
-    """Each recovered network with its accuracy and, per batch, the fastest measured format."""
-    latency = results["latency"]
-    recovered = [r for r in latency if record_stage(r) != "oneshot"]
-    batches = [b for b in _OPERATING_BATCHES if any(r["batch"] == b for r in recovered)]
-    if not batches:
-        return ""
-    accuracy = {(r["dataset"], r["method"], r["scope"], r["sparsity"], record_stage(r)): r["accuracy"]
-                for r in results["accuracy"]}
-    median = defaultdict(dict)
-    for r in recovered:
-        median[(r["dataset"], r["method"], record_stage(r), r["sparsity"], r.get("scope", "layer"))][
-            (r["batch"], r["format"])] = r["median_s"]
-    rows = []
-    for dataset in dict.fromkeys(r["dataset"] for r in recovered):
-        dense = {b: dense_latency(latency, dataset, b) for b in batches}
-        model = next((m for m in results["models"] if m["dataset"] == dataset), {})
-        rows.append([dataset, _MISSING, "dense", "0.00", _percent_or_missing(model.get("dense_accuracy"))]
-                    + [_latency_cell("dense", dense[b], dense[b]) for b in batches])
-        keys = sorted((k for k in median if k[0] == dataset),
-                      key=lambda k: (k[1] != "weight", k[1], STAGES.index(k[2]), k[3], k[4]))
-        for key in keys:
-            _, method, stage, s, scope = key
-            rows.append([dataset, method, stage, f"{s:.2f}",
-                         _percent_or_missing(accuracy.get((dataset, method, scope, s, stage)))]
-                        + [_fastest(median[key], b, dense[b]) for b in batches])
-    return "\n\n".join([
-        "### Operating points",
-        "Per recovered network: its test accuracy and, per batch size, the fastest format measured, its median "
-        "latency and in brackets its speed-up over the dense network run by the `dense` format (one-shot "
-        "records at sparsity 0).",
-        _table(["dataset", "method", "stage", "sparsity", "accuracy"] + [f"batch {b}" for b in batches], rows)])
-
-
-def _fastest(median: dict, batch: int, dense: float | None) -> str:
-    timed = [(t, fmt) for (b, fmt), t in median.items() if b == batch]
-    if not timed:
-        return _MISSING
-    seconds, fmt = min(timed)
-    return _latency_cell(fmt, seconds, dense)
-
-
-def _latency_cell(fmt: str, seconds: float | None, dense: float | None) -> str:
-    if seconds is None:
-        return _MISSING
-    return f"`{fmt}` {_time(seconds)}" + (f" ({dense / seconds:.2f}×)" if dense else "")
-
-
-def _percent_or_missing(fraction: float | None) -> str:
-    return _MISSING if fraction is None else f"{100 * fraction:.2f}%"
 
 
 def latency_section(results: dict, figures: list[str]) -> str:
@@ -250,16 +91,14 @@ def latency_section(results: dict, figures: list[str]) -> str:
                     if t is None:
                         row.append("–")
                     elif f == "dense" or dense is None:
-                        row.append(_time(t))
+                        row.append(format_time(t))
                     else:
-                        row.append(f"{_time(t)} ({dense / t:.2f}×)")
+                        row.append(f"{format_time(t)} ({dense / t:.2f}×)")
                 rows.append(row)
-            out += [f"batch {batch}:", _table(["sparsity"] + formats, rows)]
-        out.append(_images(figures, f"latency-{dataset}-{method}"))
-        out.append(_images(figures, f"speedup-{dataset}-{method}"))
+            out += [f"batch {batch}:", table(["sparsity"] + formats, rows)]
+        out.append(image_links(figures, f"latency-{dataset}-{method}"))
+        out.append(image_links(figures, f"speedup-{dataset}-{method}"))
     return "\n\n".join(out)
-
-
 
 
 def break_even_section(results: dict) -> str:
@@ -293,7 +132,7 @@ def break_even_section(results: dict) -> str:
         "The lowest grid sparsity from which the fastest sparse format (" + ", ".join(SPARSE_FORMATS) +
         ") is faster than `dense` at every higher sparsity, per batch size; in brackets that format and its "
         "speed-up there.",
-        _table(["dataset", "method"] + [f"batch {b}" for b in batches], rows)])
+        table(["dataset", "method"] + [f"batch {b}" for b in batches], rows)])
 
 
 def size_section(results: dict, figures: list[str]) -> str:
@@ -305,8 +144,8 @@ def size_section(results: dict, figures: list[str]) -> str:
         cell = {(r["sparsity"], r["format"]): r["bytes"] for r in recs}
         rows = [[f"{s:.2f}"] + [f"{cell[(s, f)] / 1e6:.2f} MB" if (s, f) in cell else "–" for f in formats]
                 for s in sorted({r["sparsity"] for r in recs})]
-        out += [f"### {dataset}, {method} pruning", _table(["sparsity"] + formats, rows),
-                _images(figures, f"size-{dataset}-{method}")]
+        out += [f"### {dataset}, {method} pruning", table(["sparsity"] + formats, rows),
+                image_links(figures, f"size-{dataset}-{method}")]
     return "\n\n".join(out)
 
 
@@ -327,11 +166,11 @@ def roofline_section(results: dict, figures: list[str]) -> str:
         at = [r for r in recs if abs(r["sparsity"] - 0.9) < 1e-9] or recs
         formats = list(dict.fromkeys(r["format"] for r in at))
         cell = {(r["batch"], r["format"]): r for r in at}
-        rows = [[str(b)] + [f"{100 * cell[(b, f)]['efficiency']:.0f}% of {_time(cell[(b, f)]['floor_s'])} "
+        rows = [[str(b)] + [f"{100 * cell[(b, f)]['efficiency']:.0f}% of {format_time(cell[(b, f)]['floor_s'])} "
                             f"({cell[(b, f)]['bound']})" if (b, f) in cell else "–" for f in formats]
                 for b in sorted({r["batch"] for r in at})]
         out += [f"### {dataset}, {method} pruning, sparsity {at[0]['sparsity']:.2f}",
-                _table(["batch"] + formats, rows), _images(figures, f"roofline-{dataset}-{method}")]
+                table(["batch"] + formats, rows), image_links(figures, f"roofline-{dataset}-{method}")]
     return "\n\n".join(out)
 
 

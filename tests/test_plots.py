@@ -1,4 +1,5 @@
-"""bench.plots on a small hand-made results dict: structure of the figures, not their pixels."""
+"""bench.plots and bench.recovery_plots on a small hand-made results dict: structure of the figures,
+not their pixels."""
 
 import io
 import math
@@ -11,11 +12,10 @@ from bench.plots import (
     accuracy_figure,
     figure_names,
     latency_figure,
-    recovery_figure,
     size_figure,
     speedup_figure,
-    tradeoff_figure,
 )
+from bench.recovery_plots import recovery_figure, tradeoff_figure
 
 SPARSITIES = (0.0, 0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.97, 0.99)
 BATCHES = (1, 64, 256)
@@ -405,8 +405,8 @@ def test_unknown_stage_is_named(results):
 
 
 def test_every_stage_has_a_label_and_a_colour():
-    from bench.plots import _STAGE_COLORS
-    from bench.render import STAGE_LABELS
+    from bench.recovery_plots import _STAGE_COLORS
+    from bench.stages import STAGE_LABELS
     from sparsenet.recover import STAGES
 
     assert list(STAGE_LABELS) == list(_STAGE_COLORS) == list(STAGES)
