@@ -35,7 +35,10 @@ def small_net(rng) -> Network:
     return random_net(rng, (37, 64, 48, 21, 10), bias=True)
 
 
-@pytest.fixture(autouse=True)
-def _private_cache(tmp_path_factory, monkeypatch):
-    """The auto format's decisions go to a per-session cache, never the user's."""
-    monkeypatch.setenv("SPARSENET_CACHE", str(tmp_path_factory.getbasetemp() / "sparsenet-cache"))
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    """Trained models, recovered networks and auto's decisions go to a per-session cache, never
+    the user's; session-scoped so that module-scoped fixtures (the report runs) see it too."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SPARSENET_CACHE", str(tmp_path_factory.getbasetemp() / "sparsenet-cache"))
+        yield
