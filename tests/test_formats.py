@@ -84,17 +84,25 @@ def test_unknown_object_is_rejected():
 
 
 @pytest.mark.parametrize("method", sorted(PRUNERS))
-def test_sparse_batch1_split_across_threads_matches(rng, monkeypatch, method):
-    """Force the batch-1 kernel's multi-block path (normally only for layers with >= 20k weights)."""
+@pytest.mark.parametrize("layout", ["csc", "dense", "mixed"])
+def test_sparse_batch1_split_across_threads_matches(rng, monkeypatch, method, layout):
+    """Force the batch-1 kernel's multi-block paths (normally only for layers with >= 100k
+    weights), with every layer CSC, every layer dense blocks, or a mix."""
     import numba
 
     from sparsenet.formats import fused
 
     monkeypatch.setattr(fused, "PARALLEL_NNZ", 0)
-    masked = prune(random_net(rng, (50, 41, 33, 10), bias=True), method, 0.6)
+    monkeypatch.setattr(fused, "DENSE_DENSITY", {"csc": 1.01, "dense": 0.0, "mixed": 0.5}[layout])
+    net = random_net(rng, (50, 41, 33, 10), bias=True)
+    masked = prune(net, method, 0.6) if layout != "mixed" else MaskedNetwork(
+        net, Masks(tuple(rng.random(layer.weight.shape) < d for layer, d in zip(net.layers, (0.9, 0.1, 0.7))),
+                   tuple(np.ones(layer.n_out, bool) for layer in net.layers)), "weight", 0.5, "layer", (0, 1, 2))
     forward = convert(masked, "sparse")
+    dense_layers = np.diff(forward.dense[4]) > 0
+    assert dense_layers.tolist() == {"csc": [False] * 3, "dense": [True] * 3, "mixed": [True, False, True]}[layout]
     if numba.get_num_threads() > 1:
-        assert (forward.parts > 1).all()
+        assert (np.where(dense_layers, np.diff(forward.dense[4]), forward.parts) > 1).all()
     for x in (rng.random((1, 50)).astype(np.float32), np.zeros((1, 50), np.float32)):
         assert_forward_close(forward(x), naive.forward(masked, x))
 

@@ -104,11 +104,19 @@ def test_fused_kernels_match_dense(rng, dtype, index_dtype, density, n_batch, ti
     max_w = int(widths[1:-1].max())
     if n_batch == 1:
         ptr, idx, vals, off = packs["csc"]
-        out = np.full(widths[-1], np.nan, dtype)
-        kernels.csc_forward_vector(ptr, idx, vals, bias, bias_off, off, widths, relu,
-                                   np.ones(len(weights), np.int64), x[0],
-                                   np.empty(max_w, dtype), np.empty(max_w, dtype), out)
-        np.testing.assert_allclose(out, expected[0], rtol=tol, atol=tol)
+        n = len(weights)
+        for as_dense in ([False] * n, [True] * n, [l % 2 == 1 for l in range(n)]):
+            # dense blocks where flagged (two per layer, the multi-block path), the CSC pack elsewhere
+            blocks = [(np.ascontiguousarray(w[a:b].T), a, b - a) for w, d in zip(weights, as_dense) if d
+                      for a, b in ((0, w.shape[0] // 2), (w.shape[0] // 2, w.shape[0]))]
+            dense = (np.concatenate([blk.ravel() for blk, _, _ in blocks] or [np.zeros(0)]).astype(dtype),
+                     np.cumsum([0] + [blk.size for blk, _, _ in blocks])[:-1].astype(np.int64),
+                     np.array([a for _, a, _ in blocks], np.int64), np.array([k for _, _, k in blocks], np.int64),
+                     np.concatenate([[0], np.cumsum([2 * d for d in as_dense])]).astype(np.int64))
+            out = np.full(widths[-1], np.nan, dtype)
+            kernels.forward_vector(ptr, idx, vals, off, np.ones(n, np.int64), *dense, bias, bias_off, widths, relu,
+                                   x[0], np.empty(max_w, dtype), np.empty(max_w, dtype), out)
+            np.testing.assert_allclose(out, expected[0], rtol=tol, atol=tol)
     n_tiles = n_batch // tile
     xt = np.ascontiguousarray(x[:n_tiles * tile].reshape(n_tiles, tile, -1).transpose(0, 2, 1))
     ptr, idx, vals, off = packs["csr"]

@@ -1,7 +1,8 @@
 """``sparse``: sparsenet's fastest sparse format, one compiled call per forward pass.
 
-Batch 1 runs :func:`~sparsenet.kernels.csc_forward_vector` (column-major weights, zero inputs
-skipped, large layers split by rows across threads); larger batches run :func:`~sparsenet.kernels.csr_forward_batch` (row-parallel CSR on
+Batch 1 runs :func:`~sparsenet.kernels.forward_vector` (zero inputs skipped; each layer either
+column-major sparse weights or, where at least DENSE_DENSITY of its weights are kept, dense
+blocks; large layers split by rows across threads); larger batches run :func:`~sparsenet.kernels.csr_forward_batch` (row-parallel CSR on
 feature-major activations). Both keep every layer in flat arrays with 16-bit indices when a
 layer is narrower than 65,536 units, which cuts index traffic in half against int32.
 """
@@ -27,6 +28,13 @@ TILE = 128
 # OpenMP threads costs several microseconds per layer; measured on Fashion-MNIST weights
 # (2 threads), splitting paid at sparsity 0.5 (127 -> 81 us) and lost at 0.95 and above.
 PARALLEL_NNZ = 100_000
+# A batch-1 layer keeping at least this fraction of its weights runs as dense blocks (zeros
+# stored, each non-zero input one vectorized row) instead of CSC (kept weights only, scattered
+# one at a time). Measured on Fashion-MNIST weights (2 threads, inputs cycling over 50 test
+# images): dense blocks 41-49 us at sparsity 0-0.8, CSC 219/114/65 us at 0/0.5/0.8 and
+# 54/38/20 us at 0.9/0.95/0.99 against dense blocks' 58-62 us there; the crossover lies
+# between densities 0.1 and 0.2.
+DENSE_DENSITY = 0.15
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,25 @@ def _pack(blocks, index_dtype, dtype) -> PackedLayers:
                         np.concatenate(vals).astype(dtype), np.array(off, dtype=np.int64))
 
 
+def _dense_blocks(weights, as_dense, n_threads: int, dtype) -> tuple[np.ndarray, ...]:
+    """forward_vector's dense blocks: the layers flagged ``as_dense``, transposed to (n_in, n_out)
+    and cut by output rows, one block per thread where a layer has PARALLEL_NNZ weights or more."""
+    blocks, off, r0s, widths, part0 = [], [0], [], [], [0]
+    for w, dense in zip(weights, as_dense):
+        n_out = w.shape[0]
+        k = (n_threads if n_threads > 1 and w.size >= PARALLEL_NNZ else 1) if dense else 0
+        for q in range(k):
+            a, b = q * n_out // k, (q + 1) * n_out // k
+            blocks.append(np.ascontiguousarray(w[a:b].T).ravel())
+            off.append(off[-1] + blocks[-1].size)
+            r0s.append(a)
+            widths.append(b - a)
+        part0.append(len(r0s))
+    values = np.concatenate(blocks).astype(dtype) if blocks else np.zeros(0, dtype)
+    return (values, np.array(off[:-1], np.int64), np.array(r0s, np.int64), np.array(widths, np.int64),
+            np.array(part0, np.int64))
+
+
 def _csc_parts(keeps, n_threads: int) -> np.ndarray:
     """Row blocks per layer for the batch-1 kernel: one per thread where a layer has enough work
     to pay for waking the threads (a few microseconds), else one."""
@@ -74,6 +101,7 @@ class FusedSparseForward:
     csr: PackedLayers
     csc: PackedLayers
     parts: np.ndarray  # row blocks per layer in the CSC pack (threads used at batch 1)
+    dense: tuple[np.ndarray, ...]  # batch-1 dense blocks: (values, off, r0, width, part0), see forward_vector
     bias: np.ndarray
     bias_off: np.ndarray
     widths: np.ndarray
@@ -90,16 +118,21 @@ class FusedSparseForward:
         widths = np.array(net.widths, dtype=np.int64)
         index_dtype = np.uint16 if widths.max() <= np.iinfo(np.uint16).max + 1 else np.int32
         weights, keeps = masked.masked_weights(), masked.masks.weight
-        parts = _csc_parts(keeps, numba.get_num_threads())
+        n_threads = numba.get_num_threads()
+        as_dense = [keep.mean() >= DENSE_DENSITY for keep in keeps]
+        parts = _csc_parts(keeps, n_threads)
+        parts[as_dense] = 1
+        csc_keeps = [np.zeros_like(keep) if d else keep for keep, d in zip(keeps, as_dense)]
         biases = [np.zeros(layer.n_out, net.dtype) if b is None else b for layer, b in
                   zip(net.layers, masked.masked_biases())]
         return cls(
             csr=_pack([(w, keep, 0, True) for w, keep in zip(weights, keeps)], index_dtype, net.dtype),
             csc=_pack([(w[r0:r1].T, keep[r0:r1].T, r0, k == 0)
-                       for w, keep, n in zip(weights, keeps, parts)
+                       for w, keep, n in zip(weights, csc_keeps, parts)
                        for k in range(n)
                        for r0, r1 in [(k * w.shape[0] // n, (k + 1) * w.shape[0] // n)]], index_dtype, net.dtype),
             parts=parts,
+            dense=_dense_blocks(weights, as_dense, n_threads, net.dtype),
             bias=np.concatenate(biases).astype(net.dtype),
             bias_off=np.concatenate([[0], np.cumsum(widths[1:-1])]).astype(np.int64),
             widths=widths,
@@ -121,9 +154,9 @@ class FusedSparseForward:
         if n_batch == 1:
             a, b = self._buffers(1, 1, x.dtype)
             out = np.empty(n_out, dtype=x.dtype)
-            kernels.csc_forward_vector(self.csc.ptr, self.csc.index, self.csc.data, self.bias, self.bias_off,
-                                       self.csc.off, self.widths, self.relu, self.parts, np.ascontiguousarray(x[0]),
-                                       a.reshape(-1), b.reshape(-1), out)
+            kernels.forward_vector(self.csc.ptr, self.csc.index, self.csc.data, self.csc.off, self.parts,
+                                   *self.dense, self.bias, self.bias_off, self.widths, self.relu,
+                                   np.ascontiguousarray(x[0]), a.reshape(-1), b.reshape(-1), out)
             return out[None, :]
         tile = min(TILE, n_batch)
         n_tiles = -(-n_batch // tile)
@@ -144,5 +177,6 @@ class FusedSparseForward:
 
     @property
     def nbytes(self) -> int:
-        """Both copies it holds: CSR for batches, CSC for batch 1 (a deployment needing one halves this)."""
-        return self.csr.nbytes + self.csc.nbytes
+        """Both copies it holds: CSR for batches, CSC or dense blocks for batch 1 (a deployment
+        needing one batch size stores less)."""
+        return self.csr.nbytes + self.csc.nbytes + self.dense[0].nbytes

@@ -16,12 +16,15 @@ Batched (CSR, rows are output units)::
     buf_a, buf_b float[n_tiles, max_width, T]  scratch, overwritten
     out      float[n_tiles, n_out, T]        overwritten
 
-Batch 1 (CSC, columns are input units)::
+Batch 1, per layer either CSC (columns are input units) or dense blocks::
 
     colptr   int64[sum(parts * n_in) + 1]  column c owns entries colptr[c]:colptr[c + 1] (absolute)
     rows     uint16|int32[nnz]      output index within the layer
     col_off  int64[n_layers]        first column of layer l in colptr
     parts    int64[n_layers]        row blocks of layer l, each packed as its own CSC
+    dense    float[...]             dense blocks back to back, block p row-major (n_in, dense_width[p])
+    dense_off, dense_r0, dense_width  int64[n_blocks]: where block p starts, its first output, its width
+    dense_part0  int64[n_layers + 1]  layer l's dense blocks are dense_part0[l]:dense_part0[l + 1] (none: CSC)
     x        float[n_in]; buf_a, buf_b float[max_width]; out float[n_out]
 
 Batch 1, dense (the shrunk format; x and buffers as above)::
@@ -143,20 +146,55 @@ def _csc_part(colptr, rows, data, bias, b0, c0, n_in, r0, r1, relu, src, dst):
                 dst[i] = 0
 
 
+@numba.njit(inline="always")
+def _dense_part(w, bias, b0, r0, width, relu, src, dst):
+    """dst[r0:r0 + width] = act(src @ w + b) for a dense (n_in, width) block, zero inputs skipped.
+
+    Indexed from 0 through one view per block (not per weight): the inner loop is a plain
+    vectorized axpy over contiguous outputs.
+    """
+    d = dst[r0:r0 + width]
+    for i in range(width):
+        d[i] = bias[b0 + r0 + i]
+    for j in range(src.shape[0]):
+        v = src[j]
+        if v != 0:
+            for i in range(width):
+                d[i] += v * w[j, i]
+    if relu:
+        for i in range(width):
+            if d[i] < 0:
+                d[i] = 0
+
+
 @numba.njit(parallel=True, cache=True, nogil=True, fastmath=_FASTMATH)
-def csc_forward_vector(colptr, rows, data, bias, bias_off, col_off, widths, relu, parts, x, buf_a, buf_b, out):
+def forward_vector(colptr, rows, data, col_off, parts, dense, dense_off, dense_r0, dense_width, dense_part0,
+                   bias, bias_off, widths, relu, x, buf_a, buf_b, out):
     """out = network(x) for one sample, skipping every zero input of every layer.
 
-    Each layer's output rows are cut into ``parts[l]`` contiguous blocks, each stored as its
-    own CSC pack (block k of layer l owns columns ``col_off[l] + k * n_in + j``). With one
-    block a layer runs serially (no thread start-up for small layers); with more, blocks
-    run in parallel and each writes only its own rows.
+    A layer runs one of two ways. Dense blocks (``dense_part0[l] < dense_part0[l + 1]``):
+    block ``p`` is a row-major ``(n_in, dense_width[p])`` matrix at ``dense[dense_off[p]:]``
+    holding outputs ``dense_r0[p]`` onwards, zeros included; each non-zero input adds one
+    vectorized row. Otherwise CSC: output rows cut into ``parts[l]`` contiguous blocks, each
+    packed as its own CSC (block k of layer l owns columns ``col_off[l] + k * n_in + j``);
+    each non-zero input scatters its kept weights (scalar). With one block a layer runs
+    serially (no thread start-up for small layers); with more, blocks run in parallel and
+    each writes only its own rows.
     """
     n_layers = widths.shape[0] - 1
     for l in range(n_layers):
         src, dst = _layer_buffers(l, n_layers, x, buf_a, buf_b, out)
         n_in, n_out, c0, b0, k_parts = widths[l], widths[l + 1], col_off[l], bias_off[l], parts[l]
-        if k_parts == 1:
+        p0, n_dense = dense_part0[l], dense_part0[l + 1] - dense_part0[l]
+        if n_dense == 1:
+            w = dense[dense_off[p0]:dense_off[p0] + n_in * dense_width[p0]].reshape((n_in, dense_width[p0]))
+            _dense_part(w, bias, b0, dense_r0[p0], dense_width[p0], relu[l], src[:n_in], dst)
+        elif n_dense > 1:
+            for k in numba.prange(n_dense):
+                p = p0 + k
+                w = dense[dense_off[p]:dense_off[p] + n_in * dense_width[p]].reshape((n_in, dense_width[p]))
+                _dense_part(w, bias, b0, dense_r0[p], dense_width[p], relu[l], src[:n_in], dst)
+        elif k_parts == 1:
             _csc_part(colptr, rows, data, bias, b0, c0, n_in, 0, n_out, relu[l], src, dst)
         else:
             for k in numba.prange(k_parts):
