@@ -57,7 +57,7 @@ def recovery_records(models: dict, methods: Iterable[str], stages: Iterable[str]
                 for sparsity in sparsities:
                     masked, info = recovered_network(net, stage, method, sparsity, scope, dataset, config,
                                                      cache_dir=cache_dir, data_dir=data_dir)
-                    acc = accuracy(convert(masked, "dense"), data.x_test.astype(net.dtype), data.y_test)
+                    acc = accuracy(convert(masked, "dense"), data.x_test.astype(net.dtype, copy=False), data.y_test)
                     records.append({
                         "dataset": dataset, "method": method, "scope": scope, "sparsity": sparsity,
                         "achieved_sparsity": round(masked.achieved_sparsity(), 6),

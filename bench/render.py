@@ -75,8 +75,9 @@ def latency_section(results: dict, figures: list[str]) -> str:
            "`csr_scipy` is SciPy's CSR; `csr_numba` / `csr_numba_par` are sparsenet's numba CSR kernels "
            "(serial / row-parallel, one call per layer); `sparse` is sparsenet's fastest kernel set (the whole "
            "network in one compiled call; batch 1 skips zero activations, larger batches run tiled CSR); "
-           "`shrunk` deletes the pruned units and runs BLAS on the smaller matrices; `auto` measures "
-           "dense / sparse / shrunk on its first call at each batch size and keeps the fastest."]
+           "`shrunk` deletes the pruned units and runs BLAS on the smaller matrices (batch 1: one compiled "
+           "call); `auto` measures dense / sparse / shrunk on its first call at each batch size and keeps the "
+           "fastest."]
     for (dataset, method), recs in _by_dataset_method(results["latency"]).items():
         out.append(f"### {dataset}, {method} pruning")
         formats = list(dict.fromkeys(r["format"] for r in recs))

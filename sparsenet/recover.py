@@ -38,7 +38,7 @@ from .io import load_masked, save_masked
 from .model import Layer, MaskedNetwork, Masks, Network
 from .prune import PRUNERS, SCOPES, prune
 from .schedule import PolynomialDecay
-from .train import _configure_tf, _epoch_log, _import_tf, _tf_version, cache_root, predict
+from .train import _configure_tf, _epoch_log, _import_tf, _read_manifest, _tf_version, cache_root, predict
 
 STAGES = ("oneshot", "finetuned", "gradual")
 RECOVERED_STAGES = STAGES[1:]
@@ -153,7 +153,7 @@ def recovered_network(net: Network, stage: str, method: str, sparsity: float, sc
     check_choice("recovery stage", stage, RECOVERED_STAGES)
     key = recovery_key(net, stage, method, sparsity, scope, config)
     directory = cache_root(cache_dir) / "recovered" / f"{dataset}-{stage}-{method}-{scope}-s{sparsity:g}-{key}"
-    manifest = _read_manifest(directory / "manifest.json", key)
+    manifest = _read_manifest(directory / "manifest.json", key, key_field="key")
     if manifest is not None:
         try:
             masked = load_masked(directory / "network.npz")
@@ -196,7 +196,7 @@ def _fit(masked: MaskedNetwork, dataset: Dataset, config: RecoveryConfig, schedu
                          f"{dataset.x_train.shape[1]} pixels")
     tf, keras = _import_tf()
     threads = _configure_tf(tf, keras, config.seed)
-    x, y = dataset.x_train[:config.train_samples].astype(net.dtype), dataset.y_train[:config.train_samples]
+    x, y = dataset.x_train[:config.train_samples].astype(net.dtype, copy=False), dataset.y_train[:config.train_samples]
     total_steps = config.epochs * config.steps_per_epoch()
 
     model = _masked_model(keras, tf, net)
@@ -217,7 +217,7 @@ def _fit(masked: MaskedNetwork, dataset: Dataset, config: RecoveryConfig, schedu
     seconds = time.perf_counter() - start
 
     recovered = model.masked_network(masked)
-    accuracy = float((predict(recovered.net, dataset.x_test.astype(net.dtype)) == dataset.y_test).mean())
+    accuracy = float((predict(recovered.net, dataset.x_test.astype(net.dtype, copy=False)) == dataset.y_test).mean())
     history = callbacks[0].history
     return recovered, {
         "dataset": dataset.name, "method": masked.method, "scope": masked.scope,
@@ -361,10 +361,3 @@ def _gradual_callback(keras, schedule: PolynomialDecay, method: str, scope: str)
 
     return GradualPruning()
 
-
-def _read_manifest(path, key: str) -> dict | None:
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return manifest if isinstance(manifest, dict) and manifest.get("key") == key else None

@@ -342,13 +342,14 @@ def _tf_version() -> str:
     return tf.__version__
 
 
-def _read_manifest(path: Path, key: str) -> dict | None:
-    """The manifest if it is valid JSON for ``key``, else None (the entry counts as absent)."""
+def _read_manifest(path: Path, key: str, key_field: str = "config_key") -> dict | None:
+    """The manifest if it is valid JSON whose ``key_field`` is ``key``, else None (the entry
+    counts as absent). Shared with sparsenet.recover's cache."""
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if not isinstance(manifest, dict) or manifest.get("config_key") != key or "test_accuracy" not in manifest:
+    if not isinstance(manifest, dict) or manifest.get(key_field) != key or "test_accuracy" not in manifest:
         return None
     return manifest
 

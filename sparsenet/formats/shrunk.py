@@ -53,7 +53,7 @@ class ShrunkDenseForward(DenseLayersForward):
         if x.shape[0] != 1 or self.packed is None:
             return dense_forward(self.layers, x)
         weight_t, w_off, bias, bias_off, widths, relu = self.packed
-        width = max(int(widths[1:-1].max(initial=1)), 1)
+        width = max(self.widths[1:-1], default=1)
         a, b = np.empty(width, x.dtype), np.empty(width, x.dtype)
         out = np.empty(int(widths[-1]), x.dtype)
         kernels.dense_forward_vector(weight_t, w_off, bias, bias_off, widths, relu, np.ascontiguousarray(x[0]),
