@@ -108,6 +108,39 @@ def test_sparse_batch1_split_across_threads_matches(rng, monkeypatch, method, la
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sparse_batched_input_blocks_and_tile_widths(rng, dtype):
+    """Layers wide enough to be cut into L1-sized input blocks, at batch sizes that pick every
+    tile width and need padding; the pack keeps every kept weight exactly once."""
+    from sparsenet.formats.fused import input_blocks, tile_lanes
+
+    net = random_net(rng, (700, 300, 260, 10), dtype=dtype, bias=True)
+    masked = prune(net, "weight", 0.5)
+    forward = convert(masked, "sparse")
+    assert forward.col_blocks.tolist() == [input_blocks(k, np.dtype(dtype).itemsize) for k in masked.masks.weight]
+    assert forward.col_blocks[0] > 2 and forward.nnz == sum(int(k.sum()) for k in masked.masks.weight)
+    batches = (2, 7, 13, 30, 64, 100, 300)
+    assert {tile_lanes(n) for n in batches} == {8, 16, 32, 64}
+    for n in batches:
+        x = rng.random((n, 700)).astype(dtype)
+        assert_forward_close(forward(x), naive.forward(masked, x))
+
+
+def test_tile_lanes_and_input_blocks():
+    from sparsenet.formats.fused import input_blocks, tile_lanes
+    from sparsenet.kernels import LANES
+
+    assert tile_lanes(1024) == tile_lanes(64) == 64 and tile_lanes(7) == 8
+    assert all(tile_lanes(n) in LANES for n in range(1, 300))
+    keep = np.zeros((100, 1000), bool)
+    assert input_blocks(keep, 4) == 1  # nothing kept: nothing to cut
+    keep[:, ::2] = True  # density 0.5: 128 float32 inputs of 64 samples fill 32 KiB
+    assert input_blocks(keep, 4) == 8 and input_blocks(keep, 8) == 16
+    keep[:] = False
+    keep[:, ::100] = True  # density 0.01: blocks would hold < 32 kept weights per row
+    assert input_blocks(keep, 4) == 1
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("sparsity", [0.0, 0.5, 0.9])
 def test_shrunk_batch1_kernel_equals_blas_path(rng, dtype, sparsity):
     """Batch 1 runs the fused kernel, larger batches BLAS: both must give the reference logits,

@@ -88,42 +88,87 @@ def dense_reference(weights, bias, bias_off, x):
     return h
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("index_dtype", [np.uint16, np.int32])
-@pytest.mark.parametrize("density", [0.0, 0.05, 0.5, 1.0])
-@pytest.mark.parametrize("n_batch, tile", [(1, 1), (2, 2), (7, 7), (13, 4), (64, 16), (40, 8)])
-def test_fused_kernels_match_dense(rng, dtype, index_dtype, density, n_batch, tile):
+def network_inputs(rng, density, dtype, index_dtype, n_batch):
     widths = [int(v) for v in rng.integers(1, 30, size=4)] + [5]
     weights, packs, (bias, bias_off), widths = pack_network(rng, widths, density, dtype, index_dtype,
                                                              with_bias=density != 0.5)
     relu = np.array([True] * (len(widths) - 2) + [False])
     x = rng.standard_normal((n_batch, widths[0])).astype(dtype)
     x[:, 0] = 0  # zero inputs are skipped by the batch-1 kernel: must not change the result
-    expected = dense_reference(weights, bias, bias_off, x)
-    tol = 1e-4 if dtype == np.float32 else 1e-11
+    return weights, packs, bias, bias_off, widths, relu, x, dense_reference(weights, bias, bias_off, x)
+
+
+TOL = {np.float32: 1e-4, np.float64: 1e-11}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("index_dtype", [np.uint16, np.int32])
+@pytest.mark.parametrize("density", [0.0, 0.05, 0.5, 1.0])
+def test_forward_vector_matches_dense(rng, dtype, index_dtype, density):
+    weights, packs, bias, bias_off, widths, relu, x, expected = network_inputs(rng, density, dtype, index_dtype, 1)
     max_w = int(widths[1:-1].max())
-    if n_batch == 1:
-        ptr, idx, vals, off = packs["csc"]
-        n = len(weights)
-        for as_dense in ([False] * n, [True] * n, [l % 2 == 1 for l in range(n)]):
-            # dense blocks where flagged (two per layer, the multi-block path), the CSC pack elsewhere
-            blocks = [(np.ascontiguousarray(w[a:b].T), a, b - a) for w, d in zip(weights, as_dense) if d
-                      for a, b in ((0, w.shape[0] // 2), (w.shape[0] // 2, w.shape[0]))]
-            dense = (np.concatenate([blk.ravel() for blk, _, _ in blocks] or [np.zeros(0)]).astype(dtype),
-                     np.cumsum([0] + [blk.size for blk, _, _ in blocks])[:-1].astype(np.int64),
-                     np.array([a for _, a, _ in blocks], np.int64), np.array([k for _, _, k in blocks], np.int64),
-                     np.concatenate([[0], np.cumsum([2 * d for d in as_dense])]).astype(np.int64))
-            out = np.full(widths[-1], np.nan, dtype)
-            kernels.forward_vector(ptr, idx, vals, off, np.ones(n, np.int64), *dense, bias, bias_off, widths, relu,
-                                   x[0], np.empty(max_w, dtype), np.empty(max_w, dtype), out)
-            np.testing.assert_allclose(out, expected[0], rtol=tol, atol=tol)
-    n_tiles = n_batch // tile
-    xt = np.ascontiguousarray(x[:n_tiles * tile].reshape(n_tiles, tile, -1).transpose(0, 2, 1))
-    ptr, idx, vals, off = packs["csr"]
-    out = np.full((n_tiles, widths[-1], tile), np.nan, dtype)
-    buf = [np.empty((n_tiles, max_w, tile), dtype) for _ in range(2)]
-    for by_tiles in (False, True):
-        out[:] = np.nan
-        kernels.csr_forward_batch(ptr, idx, vals, bias, bias_off, off, widths, relu, xt, *buf, out, by_tiles)
-        got = out.transpose(0, 2, 1).reshape(n_tiles * tile, -1)
-        np.testing.assert_allclose(got, expected[:n_tiles * tile], rtol=tol, atol=tol)
+    ptr, idx, vals, off = packs["csc"]
+    n = len(weights)
+    for as_dense in ([False] * n, [True] * n, [l % 2 == 1 for l in range(n)]):
+        # dense blocks where flagged (two per layer, the multi-block path), the CSC pack elsewhere
+        blocks = [(np.ascontiguousarray(w[a:b].T), a, b - a) for w, d in zip(weights, as_dense) if d
+                  for a, b in ((0, w.shape[0] // 2), (w.shape[0] // 2, w.shape[0]))]
+        dense = (np.concatenate([blk.ravel() for blk, _, _ in blocks] or [np.zeros(0)]).astype(dtype),
+                 np.cumsum([0] + [blk.size for blk, _, _ in blocks])[:-1].astype(np.int64),
+                 np.array([a for _, a, _ in blocks], np.int64), np.array([k for _, _, k in blocks], np.int64),
+                 np.concatenate([[0], np.cumsum([2 * d for d in as_dense])]).astype(np.int64))
+        out = np.full(widths[-1], np.nan, dtype)
+        kernels.forward_vector(ptr, idx, vals, off, np.ones(n, np.int64), *dense, bias, bias_off, widths, relu,
+                               x[0], np.empty(max_w, dtype), np.empty(max_w, dtype), out)
+        np.testing.assert_allclose(out, expected[0], rtol=TOL[dtype], atol=TOL[dtype])
+
+
+def block_csr(weights, n_blocks, index_dtype, dtype):
+    """csr_forward_batch's pack, written out directly: layer l's inputs cut into n_blocks[l]
+    contiguous blocks, each a CSR over all of the layer's rows, indices relative to the layer."""
+    ptr, idx, vals, blk_off, row = [0], [], [], [], 0
+    for w, k in zip(weights, n_blocks):
+        n_out, n_in = w.shape
+        blk_off.append(row)
+        for q in range(k):
+            c0, c1 = q * n_in // k, (q + 1) * n_in // k
+            for i in range(n_out):
+                cols = np.flatnonzero(w[i, c0:c1]) + c0
+                idx.extend(cols)
+                vals.extend(w[i, cols])
+                ptr.append(len(idx))
+            row += n_out
+    return (np.array(ptr, np.int64), np.array(idx, index_dtype), np.array(vals, dtype), np.array(blk_off, np.int64),
+            np.array(n_blocks, np.int64))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("index_dtype", [np.uint16, np.int32])
+@pytest.mark.parametrize("density", [0.0, 0.05, 0.5, 1.0])
+@pytest.mark.parametrize("lanes", kernels.LANES)
+@pytest.mark.parametrize("n_tiles, n_threads", [(1, 2), (3, 2), (5, 1), (4, 2)])
+def test_csr_forward_batch_matches_dense(rng, dtype, index_dtype, density, lanes, n_tiles, n_threads):
+    """Every tile width, both thread splits (by rows: fewer than two tiles per thread; by tiles),
+    and input blocks from one per layer to one per input (many hold no kept weight)."""
+    n_batch = n_tiles * lanes
+    weights, _, bias, bias_off, widths, relu, x, expected = network_inputs(rng, density, dtype, index_dtype,
+                                                                           n_batch)
+    xt = np.ascontiguousarray(x.reshape(n_tiles, lanes, -1).transpose(0, 2, 1))
+    max_w = int(widths[1:-1].max())
+    buf = [np.empty((n_tiles, max_w, lanes), dtype) for _ in range(2)]
+    for n_blocks in ([1] * len(weights), [min(3, w.shape[1]) for w in weights], [w.shape[1] for w in weights]):
+        out = np.full((n_tiles, widths[-1], lanes), np.nan, dtype)  # must be fully overwritten
+        kernels.csr_forward_batch(*block_csr(weights, n_blocks, index_dtype, dtype), bias, bias_off, widths, relu,
+                                  xt, *buf, out, n_threads)
+        got = out.transpose(0, 2, 1).reshape(n_batch, -1)
+        np.testing.assert_allclose(got, expected, rtol=TOL[dtype], atol=TOL[dtype])
+
+
+def test_csr_forward_batch_rejects_other_tile_widths(rng):
+    weights, _, bias, bias_off, widths, relu, x, _ = network_inputs(rng, 0.5, np.float32, np.uint16, 12)
+    xt = np.ascontiguousarray(x.reshape(1, 12, -1).transpose(0, 2, 1))
+    buf = np.empty((1, int(widths[1:-1].max()), 12), np.float32)
+    out = np.empty((1, widths[-1], 12), np.float32)
+    with pytest.raises(ValueError, match="tile width"):
+        kernels.csr_forward_batch(*block_csr(weights, [1] * len(weights), np.uint16, np.float32), bias, bias_off,
+                                  widths, relu, xt, buf, buf.copy(), out, 2)

@@ -35,7 +35,7 @@ _MEASURE_S = 0.05  # timed seconds per candidate and bucket; at least 3 calls ea
 # spinning for tens of milliseconds and slow a numba-parallel kernel up to 3x (measured here at
 # batch 1024), so a candidate timed right after another one would be judged on the other's tail.
 _SETTLE_S = 0.15
-_VERSION = 5  # bump when kernels change enough that stored decisions should be measured again
+_VERSION = 6  # bump when kernels change enough that stored decisions should be measured again
 _DISK_LOCK = threading.Lock()
 
 

@@ -2,8 +2,9 @@
 
 Batch 1 runs :func:`~sparsenet.kernels.forward_vector` (zero inputs skipped; each layer either
 column-major sparse weights or, where at least DENSE_DENSITY of its weights are kept, dense
-blocks; large layers split by rows across threads); larger batches run :func:`~sparsenet.kernels.csr_forward_batch` (row-parallel CSR on
-feature-major activations). Both keep every layer in flat arrays with 16-bit indices when a
+blocks; large layers split by rows across threads); larger batches run
+:func:`~sparsenet.kernels.csr_forward_batch` (CSR cut into L1-sized input blocks, on tiles of
+8-64 samples held in SIMD registers). Both keep every layer in flat arrays with 16-bit indices when a
 layer is narrower than 65,536 units, which cuts index traffic in half against int32.
 """
 
@@ -20,10 +21,16 @@ from .. import kernels
 from .._validation import check_batch
 from ..model import MaskedNetwork
 
-# Samples per tile of the batched kernel. Measured on the 784-1000-1000-500-200-10 network
-# (2 threads, Zen 5): 128 beat 16/32/64/256/1024 at batch 1024 and sparsity 0.5-0.99; longer
-# tiles keep the vectorized inner loop busy, shorter ones fit the cache better.
-TILE = 128
+# The batched kernel's input blocks. Each kept weight reads one T-sample row of the layer's
+# input; a block of inputs whose rows fit in L1 (48 KiB per core here) is finished by every
+# output row before the next block starts, so those reads hit L1 instead of L2. Cutting costs
+# one accumulator reload per row and block, so a block also gets at least MIN_BLOCK_NNZ kept
+# weights per row on average. Measured on Fashion-MNIST weights (2 threads, 64-sample tiles):
+# at sparsity 0.5, 128-input blocks ran batch 1024 1.3-1.4x faster than uncut layers (in one
+# core's inner loop: 0.83 against 1.90 ns per kept weight); at 0.8 and 0.9, 160-320 inputs
+# gained 10-25%; at 0.95 and above cutting lost, which the MIN_BLOCK_NNZ rule leaves uncut.
+L1_BLOCK_BYTES = 32 * 1024
+MIN_BLOCK_NNZ = 32
 # A batch-1 layer with at least this many stored weights is split across threads. Waking the
 # OpenMP threads costs several microseconds per layer; measured on Fashion-MNIST weights
 # (2 threads), splitting paid at sparsity 0.5 (127 -> 81 us) and lost at 0.95 and above.
@@ -69,6 +76,22 @@ def _pack(blocks, index_dtype, dtype) -> PackedLayers:
                         np.concatenate(vals).astype(dtype), np.array(off, dtype=np.int64))
 
 
+def input_blocks(keep: np.ndarray, itemsize: int, lanes: int = max(kernels.LANES)) -> int:
+    """How many contiguous input blocks the batched kernel cuts a layer into (see L1_BLOCK_BYTES)."""
+    n_in, nnz = keep.shape[1], int(keep.sum())
+    if nnz == 0:
+        return 1
+    width = max(L1_BLOCK_BYTES // (lanes * itemsize), -(-MIN_BLOCK_NNZ * keep.size // nnz))
+    return max(1, min(n_in, -(-n_in // width)))
+
+
+def tile_lanes(n_batch: int) -> int:
+    """Samples per tile for a batch: the widest tile unless padding the batch to whole tiles
+    wastes more than a narrower one costs. A kept weight costs a fixed overhead (its index and
+    a broadcast, about one 16-lane FMA's worth) plus T/16 FMAs, so cost ~ padded * (1 + 16 / T)."""
+    return min(kernels.LANES, key=lambda t: (-(-n_batch // t) * t * (1 + 16 / t), -t))
+
+
 def _dense_blocks(weights, as_dense, n_threads: int, dtype) -> tuple[np.ndarray, ...]:
     """forward_vector's dense blocks: the layers flagged ``as_dense``, transposed to (n_in, n_out)
     and cut by output rows, one block per thread where a layer has PARALLEL_NNZ weights or more."""
@@ -98,7 +121,8 @@ def _csc_parts(keeps, n_threads: int) -> np.ndarray:
 @dataclass(frozen=True)
 class FusedSparseForward:
     name: ClassVar[str] = "sparse"
-    csr: PackedLayers
+    csr: PackedLayers  # batched: per layer, input block by input block (off: each layer's first row)
+    col_blocks: np.ndarray  # int64[n_layers]: input blocks per layer in csr
     csc: PackedLayers
     parts: np.ndarray  # row blocks per layer in the CSC pack (threads used at batch 1)
     dense: tuple[np.ndarray, ...]  # batch-1 dense blocks: (values, off, r0, width, part0), see forward_vector
@@ -125,8 +149,13 @@ class FusedSparseForward:
         csc_keeps = [np.zeros_like(keep) if d else keep for keep, d in zip(keeps, as_dense)]
         biases = [np.zeros(layer.n_out, net.dtype) if b is None else b for layer, b in
                   zip(net.layers, masked.masked_biases())]
+        col_blocks = np.array([input_blocks(keep, np.dtype(net.dtype).itemsize) for keep in keeps], np.int64)
         return cls(
-            csr=_pack([(w, keep, 0, True) for w, keep in zip(weights, keeps)], index_dtype, net.dtype),
+            csr=_pack([(w[:, c0:c1], keep[:, c0:c1], c0, k == 0)
+                       for w, keep, n in zip(weights, keeps, col_blocks)
+                       for k in range(n)
+                       for c0, c1 in [(k * w.shape[1] // n, (k + 1) * w.shape[1] // n)]], index_dtype, net.dtype),
+            col_blocks=col_blocks,
             csc=_pack([(w[r0:r1].T, keep[r0:r1].T, r0, k == 0)
                        for w, keep, n in zip(weights, csc_keeps, parts)
                        for k in range(n)
@@ -158,7 +187,7 @@ class FusedSparseForward:
                                    *self.dense, self.bias, self.bias_off, self.widths, self.relu,
                                    np.ascontiguousarray(x[0]), a.reshape(-1), b.reshape(-1), out)
             return out[None, :]
-        tile = min(TILE, n_batch)
+        tile = tile_lanes(n_batch)
         n_tiles = -(-n_batch // tile)
         tiled = np.zeros((n_tiles * tile, x.shape[1]), dtype=x.dtype) if n_batch % tile else None
         if tiled is not None:  # pad the last tile with zero samples
@@ -166,9 +195,9 @@ class FusedSparseForward:
         src = (x if tiled is None else tiled).reshape(n_tiles, tile, -1).transpose(0, 2, 1)
         a, b = self._buffers(n_tiles, tile, x.dtype)
         out = np.empty((n_tiles, n_out, tile), dtype=x.dtype)
-        kernels.csr_forward_batch(self.csr.ptr, self.csr.index, self.csr.data, self.bias, self.bias_off,
-                                  self.csr.off, self.widths, self.relu, np.ascontiguousarray(src), a, b, out,
-                                  n_tiles >= 2 * numba.get_num_threads())
+        kernels.csr_forward_batch(self.csr.ptr, self.csr.index, self.csr.data, self.csr.off, self.col_blocks,
+                                  self.bias, self.bias_off, self.widths, self.relu, np.ascontiguousarray(src), a, b,
+                                  out, numba.get_num_threads())
         return out.transpose(0, 2, 1).reshape(n_tiles * tile, n_out)[:n_batch]
 
     @property

@@ -1,6 +1,6 @@
 """Numba kernels by name (no logic here; see each module's contract)."""
 
 from .csr import csr_matmul, csr_matmul_parallel
-from .fused import csr_forward_batch, dense_forward_vector, forward_vector
+from .fused import LANES, csr_forward_batch, dense_forward_vector, forward_vector
 
-__all__ = ["csr_forward_batch", "csr_matmul", "csr_matmul_parallel", "dense_forward_vector", "forward_vector"]
+__all__ = ["LANES", "csr_forward_batch", "csr_matmul", "csr_matmul_parallel", "dense_forward_vector", "forward_vector"]

@@ -6,13 +6,15 @@ inputs to ``widths[l + 1]`` outputs; ``relu[l]`` says whether its activation is 
 (otherwise linear: logits). ``bias`` holds every layer's bias back to back (zeros where a
 layer has none), starting at ``bias_off[l]``.
 
-Batched (CSR, rows are output units)::
+Batched (CSR, rows are output units, each layer's inputs cut into blocks)::
 
-    indptr   int64[sum(n_out) + 1]  row r owns entries indptr[r]:indptr[r + 1] (absolute)
-    indices  uint16|int32[nnz]      input index within the layer
+    indptr   int64[sum(n_blocks * n_out) + 1]  row r owns entries indptr[r]:indptr[r + 1] (absolute)
+    indices  uint16|int32[nnz]      input index within the layer (not within the block)
     data     float32|float64[nnz]
-    row_off  int64[n_layers]        first row of layer l in indptr
-    x        float[n_tiles, n_in, T]         tile-major: sample t*T + b at [t, :, b]
+    blk_off  int64[n_layers]        first row of layer l in indptr; its input block k holds
+                                    rows blk_off[l] + k * n_out ... + n_out - 1
+    n_blocks int64[n_layers]        input blocks of layer l (contiguous input ranges, in order)
+    x        float[n_tiles, n_in, T]         tile-major: sample t*T + b at [t, :, b]; T in LANES
     buf_a, buf_b float[n_tiles, max_width, T]  scratch, overwritten
     out      float[n_tiles, n_out, T]        overwritten
 
@@ -40,50 +42,67 @@ dense arithmetic). Callers (sparsenet.formats.fused) validate; nothing here chec
 
 import numba
 
+from .simd import at, vadd, vfma, vload, vrelu, vsplat, vstore, vzeros
+
+# Tile widths (samples per tile) the batched kernel is compiled for.
+LANES = (8, 16, 32, 64)
+
 # "contract" lets LLVM fuse multiply-add; no "reassoc" (it would vectorize gathers, which are
 # slower than scalar loads on the AMD cores this was tuned on) and no "nnan"/"ninf".
 _FASTMATH = {"contract"}
 
 
 @numba.njit(inline="always")
-def _row(indptr, indices, data, r, src, dst, t, i, b0, relu):
-    """dst[t, i, :] = act(sum_p data[p] * src[t, indices[p], :] + b0), eight stored weights per pass.
+def _row(indptr, indices, data, r, src, so, dst, do, b0, first, last, relu, lanes):
+    """dst.flat[do:do + lanes] (+)= sum_p data[p] * src.flat[so + indices[p] * lanes:][:lanes] for row r.
 
-    Plain 3-D indexing from 0: no row views (a view per weight costs an atomic reference-count
-    update shared between threads) and no offset indices (numba cannot prove ``c0 + b`` is
-    non-negative, adds wrap-around code and the loop no longer vectorizes). The accumulator
-    row is loaded and stored once per pass, so more weights per pass means less traffic:
-    eight beat four by 3-15% across sparsity 0.5-0.99 and batch 64/1024 (measured here).
+    The accumulators are SIMD values (:mod:`.simd`), in registers for the whole row: each kept
+    weight costs one broadcast and ``lanes / 16`` fused multiply-adds with a memory operand
+    (AVX-512, float32), nothing stored. Two accumulators alternate so that consecutive weights
+    do not wait on each other's FMA latency. ``first``: start from the bias, else from what
+    an earlier input block left in dst; ``last``: apply ReLU.
     """
-    n = dst.shape[2]
-    for b in range(n):
-        dst[t, i, b] = b0
+    if first:
+        a0 = vsplat(b0, lanes)
+    else:
+        a0 = vload(dst, do, lanes)
+    a1 = vzeros(b0, lanes)
     p = indptr[r]
     end = indptr[r + 1]
-    while p + 8 <= end:
-        w0, w1, w2, w3 = data[p], data[p + 1], data[p + 2], data[p + 3]
-        w4, w5, w6, w7 = data[p + 4], data[p + 5], data[p + 6], data[p + 7]
-        j0, j1, j2, j3 = indices[p], indices[p + 1], indices[p + 2], indices[p + 3]
-        j4, j5, j6, j7 = indices[p + 4], indices[p + 5], indices[p + 6], indices[p + 7]
-        for b in range(n):
-            dst[t, i, b] += (w0 * src[t, j0, b] + w1 * src[t, j1, b] + w2 * src[t, j2, b] + w3 * src[t, j3, b]) + (
-                w4 * src[t, j4, b] + w5 * src[t, j5, b] + w6 * src[t, j6, b] + w7 * src[t, j7, b])
-        p += 8
-    while p + 4 <= end:
-        w0, w1, w2, w3 = data[p], data[p + 1], data[p + 2], data[p + 3]
-        j0, j1, j2, j3 = indices[p], indices[p + 1], indices[p + 2], indices[p + 3]
-        for b in range(n):
-            dst[t, i, b] += w0 * src[t, j0, b] + w1 * src[t, j1, b] + w2 * src[t, j2, b] + w3 * src[t, j3, b]
-        p += 4
-    while p < end:
-        w0, j0 = data[p], indices[p]
-        for b in range(n):
-            dst[t, i, b] += w0 * src[t, j0, b]
-        p += 1
-    if relu:
-        for b in range(n):
-            if dst[t, i, b] < 0:
-                dst[t, i, b] = 0
+    while p + 2 <= end:
+        a0 = vfma(a0, at(data, p), vload(src, so + at(indices, p) * lanes, lanes))
+        a1 = vfma(a1, at(data, p + 1), vload(src, so + at(indices, p + 1) * lanes, lanes))
+        p += 2
+    if p < end:
+        a0 = vfma(a0, at(data, p), vload(src, so + at(indices, p) * lanes, lanes))
+    a0 = vadd(a0, a1)
+    if relu and last:
+        a0 = vrelu(a0)
+    vstore(dst, do, a0)
+
+
+@numba.njit(inline="always")
+def _rows(indptr, indices, data, blk0, n_blk, n_out, i0, i1, src, so, dst, do, bias, b0, relu, lanes):
+    """Rows i0:i1 of one layer for one tile, input block by input block: a block's slice of
+    src stays in L1 while every row takes its weights from it."""
+    for k in range(n_blk):
+        base = blk0 + k * n_out
+        for i in range(i0, i1):
+            _row(indptr, indices, data, base + i, src, so, dst, do + i * lanes, bias[b0 + i], k == 0, k == n_blk - 1,
+                 relu, lanes)
+
+
+@numba.njit(inline="always")
+def _rows_any(indptr, indices, data, blk0, n_blk, n_out, i0, i1, src, so, dst, do, bias, b0, relu, lanes):
+    """_rows with ``lanes`` turned into a literal: one compiled copy per supported tile width."""
+    if lanes == 64:
+        _rows(indptr, indices, data, blk0, n_blk, n_out, i0, i1, src, so, dst, do, bias, b0, relu, 64)
+    elif lanes == 32:
+        _rows(indptr, indices, data, blk0, n_blk, n_out, i0, i1, src, so, dst, do, bias, b0, relu, 32)
+    elif lanes == 16:
+        _rows(indptr, indices, data, blk0, n_blk, n_out, i0, i1, src, so, dst, do, bias, b0, relu, 16)
+    else:
+        _rows(indptr, indices, data, blk0, n_blk, n_out, i0, i1, src, so, dst, do, bias, b0, relu, 8)
 
 
 @numba.njit(inline="always")
@@ -100,33 +119,37 @@ def _layer_buffers(l, n_layers, x, buf_a, buf_b, out):
 
 
 @numba.njit(parallel=True, cache=True, nogil=True, fastmath=_FASTMATH)
-def csr_forward_batch(indptr, indices, data, bias, bias_off, row_off, widths, relu, x, buf_a, buf_b, out,
-                      by_tiles):
-    """out = network(x) for a batch in tile-major layout.
+def csr_forward_batch(indptr, indices, data, blk_off, n_blocks, bias, bias_off, widths, relu, x, buf_a, buf_b, out,
+                      n_threads):
+    """out = network(x) for a batch in tile-major layout; see the module docstring for the arrays.
 
-    Shapes: x (n_tiles, n_in, T), buf_a/buf_b (n_tiles, max_width, T), out (n_tiles, n_out, T);
-    sample ``t * T + b`` lives at ``[t, :, b]``. With ``by_tiles`` (callers pass it when there
-    are at least two tiles per thread) threads take whole tiles through every layer, with no
-    barrier between layers; otherwise each layer's rows are split across threads, one tile at
-    a time. A T-wide tile keeps the input rows a
-    layer gathers from in the core's cache.
+    The tile width T = x.shape[2] must be one of LANES. With at least two tiles per thread
+    (``n_threads``: numba's thread count, passed in because asking for it in compiled code
+    defeats numba's on-disk cache) threads take whole tiles through every layer, with no barrier
+    between layers; otherwise each layer's rows are split into one range per thread, one tile
+    at a time.
     """
     n_layers = widths.shape[0] - 1
-    n_tiles = x.shape[0]
-    if by_tiles:
+    n_tiles, lanes = x.shape[0], x.shape[2]
+    if lanes != 64 and lanes != 32 and lanes != 16 and lanes != 8:
+        raise ValueError("csr_forward_batch: the tile width x.shape[2] must be 8, 16, 32 or 64")
+    if n_tiles >= 2 * n_threads:
         for t in numba.prange(n_tiles):  # tile t writes only [t]: no races
             for l in range(n_layers):
                 src, dst = _layer_buffers(l, n_layers, x, buf_a, buf_b, out)
-                r0, b0, act = row_off[l], bias_off[l], relu[l]
-                for i in range(widths[l + 1]):
-                    _row(indptr, indices, data, r0 + i, src, dst, t, i, bias[b0 + i], act)
+                n_out = widths[l + 1]
+                _rows_any(indptr, indices, data, blk_off[l], n_blocks[l], n_out, 0, n_out, src,
+                          t * src.shape[1] * lanes, dst, t * dst.shape[1] * lanes, bias, bias_off[l], relu[l], lanes)
     else:
+        n_chunks = max(1, n_threads)
         for t in range(n_tiles):
             for l in range(n_layers):
                 src, dst = _layer_buffers(l, n_layers, x, buf_a, buf_b, out)
-                r0, b0, act = row_off[l], bias_off[l], relu[l]
-                for i in numba.prange(widths[l + 1]):  # row i writes only [t, i]: no races
-                    _row(indptr, indices, data, r0 + i, src, dst, t, i, bias[b0 + i], act)
+                n_out = widths[l + 1]
+                for c in numba.prange(n_chunks):  # chunk c writes only its rows of [t]: no races
+                    _rows_any(indptr, indices, data, blk_off[l], n_blocks[l], n_out, c * n_out // n_chunks,
+                              (c + 1) * n_out // n_chunks, src, t * src.shape[1] * lanes, dst,
+                              t * dst.shape[1] * lanes, bias, bias_off[l], relu[l], lanes)
     return out
 
 

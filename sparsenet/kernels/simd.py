@@ -1,0 +1,166 @@
+"""Explicit SIMD vectors for numba kernels: values LLVM keeps in registers.
+
+numba has no vector type, and an accumulator kept in an array is loaded and stored around
+every update: LLVM cannot prove it does not alias the arrays being read. A :class:`Vec` is an
+LLVM ``<lanes x float>`` value instead, so a loop that updates one stays in registers; LLVM
+splits a wide vector into the machine's registers (a 64-lane float32 vector is four AVX-512
+registers, eight AVX2 ones), so the code is portable and the width is a tile size, not an
+instruction set.
+
+``lanes`` must be a compile-time constant: an integer literal at the call site, or an
+argument of an ``inline="always"`` helper that was called with one (numba keeps the literal
+through inlining). Loads and stores are unaligned and unchecked: callers guarantee that
+``offset + lanes`` lies within the array, which must be C-contiguous (``offset`` counts
+elements of the flattened array).
+"""
+
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic, models, register_model
+
+__all__ = ["at", "vadd", "vfma", "vload", "vrelu", "vsplat", "vstore", "vzeros"]
+
+
+class Vec(types.Type):
+    """``lanes`` values of a float ``dtype``, held as one LLVM vector."""
+
+    def __init__(self, dtype, lanes: int):
+        self.dtype, self.lanes = dtype, lanes
+        super().__init__(name=f"Vec({dtype} x {lanes})")
+
+
+@register_model(Vec)
+class _VecModel(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        super().__init__(dmm, fe_type, ir.VectorType(dmm.lookup(fe_type.dtype).get_value_type(), fe_type.lanes))
+
+
+def _lanes(lanes) -> int | None:
+    return lanes.literal_value if isinstance(lanes, types.IntegerLiteral) and lanes.literal_value > 0 else None
+
+
+def _splat(builder, value, vty):
+    undef = ir.Constant(vty, ir.Undefined)
+    first = builder.insert_element(undef, value, ir.Constant(ir.IntType(32), 0))
+    mask = ir.Constant(ir.VectorType(ir.IntType(32), vty.count), [0] * vty.count)
+    return builder.shuffle_vector(first, undef, mask)
+
+
+def _pointer(context, builder, arr_type, arr, offset, vty):
+    data = context.make_array(arr_type)(context, builder, arr).data
+    return builder.bitcast(builder.gep(data, [offset]), vty.as_pointer())
+
+
+@intrinsic(prefer_literal=True)
+def vsplat(typingctx, value, lanes):
+    """Every lane = value."""
+    n = _lanes(lanes)
+    if n is None or not isinstance(value, types.Float):
+        return None
+    vt = Vec(value, n)
+
+    def codegen(context, builder, sig, args):
+        return _splat(builder, args[0], context.get_value_type(vt))
+
+    return vt(value, lanes), codegen
+
+
+@intrinsic(prefer_literal=True)
+def vzeros(typingctx, like, lanes):
+    """Zeros of the type of the scalar ``like``."""
+    n = _lanes(lanes)
+    if n is None or not isinstance(like, types.Float):
+        return None
+    vt = Vec(like, n)
+
+    def codegen(context, builder, sig, args):
+        return ir.Constant(context.get_value_type(vt), None)
+
+    return vt(like, lanes), codegen
+
+
+@intrinsic(prefer_literal=True)
+def vload(typingctx, arr, offset, lanes):
+    """arr.flat[offset:offset + lanes]."""
+    n = _lanes(lanes)
+    if n is None or not isinstance(arr, types.Array) or not isinstance(arr.dtype, types.Float):
+        return None
+    vt = Vec(arr.dtype, n)
+
+    def codegen(context, builder, sig, args):
+        vty = context.get_value_type(vt)
+        align = context.get_abi_alignment(context.get_value_type(arr.dtype))
+        return builder.load(_pointer(context, builder, sig.args[0], args[0], args[1], vty), align=align)
+
+    return vt(arr, offset, lanes), codegen
+
+
+@intrinsic
+def vstore(typingctx, arr, offset, vec):
+    """arr.flat[offset:offset + lanes] = vec."""
+    if not isinstance(vec, Vec) or not isinstance(arr, types.Array) or arr.dtype != vec.dtype:
+        return None
+
+    def codegen(context, builder, sig, args):
+        vty = context.get_value_type(vec)
+        align = context.get_abi_alignment(context.get_value_type(arr.dtype))
+        builder.store(args[2], _pointer(context, builder, sig.args[0], args[0], args[1], vty), align=align)
+        return context.get_dummy_value()
+
+    return types.none(arr, offset, vec), codegen
+
+
+@intrinsic
+def vfma(typingctx, acc, w, v):
+    """acc + w * v for a scalar w (``llvm.fmuladd``: one fused instruction where the CPU has FMA)."""
+    if not isinstance(acc, Vec) or acc != v or not isinstance(w, (types.Float, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        vty = context.get_value_type(acc)
+        suffix = f"v{vty.count}{'f32' if isinstance(vty.element, ir.FloatType) else 'f64'}"
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty] * 3), f"llvm.fmuladd.{suffix}")
+        scalar = context.cast(builder, args[1], sig.args[1], acc.dtype)
+        return builder.call(fn, [_splat(builder, scalar, vty), args[2], args[0]])
+
+    return acc(acc, w, v), codegen
+
+
+@intrinsic
+def vadd(typingctx, a, b):
+    """a + b."""
+    if not isinstance(a, Vec) or a != b:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.fadd(args[0], args[1])
+
+    return a(a, b), codegen
+
+
+@intrinsic
+def vrelu(typingctx, a):
+    """Lanes below zero set to zero; NaN stays NaN (as ``if v < 0: v = 0`` does)."""
+    if not isinstance(a, Vec):
+        return None
+
+    def codegen(context, builder, sig, args):
+        zero = ir.Constant(context.get_value_type(a), None)
+        return builder.select(builder.fcmp_ordered("<", args[0], zero), zero, args[0])
+
+    return a(a), codegen
+
+
+@intrinsic
+def at(typingctx, arr, i):
+    """arr.flat[i] with no wrap-around of negative i and no bounds check (numba adds the first
+    to every ``arr[i]`` with a signed i: a compare and two moves in the innermost loop)."""
+    if not isinstance(arr, types.Array) or not isinstance(i, types.Integer):
+        return None
+
+    def codegen(context, builder, sig, args):
+        data = context.make_array(sig.args[0])(context, builder, args[0]).data
+        return builder.load(builder.gep(data, [args[1]]))
+
+    return arr.dtype(arr, i), codegen
