@@ -29,6 +29,8 @@ DATASETS = ("fashion_mnist", "mnist")
 SPARSITIES = (0.0, 0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.97, 0.99)
 # Recovered networks are timed where a user picks an operating point, in the formats that can win.
 RECOVERY_BATCH_SIZES = (1, 64)
+# Distinct test images a batch-1 benchmark cycles through (bench/conftest.py: build).
+BATCH1_INPUTS = 64
 RECOVERY_FORMATS = ("dense", "sparse", "shrunk", "auto")
 RECOVERY_SCOPE = "layer"
 

@@ -70,11 +70,14 @@ def accuracy_section(results: dict, figures: list[str]) -> str:
 
 def latency_section(results: dict, figures: list[str]) -> str:
     out = ["## Latency of one forward pass",
-           "Median time of the whole 5-layer forward pass on real test images, per format; in brackets the "
+           "Median time of the whole 5-layer forward pass on real test images, per format (batch 1: each call "
+           "takes the next of 64 test images, so a kernel that skips zero activations cannot learn one "
+           "image's pattern; larger batches: the first B test images); in brackets the "
            "speed-up over `dense` in the same run (> 1× is faster). `dense` keeps the zeros and uses BLAS; "
            "`csr_scipy` is SciPy's CSR; `csr_numba` / `csr_numba_par` are sparsenet's numba CSR kernels "
            "(serial / row-parallel, one call per layer); `sparse` is sparsenet's fastest kernel set (the whole "
-           "network in one compiled call; batch 1 skips zero activations, larger batches run tiled CSR); "
+           "network in one compiled call; batch 1 skips zero activations, larger batches run CSR with SIMD "
+           "accumulators in registers on 8-64-sample tiles); "
            "`shrunk` deletes the pruned units and runs BLAS on the smaller matrices (batch 1: one compiled "
            "call); `auto` measures dense / sparse / shrunk on its first call at each batch size and keeps the "
            "fastest."]

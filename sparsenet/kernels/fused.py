@@ -41,6 +41,7 @@ dense arithmetic). Callers (sparsenet.formats.fused) validate; nothing here chec
 """
 
 import numba
+import numpy as np
 
 from .simd import at, vadd, vfma, vload, vrelu, vsplat, vstore, vzeros
 
@@ -154,15 +155,32 @@ def csr_forward_batch(indptr, indices, data, blk_off, n_blocks, bias, bias_off, 
 
 
 @numba.njit(inline="always")
-def _csc_part(colptr, rows, data, bias, b0, c0, n_in, r0, r1, relu, src, dst):
-    """dst[r0:r1] = act(W[r0:r1] @ src + b) from a CSC pack holding only rows r0:r1."""
+def _active(src, n_in, act):
+    """act[:n] = the j < n_in with src[j] != 0, in order; returns n.
+
+    Branch-free (every j is written, the count advances by the comparison): the zero pattern
+    of ReLU activations changes with every input, so a per-input ``if`` mispredicts. Measured
+    on Fashion-MNIST weights cycling over 64 test images (one process, old against new):
+    sparsity 0.8/0.9/0.95/0.99 took 47/49/36/18 us with the ``if`` and 46/44/31/16 us with
+    this list."""
+    n = 0
+    for j in range(n_in):
+        act[n] = j
+        n += src[j] != 0
+    return n
+
+
+@numba.njit(inline="always")
+def _csc_part(colptr, rows, data, bias, b0, c0, act, n_act, r0, r1, relu, src, dst):
+    """dst[r0:r1] = act(W[r0:r1] @ src + b) from a CSC pack holding only rows r0:r1; only the
+    columns of the n_act active inputs act[:n_act] are read."""
     for i in range(r0, r1):
         dst[i] = bias[b0 + i]
-    for j in range(n_in):
+    for q in range(n_act):
+        j = act[q]
         v = src[j]
-        if v != 0:
-            for p in range(colptr[c0 + j], colptr[c0 + j + 1]):
-                dst[rows[p]] += v * data[p]
+        for p in range(colptr[c0 + j], colptr[c0 + j + 1]):
+            dst[rows[p]] += v * data[p]
     if relu:
         for i in range(r0, r1):
             if dst[i] < 0:
@@ -170,8 +188,9 @@ def _csc_part(colptr, rows, data, bias, b0, c0, n_in, r0, r1, relu, src, dst):
 
 
 @numba.njit(inline="always")
-def _dense_part(w, bias, b0, r0, width, relu, src, dst):
-    """dst[r0:r0 + width] = act(src @ w + b) for a dense (n_in, width) block, zero inputs skipped.
+def _dense_part(w, bias, b0, r0, width, act, n_act, relu, src, dst):
+    """dst[r0:r0 + width] = act(src @ w + b) for a dense (n_in, width) block, reading the rows
+    of the active inputs act[:n_act] only.
 
     Indexed from 0 through one view per block (not per weight): the inner loop is a plain
     vectorized axpy over contiguous outputs.
@@ -179,11 +198,11 @@ def _dense_part(w, bias, b0, r0, width, relu, src, dst):
     d = dst[r0:r0 + width]
     for i in range(width):
         d[i] = bias[b0 + r0 + i]
-    for j in range(src.shape[0]):
+    for q in range(n_act):
+        j = act[q]
         v = src[j]
-        if v != 0:
-            for i in range(width):
-                d[i] += v * w[j, i]
+        for i in range(width):
+            d[i] += v * w[j, i]
     if relu:
         for i in range(width):
             if d[i] < 0:
@@ -205,23 +224,25 @@ def forward_vector(colptr, rows, data, col_off, parts, dense, dense_off, dense_r
     each writes only its own rows.
     """
     n_layers = widths.shape[0] - 1
+    act = np.empty(widths[:-1].max(), np.int64)
     for l in range(n_layers):
         src, dst = _layer_buffers(l, n_layers, x, buf_a, buf_b, out)
         n_in, n_out, c0, b0, k_parts = widths[l], widths[l + 1], col_off[l], bias_off[l], parts[l]
         p0, n_dense = dense_part0[l], dense_part0[l + 1] - dense_part0[l]
+        n_act = _active(src, n_in, act)
         if n_dense == 1:
             w = dense[dense_off[p0]:dense_off[p0] + n_in * dense_width[p0]].reshape((n_in, dense_width[p0]))
-            _dense_part(w, bias, b0, dense_r0[p0], dense_width[p0], relu[l], src[:n_in], dst)
+            _dense_part(w, bias, b0, dense_r0[p0], dense_width[p0], act, n_act, relu[l], src, dst)
         elif n_dense > 1:
             for k in numba.prange(n_dense):
                 p = p0 + k
                 w = dense[dense_off[p]:dense_off[p] + n_in * dense_width[p]].reshape((n_in, dense_width[p]))
-                _dense_part(w, bias, b0, dense_r0[p], dense_width[p], relu[l], src[:n_in], dst)
+                _dense_part(w, bias, b0, dense_r0[p], dense_width[p], act, n_act, relu[l], src, dst)
         elif k_parts == 1:
-            _csc_part(colptr, rows, data, bias, b0, c0, n_in, 0, n_out, relu[l], src, dst)
+            _csc_part(colptr, rows, data, bias, b0, c0, act, n_act, 0, n_out, relu[l], src, dst)
         else:
             for k in numba.prange(k_parts):
-                _csc_part(colptr, rows, data, bias, b0, c0 + k * n_in, n_in, k * n_out // k_parts,
+                _csc_part(colptr, rows, data, bias, b0, c0 + k * n_in, act, n_act, k * n_out // k_parts,
                           (k + 1) * n_out // k_parts, relu[l], src, dst)
     return out
 
@@ -243,9 +264,9 @@ def dense_forward_vector(weight_t, w_off, bias, bias_off, widths, relu, x, buf_a
         w = weight_t[w_off[l]:w_off[l] + n_in * n_out].reshape((n_in, n_out))
         for i in range(n_out):
             dst[i] = bias[b0 + i]
-        for j in range(n_in):
-            v = src[j]
-            if v != 0:
+        for j in range(n_in):  # a branch, not _active: on these small layers listing the
+            v = src[j]         # active inputs first cost more than the mispredictions it saves
+            if v != 0:         # (80% unit-pruned Fashion-MNIST: 11.1 against 8.3 us)
                 for i in range(n_out):
                     dst[i] += v * w[j, i]
         if relu[l]:
