@@ -125,6 +125,29 @@ def test_sparse_batched_input_blocks_and_tile_widths(rng, dtype):
         assert_forward_close(forward(x), naive.forward(masked, x))
 
 
+def test_batch1_order_sorts_hidden_units_and_keeps_the_function(rng):
+    from sparsenet.formats.fused import _batch1_order
+
+    net = random_net(rng, (20, 15, 12, 4), bias=True)
+    masked = prune(net, "weight", 0.6)
+    biases = [layer.bias for layer in net.layers]
+    w1, k1, b1 = _batch1_order(masked.masked_weights(), masked.masks.weight, biases)
+    for l in range(len(k1) - 1):
+        counts = k1[l + 1].sum(axis=0)
+        assert (np.diff(counts) <= 0).all(), "hidden units ordered by the next layer's column lengths"
+    x = rng.random((3, 20)).astype(np.float32)
+
+    def logits(ws, bs):
+        h = x
+        for l, (w, b) in enumerate(zip(ws, bs)):
+            h = h @ w.T + b
+            h = np.maximum(h, 0) if l < len(ws) - 1 else h
+        return h
+
+    np.testing.assert_allclose(logits(w1, b1), logits(masked.masked_weights(), biases), rtol=1e-5, atol=1e-6)
+    assert_forward_close(convert(masked, "sparse")(x[:1]), naive.forward(masked, x[:1]))
+
+
 def test_tile_lanes_and_input_blocks():
     from sparsenet.formats.fused import input_blocks, tile_lanes
     from sparsenet.kernels import LANES

@@ -111,6 +111,27 @@ def _dense_blocks(weights, as_dense, n_threads: int, dtype) -> tuple[np.ndarray,
             np.array(part0, np.int64))
 
 
+def _batch1_order(weights, keeps, biases):
+    """The network with each hidden layer's units reordered for the batch-1 kernel: by how many
+    weights the next layer keeps on them (its CSC column lengths), longest first.
+
+    Reordering hidden units (rows of one layer, columns of the next, together) does not change
+    the function. With the active inputs' columns walked in this order, consecutive columns have
+    similar lengths and the inner loop's exit is predicted: measured on Fashion-MNIST weights
+    cycling over 64 test images, 34.8 -> 29.7 us at sparsity 0.95 and 17.9 -> 13.3 us at 0.99.
+    (Sorting the batched kernel's rows by length did not help it, so its pack keeps the order.)
+    """
+    out_w, out_k, out_b, prev = [], [], [], np.arange(weights[0].shape[1])
+    for l, (w, keep, b) in enumerate(zip(weights, keeps, biases)):
+        last = l == len(weights) - 1
+        order = np.arange(w.shape[0]) if last else np.argsort(-keeps[l + 1].sum(axis=0), kind="stable")
+        out_w.append(w[order][:, prev])
+        out_k.append(keep[order][:, prev])
+        out_b.append(b[order])
+        prev = order
+    return out_w, out_k, out_b
+
+
 def _csc_parts(keeps, n_threads: int) -> np.ndarray:
     """Row blocks per layer for the batch-1 kernel: one per thread where a layer has enough work
     to pay for waking the threads (a few microseconds), else one."""
@@ -127,6 +148,7 @@ class FusedSparseForward:
     parts: np.ndarray  # row blocks per layer in the CSC pack (threads used at batch 1)
     dense: tuple[np.ndarray, ...]  # batch-1 dense blocks: (values, off, r0, width, part0), see forward_vector
     bias: np.ndarray
+    bias1: np.ndarray  # bias for batch 1, whose pack (csc, dense) orders hidden units differently
     bias_off: np.ndarray
     widths: np.ndarray
     relu: np.ndarray
@@ -143,13 +165,14 @@ class FusedSparseForward:
         index_dtype = np.uint16 if widths.max() <= np.iinfo(np.uint16).max + 1 else np.int32
         weights, keeps = masked.masked_weights(), masked.masks.weight
         n_threads = numba.get_num_threads()
-        as_dense = [keep.mean() >= DENSE_DENSITY for keep in keeps]
-        parts = _csc_parts(keeps, n_threads)
-        parts[as_dense] = 1
-        csc_keeps = [np.zeros_like(keep) if d else keep for keep, d in zip(keeps, as_dense)]
         biases = [np.zeros(layer.n_out, net.dtype) if b is None else b for layer, b in
                   zip(net.layers, masked.masked_biases())]
         col_blocks = np.array([input_blocks(keep, np.dtype(net.dtype).itemsize) for keep in keeps], np.int64)
+        w1, k1, b1 = _batch1_order(weights, keeps, biases)
+        as_dense = [keep.mean() >= DENSE_DENSITY for keep in k1]
+        parts = _csc_parts(k1, n_threads)
+        parts[as_dense] = 1
+        csc_keeps = [np.zeros_like(keep) if d else keep for keep, d in zip(k1, as_dense)]
         return cls(
             csr=_pack([(w[:, c0:c1], keep[:, c0:c1], c0, k == 0)
                        for w, keep, n in zip(weights, keeps, col_blocks)
@@ -157,12 +180,13 @@ class FusedSparseForward:
                        for c0, c1 in [(k * w.shape[1] // n, (k + 1) * w.shape[1] // n)]], index_dtype, net.dtype),
             col_blocks=col_blocks,
             csc=_pack([(w[r0:r1].T, keep[r0:r1].T, r0, k == 0)
-                       for w, keep, n in zip(weights, csc_keeps, parts)
+                       for w, keep, n in zip(w1, csc_keeps, parts)
                        for k in range(n)
                        for r0, r1 in [(k * w.shape[0] // n, (k + 1) * w.shape[0] // n)]], index_dtype, net.dtype),
             parts=parts,
-            dense=_dense_blocks(weights, as_dense, n_threads, net.dtype),
+            dense=_dense_blocks(w1, as_dense, n_threads, net.dtype),
             bias=np.concatenate(biases).astype(net.dtype),
+            bias1=np.concatenate(b1).astype(net.dtype),
             bias_off=np.concatenate([[0], np.cumsum(widths[1:-1])]).astype(np.int64),
             widths=widths,
             relu=np.array([layer.activation == "relu" for layer in net.layers], dtype=np.bool_),
@@ -184,7 +208,7 @@ class FusedSparseForward:
             a, b = self._buffers(1, 1, x.dtype)
             out = np.empty(n_out, dtype=x.dtype)
             kernels.forward_vector(self.csc.ptr, self.csc.index, self.csc.data, self.csc.off, self.parts,
-                                   *self.dense, self.bias, self.bias_off, self.widths, self.relu,
+                                   *self.dense, self.bias1, self.bias_off, self.widths, self.relu,
                                    np.ascontiguousarray(x[0]), a.reshape(-1), b.reshape(-1), out)
             return out[None, :]
         tile = tile_lanes(n_batch)
