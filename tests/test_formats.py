@@ -148,6 +148,31 @@ def test_batch1_order_sorts_hidden_units_and_keeps_the_function(rng):
     assert_forward_close(convert(masked, "sparse")(x[:1]), naive.forward(masked, x[:1]))
 
 
+@pytest.mark.parametrize("shape", [(3, 784, 64), (1, 10, 8), (0, 5, 16)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_aligned_empty(shape, dtype):
+    from sparsenet.formats.fused import aligned_empty
+
+    a = aligned_empty(shape, dtype)
+    assert a.shape == shape and a.dtype == dtype and a.flags.c_contiguous and a.flags.writeable
+    assert a.ctypes.data % 64 == 0
+    a[...] = 1  # the whole view is usable memory
+    assert a.sum() == a.size
+
+
+@pytest.mark.parametrize("n_out", [1, 10])
+def test_sparse_results_do_not_alias_its_scratch(rng, n_out):
+    """The batched path reuses its buffers across calls; a returned result must survive the
+    next call (with one output unit the final reshape would otherwise be a view)."""
+    net = random_net(rng, (30, 20, n_out), bias=True)
+    forward = convert(prune(net, "weight", 0.5), "sparse")
+    x1, x2 = rng.random((64, 30)).astype(np.float32), rng.random((64, 30)).astype(np.float32)
+    y1 = forward(x1)
+    kept = y1.copy()
+    forward(x2)
+    np.testing.assert_array_equal(y1, kept)
+
+
 def test_tile_lanes_and_input_blocks():
     from sparsenet.formats.fused import input_blocks, tile_lanes
     from sparsenet.kernels import LANES

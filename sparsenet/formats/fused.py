@@ -76,6 +76,18 @@ def _pack(blocks, index_dtype, dtype) -> PackedLayers:
                         np.concatenate(vals).astype(dtype), np.array(off, dtype=np.int64))
 
 
+def aligned_empty(shape, dtype, align: int = 64) -> np.ndarray:
+    """np.empty with its data at a multiple of ``align`` bytes. NumPy aligns large arrays to 16
+    bytes only; the batched kernel's 64-byte vector loads then straddle two cache lines, which
+    ran its inner loop 1.5-1.6x slower (measured on one core, 128 inputs x 64 samples, density
+    0.1-0.9: 1.45-1.60 against 0.90-1.00 ns per kept weight)."""
+    dtype = np.dtype(dtype)
+    n = int(np.prod(shape)) * dtype.itemsize
+    raw = np.empty(n + align, np.uint8)
+    start = -raw.ctypes.data % align
+    return raw[start:start + n].view(dtype).reshape(shape)
+
+
 def input_blocks(keep: np.ndarray, itemsize: int, lanes: int = max(kernels.LANES)) -> int:
     """How many contiguous input blocks the batched kernel cuts a layer into (see L1_BLOCK_BYTES)."""
     n_in, nnz = keep.shape[1], int(keep.sum())
@@ -192,20 +204,24 @@ class FusedSparseForward:
             relu=np.array([layer.activation == "relu" for layer in net.layers], dtype=np.bool_),
         )
 
-    def _buffers(self, n_tiles: int, tile: int, dtype) -> tuple[np.ndarray, np.ndarray]:
-        """Per-thread scratch reused across calls: fresh 8 MB buffers would page-fault every call."""
-        shape = (n_tiles, int(self.widths[1:-1].max(initial=1)), tile)
+    def _buffers(self, n_tiles: int, tile: int, dtype) -> tuple[np.ndarray, ...]:
+        """Per-thread scratch reused across calls (fresh 8 MB buffers would page-fault every call):
+        the tile-major input, the two activation buffers and the output, 64-byte aligned."""
+        widths = (int(self.widths[0]), int(self.widths[1:-1].max(initial=1)), int(self.widths[-1]))
+        key = (n_tiles, tile, np.dtype(dtype))
         cached = getattr(self._scratch, "buffers", None)
-        if cached is None or cached[0].shape != shape or cached[0].dtype != dtype:
-            cached = (np.empty(shape, dtype), np.empty(shape, dtype))
+        if cached is None or cached[0] != key:
+            n_in, hidden, n_out = widths
+            cached = (key, aligned_empty((n_tiles, n_in, tile), dtype), aligned_empty((n_tiles, hidden, tile), dtype),
+                      aligned_empty((n_tiles, hidden, tile), dtype), aligned_empty((n_tiles, n_out, tile), dtype))
             self._scratch.buffers = cached
-        return cached
+        return cached[1:]
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         x = check_batch(x, n_in=int(self.widths[0]), dtype=self.csr.data.dtype)
         n_batch, n_out = x.shape[0], int(self.widths[-1])
         if n_batch == 1:
-            a, b = self._buffers(1, 1, x.dtype)
+            _, a, b, _ = self._buffers(1, 1, x.dtype)
             out = np.empty(n_out, dtype=x.dtype)
             kernels.forward_vector(self.csc.ptr, self.csc.index, self.csc.data, self.csc.off, self.parts,
                                    *self.dense, self.bias1, self.bias_off, self.widths, self.relu,
@@ -213,16 +229,17 @@ class FusedSparseForward:
             return out[None, :]
         tile = tile_lanes(n_batch)
         n_tiles = -(-n_batch // tile)
-        tiled = np.zeros((n_tiles * tile, x.shape[1]), dtype=x.dtype) if n_batch % tile else None
-        if tiled is not None:  # pad the last tile with zero samples
-            tiled[:n_batch] = x
-        src = (x if tiled is None else tiled).reshape(n_tiles, tile, -1).transpose(0, 2, 1)
-        a, b = self._buffers(n_tiles, tile, x.dtype)
-        out = np.empty((n_tiles, n_out, tile), dtype=x.dtype)
+        src, a, b, out = self._buffers(n_tiles, tile, x.dtype)
+        full = n_batch // tile  # whole tiles; a last partial one is padded with zero samples
+        src[:full] = x[:full * tile].reshape(full, tile, x.shape[1]).transpose(0, 2, 1)
+        if full < n_tiles:
+            src[full] = 0
+            src[full, :, :n_batch - full * tile] = x[full * tile:].T
         kernels.csr_forward_batch(self.csr.ptr, self.csr.index, self.csr.data, self.csr.off, self.col_blocks,
-                                  self.bias, self.bias_off, self.widths, self.relu, np.ascontiguousarray(src), a, b,
-                                  out, numba.get_num_threads())
-        return out.transpose(0, 2, 1).reshape(n_tiles * tile, n_out)[:n_batch]
+                                  self.bias, self.bias_off, self.widths, self.relu, src, a, b, out,
+                                  numba.get_num_threads())
+        y = out.transpose(0, 2, 1).reshape(n_tiles * tile, n_out)[:n_batch]
+        return y.copy() if np.may_share_memory(y, out) else y  # never hand out the scratch
 
     @property
     def nnz(self) -> int:
