@@ -155,7 +155,7 @@ def test_aligned_empty(shape, dtype):
 
     a = aligned_empty(shape, dtype)
     assert a.shape == shape and a.dtype == dtype and a.flags.c_contiguous and a.flags.writeable
-    assert a.ctypes.data % 64 == 0
+    assert a.size == 0 or a.ctypes.data % 64 == 0  # an empty view has no data to align
     a[...] = 1  # the whole view is usable memory
     assert a.sum() == a.size
 

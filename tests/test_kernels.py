@@ -116,7 +116,8 @@ def test_forward_vector_matches_dense(rng, dtype, index_dtype, density):
         dense = (np.concatenate([blk.ravel() for blk, _, _ in blocks] or [np.zeros(0)]).astype(dtype),
                  np.cumsum([0] + [blk.size for blk, _, _ in blocks])[:-1].astype(np.int64),
                  np.array([a for _, a, _ in blocks], np.int64), np.array([k for _, _, k in blocks], np.int64),
-                 np.concatenate([[0], np.cumsum([2 * d for d in as_dense])]).astype(np.int64))
+                 np.concatenate([[0], np.cumsum([2 * d for d in as_dense])]).astype(np.int64),
+                 np.array([k for _, _, k in blocks], np.int64))  # rows not padded: stride = width
         out = np.full(widths[-1], np.nan, dtype)
         kernels.forward_vector(ptr, idx, vals, off, np.ones(n, np.int64), *dense, bias, bias_off, widths, relu,
                                x[0], np.empty(max_w, dtype), np.empty(max_w, dtype), out)

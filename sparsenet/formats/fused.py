@@ -37,11 +37,11 @@ MIN_BLOCK_NNZ = 32
 PARALLEL_NNZ = 100_000
 # A batch-1 layer keeping at least this fraction of its weights runs as dense blocks (zeros
 # stored, each non-zero input one vectorized row) instead of CSC (kept weights only, scattered
-# one at a time). Measured on Fashion-MNIST weights (2 threads, inputs cycling over 50 test
-# images): dense blocks 41-49 us at sparsity 0-0.8, CSC 219/114/65 us at 0/0.5/0.8 and
-# 54/38/20 us at 0.9/0.95/0.99 against dense blocks' 58-62 us there; the crossover lies
-# between densities 0.1 and 0.2.
-DENSE_DENSITY = 0.15
+# one at a time). Measured with 64-byte aligned blocks on both datasets' weights (2 threads,
+# cycling over 64 test images, every layer one way or the other): dense blocks 32-45 us at any
+# sparsity; CSC 60-67 us at 0.8 and 42-47 us at 0.9 (density 0.1), but 27-31 us at 0.95 and
+# 24 us at 0.97. The crossover lies between densities 0.05 and 0.1.
+DENSE_DENSITY = 0.075
 
 
 @dataclass(frozen=True)
@@ -106,21 +106,31 @@ def tile_lanes(n_batch: int) -> int:
 
 def _dense_blocks(weights, as_dense, n_threads: int, dtype) -> tuple[np.ndarray, ...]:
     """forward_vector's dense blocks: the layers flagged ``as_dense``, transposed to (n_in, n_out)
-    and cut by output rows, one block per thread where a layer has PARALLEL_NNZ weights or more."""
-    blocks, off, r0s, widths, part0 = [], [0], [], [], [0]
+    and cut by output rows, one block per thread where a layer has PARALLEL_NNZ weights or more.
+
+    Every row of every block starts on a 64-byte boundary (rows padded with zeros, cuts at
+    multiples of 16 outputs, the array aligned), like the batched kernel's buffers."""
+    per_line = 64 // np.dtype(dtype).itemsize
+    blocks, off, r0s, widths, part0, strides = [], [0], [], [], [0], []
     for w, dense in zip(weights, as_dense):
         n_out = w.shape[0]
         k = (n_threads if n_threads > 1 and w.size >= PARALLEL_NNZ else 1) if dense else 0
-        for q in range(k):
-            a, b = q * n_out // k, (q + 1) * n_out // k
-            blocks.append(np.ascontiguousarray(w[a:b].T).ravel())
-            off.append(off[-1] + blocks[-1].size)
+        cuts = [0] + [min(n_out, -(-(q * n_out // k) // per_line) * per_line) for q in range(1, k)] + [n_out] if k else []
+        for a, b in zip(cuts[:-1], cuts[1:]):
+            stride = -(-(b - a) // per_line) * per_line
+            block = np.zeros((w.shape[1], stride), dtype)
+            block[:, :b - a] = w[a:b].T
+            blocks.append(block.ravel())
+            off.append(off[-1] + block.size)
             r0s.append(a)
             widths.append(b - a)
+            strides.append(stride)
         part0.append(len(r0s))
-    values = np.concatenate(blocks).astype(dtype) if blocks else np.zeros(0, dtype)
+    values = aligned_empty(off[-1], dtype)
+    if blocks:
+        np.concatenate(blocks, out=values)
     return (values, np.array(off[:-1], np.int64), np.array(r0s, np.int64), np.array(widths, np.int64),
-            np.array(part0, np.int64))
+            np.array(part0, np.int64), np.array(strides, np.int64))
 
 
 def _batch1_order(weights, keeps, biases):
@@ -158,7 +168,7 @@ class FusedSparseForward:
     col_blocks: np.ndarray  # int64[n_layers]: input blocks per layer in csr
     csc: PackedLayers
     parts: np.ndarray  # row blocks per layer in the CSC pack (threads used at batch 1)
-    dense: tuple[np.ndarray, ...]  # batch-1 dense blocks: (values, off, r0, width, part0), see forward_vector
+    dense: tuple[np.ndarray, ...]  # batch-1 dense blocks: (values, off, r0, width, part0, stride), see forward_vector
     bias: np.ndarray
     bias1: np.ndarray  # bias for batch 1, whose pack (csc, dense) orders hidden units differently
     bias_off: np.ndarray

@@ -24,9 +24,11 @@ Batch 1, per layer either CSC (columns are input units) or dense blocks::
     rows     uint16|int32[nnz]      output index within the layer
     col_off  int64[n_layers]        first column of layer l in colptr
     parts    int64[n_layers]        row blocks of layer l, each packed as its own CSC
-    dense    float[...]             dense blocks back to back, block p row-major (n_in, dense_width[p])
+    dense    float[...]             dense blocks back to back, block p row-major (n_in, dense_stride[p]),
+                                    of which the first dense_width[p] columns are used
     dense_off, dense_r0, dense_width  int64[n_blocks]: where block p starts, its first output, its width
     dense_part0  int64[n_layers + 1]  layer l's dense blocks are dense_part0[l]:dense_part0[l + 1] (none: CSC)
+    dense_stride int64[n_blocks]     elements from one input's row of block p to the next
     x        float[n_in]; buf_a, buf_b float[max_width]; out float[n_out]
 
 Batch 1, dense (the shrunk format; x and buffers as above)::
@@ -211,11 +213,11 @@ def _dense_part(w, bias, b0, r0, width, act, n_act, relu, src, dst):
 
 @numba.njit(parallel=True, cache=True, nogil=True, fastmath=_FASTMATH)
 def forward_vector(colptr, rows, data, col_off, parts, dense, dense_off, dense_r0, dense_width, dense_part0,
-                   bias, bias_off, widths, relu, x, buf_a, buf_b, out):
+                   dense_stride, bias, bias_off, widths, relu, x, buf_a, buf_b, out):
     """out = network(x) for one sample, skipping every zero input of every layer.
 
     A layer runs one of two ways. Dense blocks (``dense_part0[l] < dense_part0[l + 1]``):
-    block ``p`` is a row-major ``(n_in, dense_width[p])`` matrix at ``dense[dense_off[p]:]``
+    block ``p`` is a row-major ``(n_in, dense_stride[p])`` matrix at ``dense[dense_off[p]:]``
     holding outputs ``dense_r0[p]`` onwards, zeros included; each non-zero input adds one
     vectorized row. Otherwise CSC: output rows cut into ``parts[l]`` contiguous blocks, each
     packed as its own CSC (block k of layer l owns columns ``col_off[l] + k * n_in + j``);
@@ -231,12 +233,12 @@ def forward_vector(colptr, rows, data, col_off, parts, dense, dense_off, dense_r
         p0, n_dense = dense_part0[l], dense_part0[l + 1] - dense_part0[l]
         n_act = _active(src, n_in, act)
         if n_dense == 1:
-            w = dense[dense_off[p0]:dense_off[p0] + n_in * dense_width[p0]].reshape((n_in, dense_width[p0]))
+            w = dense[dense_off[p0]:dense_off[p0] + n_in * dense_stride[p0]].reshape((n_in, dense_stride[p0]))
             _dense_part(w, bias, b0, dense_r0[p0], dense_width[p0], act, n_act, relu[l], src, dst)
         elif n_dense > 1:
             for k in numba.prange(n_dense):
                 p = p0 + k
-                w = dense[dense_off[p]:dense_off[p] + n_in * dense_width[p]].reshape((n_in, dense_width[p]))
+                w = dense[dense_off[p]:dense_off[p] + n_in * dense_stride[p]].reshape((n_in, dense_stride[p]))
                 _dense_part(w, bias, b0, dense_r0[p], dense_width[p], act, n_act, relu[l], src, dst)
         elif k_parts == 1:
             _csc_part(colptr, rows, data, bias, b0, c0, act, n_act, 0, n_out, relu[l], src, dst)
