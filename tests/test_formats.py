@@ -173,6 +173,21 @@ def test_sparse_results_do_not_alias_its_scratch(rng, n_out):
     np.testing.assert_array_equal(y1, kept)
 
 
+def test_sparse_scratch_kept_per_batch_shape(rng):
+    from sparsenet.formats.fused import _SCRATCH_SHAPES
+
+    masked = prune(random_net(rng, (30, 20, 4), bias=True), "weight", 0.5)
+    forward = convert(masked, "sparse")
+    x = rng.random((300, 30)).astype(np.float32)
+    first = forward._buffers(1, 64, np.float32)
+    for n in (1, 64, 1, 64):  # alternating batch sizes reuse their buffers
+        assert_forward_close(forward(x[:n]), naive.forward(masked, x[:n]))
+    assert forward._buffers(1, 64, np.float32)[0] is first[0]
+    for n in (8, 16, 32, 300):
+        assert_forward_close(forward(x[:n]), naive.forward(masked, x[:n]))
+    assert len(forward._scratch.buffers) == _SCRATCH_SHAPES
+
+
 def test_tile_lanes_and_input_blocks():
     from sparsenet.formats.fused import input_blocks, tile_lanes
     from sparsenet.kernels import LANES

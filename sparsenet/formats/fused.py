@@ -42,6 +42,8 @@ PARALLEL_NNZ = 100_000
 # sparsity; CSC 60-67 us at 0.8 and 42-47 us at 0.9 (density 0.1), but 27-31 us at 0.95 and
 # 24 us at 0.97. The crossover lies between densities 0.05 and 0.1.
 DENSE_DENSITY = 0.075
+# Scratch buffer sets (one per batch shape) each thread keeps per network.
+_SCRATCH_SHAPES = 3
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,8 @@ def _dense_blocks(weights, as_dense, n_threads: int, dtype) -> tuple[np.ndarray,
     for w, dense in zip(weights, as_dense):
         n_out = w.shape[0]
         k = (n_threads if n_threads > 1 and w.size >= PARALLEL_NNZ else 1) if dense else 0
-        cuts = [0] + [min(n_out, -(-(q * n_out // k) // per_line) * per_line) for q in range(1, k)] + [n_out] if k else []
+        inner = [min(n_out, -(-(q * n_out // k) // per_line) * per_line) for q in range(1, k)]  # line-aligned
+        cuts = [0, *inner, n_out] if k else []
         for a, b in zip(cuts[:-1], cuts[1:]):
             stride = -(-(b - a) // per_line) * per_line
             block = np.zeros((w.shape[1], stride), dtype)
@@ -216,16 +219,16 @@ class FusedSparseForward:
 
     def _buffers(self, n_tiles: int, tile: int, dtype) -> tuple[np.ndarray, ...]:
         """Per-thread scratch reused across calls (fresh 8 MB buffers would page-fault every call):
-        the tile-major input, the two activation buffers and the output, 64-byte aligned."""
-        widths = (int(self.widths[0]), int(self.widths[1:-1].max(initial=1)), int(self.widths[-1]))
+        the tile-major input, the two activation buffers and the output, 64-byte aligned. The
+        last _SCRATCH_SHAPES shapes are kept, so alternating batch sizes do not reallocate."""
         key = (n_tiles, tile, np.dtype(dtype))
-        cached = getattr(self._scratch, "buffers", None)
-        if cached is None or cached[0] != key:
-            n_in, hidden, n_out = widths
-            cached = (key, aligned_empty((n_tiles, n_in, tile), dtype), aligned_empty((n_tiles, hidden, tile), dtype),
-                      aligned_empty((n_tiles, hidden, tile), dtype), aligned_empty((n_tiles, n_out, tile), dtype))
-            self._scratch.buffers = cached
-        return cached[1:]
+        kept = self._scratch.__dict__.setdefault("buffers", {})
+        if key not in kept:
+            if len(kept) >= _SCRATCH_SHAPES:
+                del kept[next(iter(kept))]  # the oldest
+            n_in, hidden, n_out = int(self.widths[0]), int(self.widths[1:-1].max(initial=1)), int(self.widths[-1])
+            kept[key] = tuple(aligned_empty((n_tiles, n, tile), dtype) for n in (n_in, hidden, hidden, n_out))
+        return kept[key]
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         x = check_batch(x, n_in=int(self.widths[0]), dtype=self.csr.data.dtype)
