@@ -28,7 +28,8 @@ from ..model import MaskedNetwork
 # weights per row on average. Measured on Fashion-MNIST weights (2 threads, 64-sample tiles):
 # at sparsity 0.5, 128-input blocks ran batch 1024 1.3-1.4x faster than uncut layers (in one
 # core's inner loop: 0.83 against 1.90 ns per kept weight); at 0.8 and 0.9, 160-320 inputs
-# gained 10-25%; at 0.95 and above cutting lost, which the MIN_BLOCK_NNZ rule leaves uncut.
+# gained 10-25%; at 0.95 and above 128-input blocks lost, and the MIN_BLOCK_NNZ rule cuts
+# those layers in two at most (0.95) or not at all (0.99).
 L1_BLOCK_BYTES = 32 * 1024
 MIN_BLOCK_NNZ = 32
 # A batch-1 layer with at least this many stored weights is split across threads. Waking the
