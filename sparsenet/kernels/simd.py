@@ -12,6 +12,10 @@ argument of an ``inline="always"`` helper that was called with one (numba keeps 
 through inlining). Loads and stores are unaligned and unchecked: callers guarantee that
 ``offset + lanes`` lies within the array, which must be C-contiguous (``offset`` counts
 elements of the flattened array).
+
+numba's on-disk cache of a kernel is keyed on the kernel's own source file, not on this one:
+after editing this module, delete the ``*.nbi``/``*.nbc`` files in ``sparsenet/kernels/__pycache__``
+(or touch ``fused.py``), or the cached kernels keep the old code.
 """
 
 from llvmlite import ir
@@ -40,6 +44,12 @@ def _lanes(lanes) -> int | None:
     return lanes.literal_value if isinstance(lanes, types.IntegerLiteral) and lanes.literal_value > 0 else None
 
 
+def _vector_of(scalar, lanes) -> Vec | None:
+    """The vector type of ``lanes`` values of a float scalar's type; None (no match) otherwise."""
+    n = _lanes(lanes)
+    return Vec(scalar, n) if n is not None and isinstance(scalar, types.Float) else None
+
+
 def _splat(builder, value, vty):
     undef = ir.Constant(vty, ir.Undefined)
     first = builder.insert_element(undef, value, ir.Constant(ir.IntType(32), 0))
@@ -55,29 +65,23 @@ def _pointer(context, builder, arr_type, arr, offset, vty):
 @intrinsic(prefer_literal=True)
 def vsplat(typingctx, value, lanes):
     """Every lane = value."""
-    n = _lanes(lanes)
-    if n is None or not isinstance(value, types.Float):
-        return None
-    vt = Vec(value, n)
+    vt = _vector_of(value, lanes)
 
     def codegen(context, builder, sig, args):
         return _splat(builder, args[0], context.get_value_type(vt))
 
-    return vt(value, lanes), codegen
+    return (vt(value, lanes), codegen) if vt else None
 
 
 @intrinsic(prefer_literal=True)
 def vzeros(typingctx, like, lanes):
     """Zeros of the type of the scalar ``like``."""
-    n = _lanes(lanes)
-    if n is None or not isinstance(like, types.Float):
-        return None
-    vt = Vec(like, n)
+    vt = _vector_of(like, lanes)
 
     def codegen(context, builder, sig, args):
         return ir.Constant(context.get_value_type(vt), None)
 
-    return vt(like, lanes), codegen
+    return (vt(like, lanes), codegen) if vt else None
 
 
 @intrinsic(prefer_literal=True)
