@@ -33,7 +33,8 @@ def check_sparsity(sparsity: float) -> float:
 
 
 def check_network(net: Network) -> None:
-    """Layers chain, arrays are 2-D float matrices without NaN/inf, activations are known."""
+    """Layers chain, arrays are 2-D float matrices without NaN/inf, activations are known and
+    softmax is only the output layer's."""
     if len(net.layers) == 0:
         raise ValueError("a Network needs at least one layer, found 0")
     for i, layer in enumerate(net.layers):
@@ -60,6 +61,12 @@ def check_network(net: Network) -> None:
         if layer.activation not in ACTIVATION_NAMES:
             raise ValueError(f"layer {i}: unknown activation {layer.activation!r}; "
                              f"choose one of {sorted(ACTIVATION_NAMES)}")
+        if layer.activation == "softmax" and i < len(net.layers) - 1:
+            # every format treats softmax as linear (forward passes return logits): a hidden
+            # softmax would silently be computed as linear, so refuse it
+            raise ValueError(f"layer {i}: softmax is only supported as the output layer's activation "
+                             f"(forward passes return logits), found it on a hidden layer (the output "
+                             f"layer is {len(net.layers) - 1}); use 'relu' or 'linear' there")
         if i > 0 and net.layers[i - 1].n_out != layer.n_in:
             raise ValueError(f"layer {i}: expects {layer.n_in} inputs but layer {i - 1} "
                              f"has {net.layers[i - 1].n_out} outputs")

@@ -24,7 +24,8 @@ def softmax(h: np.ndarray) -> np.ndarray:
 
 
 # Forward passes return logits: the output layer's "softmax" is applied by whoever needs
-# probabilities (argmax for accuracy does not), so formats treat it as linear.
+# probabilities (argmax for accuracy does not), so formats treat it as linear. That is only
+# right for the output layer; check_network refuses softmax on a hidden layer.
 ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "linear": linear,
     "relu": relu,

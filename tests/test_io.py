@@ -46,6 +46,9 @@ def _write(path, **arrays):
     ({"format_version": np.array(7), "activations": np.array(["relu"])}, "format_version 7, expected 1"),
     ({"format_version": np.array(1), "activations": np.array(["relu"]),
       "layer0/weight": np.ones(3, np.float32)}, "weight must be a 2-D array"),
+    ({"format_version": np.array(1), "activations": np.array(["softmax", "softmax"]),
+      "layer0/weight": np.eye(2, dtype=np.float32), "layer1/weight": np.ones((1, 2), np.float32)},
+     r"layer 0: softmax is only supported as the output layer's activation \(forward passes return logits\)"),
 ])
 def test_bad_files_name_the_problem(tmp_path, arrays, match):
     path = _write(tmp_path / "bad.npz", **arrays)

@@ -3,6 +3,7 @@ import pytest
 
 from conftest import random_net
 from sparsenet import FORMATS, Layer, Network, convert, prune
+from sparsenet.activations import softmax
 
 
 @pytest.mark.parametrize("bad", [-0.1, 1.0, 1.5, 90, float("nan")])
@@ -49,6 +50,23 @@ def test_bias_shape_and_activation_checked():
         Network((Layer(np.ones((4, 3), np.float32), np.ones(3, np.float32), "relu"),))
     with pytest.raises(ValueError, match="unknown activation 'tanh'"):
         Network((Layer(np.ones((4, 3), np.float32), None, "tanh"),))
+
+
+HIDDEN_SOFTMAX = (r"layer 0: softmax is only supported as the output layer's activation "
+                  r"\(forward passes return logits\)")
+
+
+def test_hidden_softmax_is_refused():
+    """Formats treat softmax as linear (they return logits), so a hidden softmax used to be
+    computed as linear: this network gave 2.0 for [2, 0] where softmax gives 1.0."""
+    eye, ones = np.eye(2, dtype=np.float32), np.ones((1, 2), np.float32)
+    with pytest.raises(ValueError, match=HIDDEN_SOFTMAX):
+        Network((Layer(eye, None, "softmax"), Layer(ones, None, "softmax")))
+    x = np.array([[2.0, 0.0]], np.float32)
+    as_linear = Network((Layer(eye, None, "linear"), Layer(ones, None, "softmax")))
+    assert convert(prune(as_linear, "weight", 0.0), "dense")(x)[0, 0] == 2.0  # what a hidden softmax gave
+    assert softmax(x.copy()).sum() == pytest.approx(1.0)  # what a softmax there gives
+    Network((Layer(eye, None, "relu"), Layer(ones, None, "softmax")))  # the output layer's softmax is fine
 
 
 @pytest.mark.parametrize("fmt", sorted(FORMATS))
