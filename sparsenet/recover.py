@@ -9,12 +9,10 @@ given the same budget (``RecoveryConfig.epochs`` on top of the dense training):
   ``frequency`` steps by the same pruners as one-shot (:func:`sparsenet.prune`), then train
   with the final masks fixed.
 
-How pruned weights stay at exactly zero (both stages, in :class:`_MaskedMLP.train_step`):
-gradients are multiplied by the masks before the optimizer sees them, so Adam's moments at
-pruned positions stay 0 and its update there is exactly 0; the masks are then re-applied to
-the weights after every optimizer step. When the gradual schedule removes more weights, their
-optimizer state (momentum, Adam moments) is zeroed too, so nothing is carried forward that
-could revive them. After training, the masks and the achieved sparsity are checked.
+Pruned weights stay at exactly zero in both stages: gradients are masked before the optimizer
+and the masks re-applied after every step, and the optimizer state of newly pruned weights is
+zeroed (the Keras side, :mod:`sparsenet._masked_mlp`, says how). After training, the masks and
+the achieved sparsity are checked.
 
 Like :mod:`sparsenet.train`, tensorflow is imported only inside the functions that train; a
 cache hit (:func:`recovered_network`) needs no tensorflow.
@@ -31,14 +29,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import _keras
 from ._files import write_json
+from ._masked_mlp import gradual_callback, masked_model
 from ._validation import check_choice, check_sparsity
+from .cache import cache_root, read_manifest
 from .data import N_TRAIN, Dataset, load_dataset
 from .io import load_masked, save_masked
-from .model import Layer, MaskedNetwork, Masks, Network
+from .model import MaskedNetwork, Network
 from .prune import PRUNERS, SCOPES, prune
 from .schedule import PolynomialDecay
-from .train import _configure_tf, _epoch_log, _import_tf, _read_manifest, _tf_version, cache_root, predict
+from .train import predict
 
 STAGES = ("oneshot", "finetuned", "gradual")
 RECOVERED_STAGES = STAGES[1:]
@@ -147,13 +148,13 @@ def recover(net: Network, stage: str, method: str, sparsity: float, scope: str, 
 
 
 def recovered_network(net: Network, stage: str, method: str, sparsity: float, scope: str, dataset: str,
-                      config: RecoveryConfig = RecoveryConfig(), cache_dir=None, data_dir=None,
-                      progress: bool = True) -> tuple[MaskedNetwork, dict]:
+                      config: RecoveryConfig = RecoveryConfig(), cache_dir: str | os.PathLike | None = None,
+                      data_dir: str | os.PathLike | None = None, progress: bool = True) -> tuple[MaskedNetwork, dict]:
     """:func:`recover`, cached under ``<cache>/recovered/``, keyed by the dense weights and every setting."""
     check_choice("recovery stage", stage, RECOVERED_STAGES)
     key = recovery_key(net, stage, method, sparsity, scope, config)
     directory = cache_root(cache_dir) / "recovered" / f"{dataset}-{stage}-{method}-{scope}-s{sparsity:g}-{key}"
-    manifest = _read_manifest(directory / "manifest.json", key, key_field="key")
+    manifest = read_manifest(directory / "manifest.json", key, key_field="key")
     if manifest is not None:
         try:
             masked = load_masked(directory / "network.npz")
@@ -180,7 +181,7 @@ def recovery_key(net: Network, stage: str, method: str, sparsity: float, scope: 
         digest.update(b"" if layer.bias is None else np.ascontiguousarray(layer.bias).tobytes())
         digest.update(layer.activation.encode())
     payload = {"net": digest.hexdigest(), "stage": stage, "method": method, "sparsity": float(sparsity),
-               "scope": scope, "config": dataclasses.asdict(config), "tensorflow": _tf_version(),
+               "scope": scope, "config": dataclasses.asdict(config), "tensorflow": _keras.tf_version(),
                "recipe": RECIPE_VERSION}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -194,12 +195,12 @@ def _fit(masked: MaskedNetwork, dataset: Dataset, config: RecoveryConfig, schedu
     if net.widths[0] != dataset.x_train.shape[1]:
         raise ValueError(f"network takes {net.widths[0]} inputs, {dataset.name} images have "
                          f"{dataset.x_train.shape[1]} pixels")
-    tf, keras = _import_tf()
-    threads = _configure_tf(tf, keras, config.seed)
+    tf, keras = _keras.import_tf()
+    threads = _keras.configure_tf(tf, keras, config.seed)
     x, y = dataset.x_train[:config.train_samples].astype(net.dtype, copy=False), dataset.y_train[:config.train_samples]
     total_steps = config.epochs * config.steps_per_epoch()
 
-    model = _masked_model(keras, tf, net)
+    model = masked_model(keras, tf, net)
     model.set_masked_weights(masked)
     logits = net.layers[-1].activation == "linear"
     lr = keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=total_steps, alpha=0.0)
@@ -209,9 +210,9 @@ def _fit(masked: MaskedNetwork, dataset: Dataset, config: RecoveryConfig, schedu
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=logits), metrics=["accuracy"])
     batches = (tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=config.seed)
                .batch(config.batch_size).prefetch(2))
-    callbacks = [_epoch_log(keras, config.epochs, progress)]
+    callbacks = [_keras.epoch_log(keras, config.epochs, progress)]
     if schedule is not None:
-        callbacks.append(_gradual_callback(keras, schedule, masked.method, masked.scope))
+        callbacks.append(gradual_callback(keras, schedule, masked.method, masked.scope))
     start = time.perf_counter()
     model.fit(batches, epochs=config.epochs, verbose=0, shuffle=False, callbacks=callbacks)  # shuffled above
     seconds = time.perf_counter() - start
@@ -251,113 +252,3 @@ def _check_fixed_masks(before: MaskedNetwork, after: MaskedNetwork) -> None:
     if after.achieved_sparsity() != before.achieved_sparsity():
         raise RuntimeError(f"achieved sparsity moved from {before.achieved_sparsity():.6f} to "
                            f"{after.achieved_sparsity():.6f} during fine-tuning")
-
-
-def _masked_model(keras, tf, net: Network):
-    """A Keras MLP that mirrors ``net`` and trains with masked weights (class built on demand:
-    keras is imported lazily)."""
-
-    class _MaskedMLP(keras.Model):
-        def __init__(self):
-            super().__init__(name="masked_mlp")
-            self.stack = [keras.layers.Dense(layer.n_out, activation=layer.activation, use_bias=layer.bias is not None,
-                                             dtype=str(net.dtype), name=f"dense{i}")
-                          for i, layer in enumerate(net.layers)]
-
-        def build(self, input_shape):
-            self.kernel_masks, self.bias_masks = [], []  # bias_masks: None where a layer has no bias
-            for i, (dense, layer) in enumerate(zip(self.stack, net.layers)):
-                dense.build((None, layer.n_in))
-                self.kernel_masks.append(self.add_weight(shape=(layer.n_in, layer.n_out), initializer="ones",
-                                                         trainable=False, dtype=str(net.dtype), name=f"kmask{i}"))
-                self.bias_masks.append(None if layer.bias is None else self.add_weight(
-                    shape=(layer.n_out,), initializer="ones", trainable=False, dtype=str(net.dtype), name=f"bmask{i}"))
-            self.pairs = [(dense.kernel, k) for dense, k in zip(self.stack, self.kernel_masks)]
-            self.pairs += [(dense.bias, b) for dense, b in zip(self.stack, self.bias_masks) if b is not None]
-
-        def call(self, x):
-            for dense in self.stack:
-                x = dense(x)
-            return x
-
-        def train_step(self, data):
-            x, y = data
-            with tf.GradientTape() as tape:
-                y_pred = self(x, training=True)
-                loss = self.compute_loss(x=x, y=y, y_pred=y_pred, training=True)
-            self._loss_tracker.update_state(loss, sample_weight=tf.shape(x)[0])
-            variables = [v for v, _ in self.pairs]
-            grads = tape.gradient(loss, variables)
-            self.optimizer.apply_gradients([(g * m, v) for g, (v, m) in zip(grads, self.pairs)])
-            for v, m in self.pairs:  # re-apply after every step: a pruned weight is exactly 0 again
-                v.assign(v * m)
-            return self.compute_metrics(x, y, y_pred)
-
-        # --- numpy side ---
-
-        def set_masked_weights(self, masked: MaskedNetwork) -> None:
-            """Weights and masks from ``masked`` (sparsenet orientation in, Keras orientation inside)."""
-            self.set_masks(masked.masks)
-            for dense, w, b in zip(self.stack, masked.masked_weights(), masked.masked_biases()):
-                dense.kernel.assign(w.T)
-                if b is not None:
-                    dense.bias.assign(b)
-
-        def set_masks(self, masks: Masks) -> None:
-            """New masks; weights and optimizer state at newly pruned positions become 0."""
-            for kmask, bmask, keep_w, keep_b in zip(self.kernel_masks, self.bias_masks, masks.weight, masks.bias):
-                kmask.assign(keep_w.T.astype(net.dtype))
-                if bmask is not None:
-                    bmask.assign(keep_b.astype(net.dtype))
-            optimizer = getattr(self, "optimizer", None)
-            slots = list(optimizer.variables) if optimizer is not None else []  # empty until the first step
-            for v, m in self.pairs:
-                v.assign(v * m)
-                prefix = v.path.replace("/", "_") + "_"  # how Keras names a variable's optimizer slots
-                for slot in slots:
-                    if slot.name.startswith(prefix) and tuple(slot.shape) == tuple(v.shape):
-                        slot.assign(slot * m)
-
-        def network(self) -> Network:
-            return Network(tuple(Layer(np.ascontiguousarray(dense.kernel.numpy().T),
-                                       None if not dense.use_bias else np.array(dense.bias.numpy()),
-                                       layer.activation)
-                                 for dense, layer in zip(self.stack, net.layers)))
-
-        def masks(self) -> Masks:
-            return Masks(tuple(k.numpy().T.astype(bool) for k in self.kernel_masks),
-                         tuple(None if b is None else b.numpy().astype(bool) for b in self.bias_masks))
-
-        def masked_network(self, template: MaskedNetwork) -> MaskedNetwork:
-            return MaskedNetwork(self.network(), self.masks(), template.method, template.sparsity,
-                                 template.scope, template.pruned_layers)
-
-    model = _MaskedMLP()
-    model.build((None, net.widths[0]))
-    return model
-
-
-def _gradual_callback(keras, schedule: PolynomialDecay, method: str, scope: str):
-    """Recomputes the masks at the schedule's steps, from the current weights, with :func:`prune`."""
-
-    class GradualPruning(keras.callbacks.Callback):
-        def on_train_begin(self, logs=None):
-            self.step = int(self.model.optimizer.iterations.numpy())  # then counted here: no sync per step
-
-        def on_train_batch_end(self, batch, logs=None):
-            self.step += 1
-
-        def on_train_batch_begin(self, batch, logs=None):
-            prune_now, sparsity = schedule(self.step)
-            if not prune_now:
-                return
-            current = prune(self.model.network(), method, sparsity, scope)
-            old = self.model.masks()
-            # Pruned weights are 0, so the pruners remove them first again; the AND only guards
-            # against an unlucky tie with a trained weight that is exactly 0.
-            self.model.set_masks(Masks(tuple(n & o for n, o in zip(current.masks.weight, old.weight)),
-                                       tuple(None if n is None else n & o
-                                             for n, o in zip(current.masks.bias, old.bias))))
-
-    return GradualPruning()
-

@@ -1,39 +1,34 @@
-"""Train the dense Keras MLP and export it as a :class:`~sparsenet.model.Network`.
+"""Train the dense Keras MLP and export it as a :class:`~sparsenet.model.Network`, cached.
 
-The only module of the library that imports tensorflow, and only inside the functions that
-train (``import sparsenet.train`` and a cache hit stay tensorflow-free). Keras kernels leave
-through :func:`sparsenet.io.from_keras`; nothing downstream knows tensorflow existed.
+tensorflow is imported only inside :func:`train` (``import sparsenet.train`` and a cache hit of
+:func:`trained_network` stay tensorflow-free); the Keras side is :mod:`sparsenet._keras`, shared
+with recovery, and Keras kernels leave through :func:`sparsenet.io.from_keras`. Nothing
+downstream knows tensorflow existed. The command line is :mod:`sparsenet.train_cli`::
 
-Command line::
-
-    python -m sparsenet.train --dataset mnist [--epochs N] [--seed S] [--out DIR]
-                              [--data-dir DIR] [--cache-dir DIR] [--widths 784,64,10] [--train-samples N]
+    python -m sparsenet.train --dataset mnist [--epochs N] [--out DIR] ...
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import datetime
 import hashlib
-import importlib.metadata
 import json
 import os
 import platform
-import shutil
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
-from ._files import atomic_path, write_json
+from . import _keras
+from ._files import write_json
 from ._validation import check_choice
 from .activations import ACTIVATIONS
-from .data import DATASETS, N_TRAIN, Dataset, DatasetNotFoundError, load_dataset
-from .io import from_keras, load_network, save_network
+from .cache import cache_root, read_manifest
+from .data import DATASETS, N_TRAIN, Dataset, load_dataset
+from .io import load_network, save_network
 from .model import Network
 
 # Adam (lr 1e-3, batch 128) with cosine decay of the learning rate to 0, per step. Measured with
@@ -95,18 +90,13 @@ class TrainConfig:
 
 def config_key(config: TrainConfig) -> str:
     """12 hex digits of sha256 over the config, the tensorflow version and RECIPE_VERSION."""
-    payload = {"config": dataclasses.asdict(config), "tensorflow": _tf_version(), "recipe": RECIPE_VERSION}
+    payload = {"config": dataclasses.asdict(config), "tensorflow": _keras.tf_version(), "recipe": RECIPE_VERSION}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
-    """``cache_dir``, else ``$SPARSENET_CACHE``, else ``~/.cache/sparsenet``."""
-    root = cache_dir or os.environ.get("SPARSENET_CACHE") or Path.home() / ".cache" / "sparsenet"
-    return Path(root).expanduser()
-
-
 def model_dir(config: TrainConfig, cache_dir: str | os.PathLike | None = None) -> Path:
-    """Where :func:`trained_network` keeps ``weights.npz`` and ``manifest.json`` for ``config``."""
+    """Where :func:`trained_network` keeps ``weights.npz`` and ``manifest.json`` for ``config``
+    (under :func:`sparsenet.cache.cache_root`)."""
     return cache_root(cache_dir) / "models" / f"{config.dataset}-{config_key(config)}"
 
 
@@ -126,13 +116,18 @@ def train(config: TrainConfig, dataset: Dataset, progress: bool = True) -> tuple
     """
     if dataset.name != config.dataset:
         raise ValueError(f"config is for {config.dataset!r} but the dataset given is {dataset.name!r}")
-    tf, keras = _import_tf()
-    threads = _configure_tf(tf, keras, config.seed)
+    tf, keras = _keras.import_tf()
+    threads = _keras.configure_tf(tf, keras, config.seed)
     x_train, y_train = dataset.x_train[:config.train_samples], dataset.y_train[:config.train_samples]
     n = x_train.shape[0]
     steps_per_epoch = -(-n // config.batch_size)
 
-    model = _build_model(keras, config)
+    stack = _keras.dense_stack(keras, config.widths, config.activations, (config.use_bias,) * len(config.activations))
+    inputs = keras.Input(shape=(config.widths[0],))
+    h = inputs
+    for dense in stack:
+        h = dense(h)
+    model = keras.Model(inputs, h)
     lr = config.learning_rate
     if config.schedule == "cosine":
         lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=config.epochs * steps_per_epoch, alpha=0.0)
@@ -141,17 +136,14 @@ def train(config: TrainConfig, dataset: Dataset, progress: bool = True) -> tuple
     batches = (tf.data.Dataset.from_tensor_slices((x_train, y_train))
                .shuffle(n, seed=config.seed, reshuffle_each_iteration=True)
                .batch(config.batch_size).prefetch(2))
-    log = _epoch_log(keras, config.epochs, progress)
+    log = _keras.epoch_log(keras, config.epochs, progress)
     start = time.perf_counter()
     model.fit(batches, epochs=config.epochs, verbose=0, shuffle=False, callbacks=[log])  # shuffled above
     train_seconds = time.perf_counter() - start
 
     _, test_accuracy = model.evaluate(dataset.x_test, dataset.y_test, batch_size=1000, verbose=0)
     keras_pred = model.predict(dataset.x_test, batch_size=1000, verbose=0).argmax(axis=1)
-    dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
-    net = from_keras([np.asarray(layer.kernel.numpy()) for layer in dense],
-                     [np.asarray(layer.bias.numpy()) if config.use_bias else None for layer in dense],
-                     config.activations)
+    net = _keras.to_network(stack, config.activations)
     numpy_pred = predict(net, dataset.x_test)
     mismatches = int((numpy_pred != keras_pred).sum())
     if mismatches > MAX_EXPORT_MISMATCH * len(numpy_pred):
@@ -210,7 +202,7 @@ def trained_network(config: TrainConfig, cache_dir: str | os.PathLike | None = N
     """
     directory = model_dir(config, cache_dir)
     weights, manifest_path = directory / "weights.npz", directory / "manifest.json"
-    manifest = _read_manifest(manifest_path, config_key(config))
+    manifest = read_manifest(manifest_path, config_key(config))
     if manifest is not None:
         try:
             net = load_network(weights)
@@ -233,126 +225,7 @@ def trained_network(config: TrainConfig, cache_dir: str | os.PathLike | None = N
     return net, manifest
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sparsenet.train", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", required=True, help=f"one of {', '.join(DATASETS)}")
-    parser.add_argument("--epochs", type=int, help=f"default per dataset: {DEFAULT_EPOCHS}")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, help="also copy weights.npz and manifest.json into this directory")
-    parser.add_argument("--data-dir", type=Path, help="directory holding the dataset's *-ubyte.gz files")
-    parser.add_argument("--cache-dir", type=Path, help="default: $SPARSENET_CACHE or ~/.cache/sparsenet")
-    parser.add_argument("--widths", help="layer widths for a smaller net, e.g. 784,64,32,10 "
-                        "(default: 784,1000,1000,500,200,10)")
-    parser.add_argument("--train-samples", type=int, help="train on the first N samples only (quick runs)")
-    args = parser.parse_args(argv)
-    extra = {}
-    if args.widths is not None:
-        try:
-            extra["widths"] = tuple(int(w) for w in args.widths.split(","))
-        except ValueError:
-            parser.error(f"--widths takes comma-separated integers such as 784,64,10, found {args.widths!r}")
-    try:
-        config = TrainConfig(args.dataset, epochs=args.epochs, seed=args.seed,
-                             train_samples=args.train_samples, **extra)
-    except ValueError as exc:
-        parser.error(str(exc))
-    try:
-        _, manifest = trained_network(config, cache_dir=args.cache_dir, data_dir=args.data_dir)
-    except DatasetNotFoundError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    directory = model_dir(config, args.cache_dir)
-    if args.out is not None:
-        for name in ("weights.npz", "manifest.json"):
-            with atomic_path(args.out / name) as tmp:
-                shutil.copyfile(directory / name, tmp)
-        directory = args.out
-    epoch_s = manifest["epoch_seconds"]
-    print(f"{config.dataset}: test accuracy {manifest['test_accuracy']:.2%} (numpy export "
-          f"{manifest['test_accuracy_numpy']:.2%}), {manifest['epochs']} epochs, "
-          f"{sum(epoch_s) / len(epoch_s):.1f} s/epoch, {manifest['train_seconds']:.0f} s; files in {directory}")
-    return 0
+if __name__ == "__main__":  # python -m sparsenet.train: the command line lives in train_cli
+    from .train_cli import main
 
-
-def _epoch_log(keras, epochs: int, progress: bool):
-    """A Callback built on demand (keras is imported lazily, so the class cannot be module-level)."""
-
-    class EpochLog(keras.callbacks.Callback):
-        """One line per epoch: epoch i/N, loss, train accuracy, seconds."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.history: list[dict] = []
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self._start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            seconds = time.perf_counter() - self._start
-            row = {"loss": float(logs["loss"]), "accuracy": float(logs["accuracy"]), "seconds": seconds}
-            self.history.append(row)
-            if progress:
-                print(f"epoch {epoch + 1}/{epochs}  loss {row['loss']:.4f}  train acc {row['accuracy']:.2%}  "
-                      f"{seconds:.1f} s", flush=True)
-
-    return EpochLog()
-
-
-def _build_model(keras, config: TrainConfig):
-    inputs = keras.Input(shape=(config.widths[0],))
-    h = inputs
-    for i, (width, act) in enumerate(zip(config.widths[1:], config.activations)):
-        h = keras.layers.Dense(width, activation=act, use_bias=config.use_bias, name=f"dense{i}")(h)
-    return keras.Model(inputs, h)
-
-
-def _import_tf():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide C++ INFO/WARNING banners; errors still show
-    import keras
-    import tensorflow as tf
-
-    return tf, keras
-
-
-def _configure_tf(tf, keras, seed: int) -> int:
-    """Seed everything, make ops deterministic, use every core we may run on; return the thread count."""
-    threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    for setter, getter in ((tf.config.threading.set_intra_op_parallelism_threads,
-                            tf.config.threading.get_intra_op_parallelism_threads),
-                           (tf.config.threading.set_inter_op_parallelism_threads,
-                            tf.config.threading.get_inter_op_parallelism_threads)):
-        try:
-            setter(threads)
-        except RuntimeError:  # the runtime is already up (an earlier train() in this process)
-            if getter() not in (0, threads):
-                raise
-    keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
-    return threads
-
-
-def _tf_version() -> str:
-    """The installed tensorflow version, read from package metadata so a cache hit needs no import."""
-    for dist in ("tensorflow", "tensorflow-cpu", "tensorflow-intel", "tensorflow-macos"):
-        try:
-            return importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    tf, _ = _import_tf()
-    return tf.__version__
-
-
-def _read_manifest(path: Path, key: str, key_field: str = "config_key") -> dict | None:
-    """The manifest if it is valid JSON whose ``key_field`` is ``key``, else None (the entry
-    counts as absent). Shared with sparsenet.recover's cache."""
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(manifest, dict) or manifest.get(key_field) != key or "test_accuracy" not in manifest:
-        return None
-    return manifest
-
-
-if __name__ == "__main__":
     raise SystemExit(main())

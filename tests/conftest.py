@@ -6,6 +6,12 @@ import numpy as np
 import pytest
 
 from sparsenet import Layer, Network
+from sparsenet.train import TrainConfig
+
+# The one real training the suite shares (test_train, test_recover): ~2 s on 2 cores, ~89 % test
+# accuracy: small enough for CI, good enough to see learning and to win accuracy back after pruning.
+TINY = TrainConfig("mnist", widths=(784, 64, 32, 10), epochs=2, batch_size=64, schedule="constant",
+                   train_samples=5000)
 
 
 @pytest.fixture
@@ -42,3 +48,19 @@ def _private_cache(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SPARSENET_CACHE", str(tmp_path_factory.getbasetemp() / "sparsenet-cache"))
         yield
+
+
+@pytest.fixture(scope="session")
+def mnist():
+    from sparsenet.data import load_dataset
+
+    return load_dataset("mnist", download=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_trained(mnist):
+    """``train(TINY, mnist)``, once per test run: ``(network, manifest)``. Treat it as read-only."""
+    pytest.importorskip("tensorflow", reason="training needs the 'train' extra (tensorflow)")
+    from sparsenet.train import train
+
+    return train(TINY, mnist, progress=False)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from sparsenet import MaskedNetwork, Masks
+
 
 def forward(masked, x: np.ndarray) -> np.ndarray:
     """Masked dense forward in float64 with explicit loops over units; returns x's dtype."""
@@ -19,6 +21,14 @@ def forward(masked, x: np.ndarray) -> np.ndarray:
             out = np.maximum(out, 0.0)
         h = out
     return h.astype(x.dtype)
+
+
+def forward_net(net, x: np.ndarray) -> np.ndarray:
+    """:func:`forward` of a plain Network (every weight and bias kept); float64 ``x`` gives
+    float64 logits."""
+    keep = Masks(tuple(np.ones(layer.weight.shape, bool) for layer in net.layers),
+                 tuple(None if layer.bias is None else np.ones(layer.n_out, bool) for layer in net.layers))
+    return forward(MaskedNetwork(net, keep, "weight", 0.0), x)
 
 
 def csr_matmul(indptr, indices, data, x):

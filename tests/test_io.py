@@ -1,9 +1,13 @@
+import dataclasses
+
 import numpy as np
 import pytest
 
+import naive
 from conftest import random_net
-from sparsenet import load_network, save_network
-from sparsenet.io import from_keras
+from sparsenet import load_network, prune, save_network
+from sparsenet.io import from_keras, load_masked, save_masked
+from sparsenet.testing import assert_forward_close
 
 
 def test_round_trip_with_and_without_bias(rng, tmp_path):
@@ -25,8 +29,7 @@ def test_from_keras_transposes_once(rng):
     assert net.widths == (5, 4, 2)
     np.testing.assert_array_equal(net.layers[0].weight, k0.T)
     x = rng.standard_normal((3, 5)).astype(np.float32)
-    np.testing.assert_allclose(np.maximum(x @ k0, 0) @ k1, np.maximum(x @ net.layers[0].weight.T, 0)
-                               @ net.layers[1].weight.T, rtol=1e-6)
+    assert_forward_close(naive.forward_net(net, x), np.maximum(x @ k0, 0) @ k1)  # Keras' (n_in, n_out) math
 
 
 def _write(path, **arrays):
@@ -80,3 +83,38 @@ def test_failed_save_keeps_the_old_file(rng, tmp_path):
         save_network(path, net)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["net.npz"]
+
+
+def test_save_and_load_masked_round_trip(rng, tmp_path):
+    for bias in (False, True):
+        masked = prune(random_net(rng, (20, 12, 8, 5), bias=bias), "unit", 0.5, "global")
+        path = save_masked(tmp_path / f"pruned{bias}.npz", masked)
+        back = load_masked(path)
+        assert (back.method, back.scope, back.sparsity, back.pruned_layers) == ("unit", "global", 0.5, (0, 1))
+        for a, b in zip(masked.masks.weight, back.masks.weight):
+            np.testing.assert_array_equal(a, b)
+        for a, b in zip(masked.masks.bias, back.masks.bias):
+            assert (a is None) == (b is None) and (a is None or np.array_equal(a, b))
+        for a, b in zip(masked.net.layers, back.net.layers):
+            np.testing.assert_array_equal(a.weight, b.weight)
+        assert back.achieved_sparsity() == masked.achieved_sparsity()
+        assert load_network(path).widths == masked.net.widths  # still a plain network file
+
+
+def test_load_masked_names_what_is_wrong(rng, tmp_path):
+    net = random_net(rng, (20, 12, 8, 5))
+    plain = save_network(tmp_path / "plain.npz", net)
+    with pytest.raises(ValueError, match="missing key 'pruning'"):
+        load_masked(plain)
+    masked = prune(net, "weight", 0.5)
+    bad = dataclasses.replace(masked, masks=dataclasses.replace(
+        masked.masks, weight=(masked.masks.weight[0][:, :10],) + masked.masks.weight[1:]))
+    path = save_masked(tmp_path / "bad.npz", bad)
+    with pytest.raises(ValueError, match=r"masks/weight0 must be a bool array of shape \(12, 20\)"):
+        load_masked(path)
+    with_bias = prune(random_net(rng, (20, 12, 8, 5), bias=True), "weight", 0.5)
+    no_bias_masks = dataclasses.replace(with_bias, masks=dataclasses.replace(
+        with_bias.masks, bias=(None,) + with_bias.masks.bias[1:]))
+    path = save_masked(tmp_path / "bad_bias.npz", no_bias_masks)
+    with pytest.raises(ValueError, match="masks/bias0 must exist exactly where layer 0 has a bias"):
+        load_masked(path)

@@ -11,26 +11,20 @@ pytest.importorskip("tensorflow", reason="recovery trains with the 'train' extra
 
 from sparsenet import Layer, Network, convert, prune  # noqa: E402
 from sparsenet import recover as recover_mod  # noqa: E402
-from sparsenet.data import load_dataset  # noqa: E402
-from sparsenet.io import load_masked, save_masked  # noqa: E402
+from sparsenet._keras import import_tf  # noqa: E402
+from sparsenet._masked_mlp import masked_model  # noqa: E402
 from sparsenet.recover import RecoveryConfig, finetune, gradual, recovered_network  # noqa: E402
 from sparsenet.testing import assert_forward_close  # noqa: E402
-from sparsenet.train import TrainConfig, _import_tf, predict, train  # noqa: E402
+from sparsenet.train import predict  # noqa: E402
 
-TINY = TrainConfig("mnist", widths=(784, 64, 32, 10), epochs=2, batch_size=64, schedule="constant",
-                   train_samples=5000)
 # 2000 samples / 50 = 40 steps per epoch: a few seconds per recovery on 2 cores.
 QUICK = RecoveryConfig(epochs=2, learning_rate=2e-3, batch_size=50, train_samples=2000, frequency=10)
 
 
-@pytest.fixture(scope="module")
-def mnist():
-    return load_dataset("mnist", download=False)
-
-
-@pytest.fixture(scope="module")
-def dense(mnist):
-    return train(TINY, mnist, progress=False)[0]
+@pytest.fixture
+def dense(tiny_trained):
+    """conftest's TINY network (784-64-32-10), trained once per test run, shared with test_train."""
+    return tiny_trained[0]
 
 
 def accuracy(net, data) -> float:
@@ -70,9 +64,9 @@ def test_finetune_keeps_masks_and_exact_sparsity(dense, mnist, optimizer, method
 def test_optimizer_state_stays_zero_at_pruned_positions(dense, optimizer):
     """Many steps with momentum / Adam moments: pruned weights and their slots stay exactly 0,
     including weights that were live (with non-zero state) before a mask update removed them."""
-    tf, keras = _import_tf()
+    tf, keras = import_tf()
     rng = np.random.default_rng(0)
-    model = recover_mod._masked_model(keras, tf, dense)
+    model = masked_model(keras, tf, dense)
     model.set_masked_weights(prune(dense, "weight", 0.0))
     opt = keras.optimizers.Adam(1e-2) if optimizer == "adam" else keras.optimizers.SGD(0.1, momentum=0.9)
     model.compile(optimizer=opt, loss=keras.losses.SparseCategoricalCrossentropy())
@@ -161,27 +155,3 @@ def test_bad_config_and_stage_are_named(dense, mnist):
         recover_mod.recover(dense, "oneshot", "weight", 0.5, "layer", mnist, QUICK)
     with pytest.raises(ValueError, match=r"sparsity must be in \[0, 1\)"):
         gradual(dense, "weight", 1.0, "layer", mnist, QUICK, progress=False)
-
-
-def test_save_and_load_masked_round_trip(dense, tmp_path):
-    masked = prune(dense, "unit", 0.5, "global")
-    path = save_masked(tmp_path / "pruned.npz", masked)
-    back = load_masked(path)
-    assert (back.method, back.scope, back.sparsity, back.pruned_layers) == ("unit", "global", 0.5, (0, 1))
-    for a, b in zip(masked.masks.weight, back.masks.weight):
-        np.testing.assert_array_equal(a, b)
-    assert back.achieved_sparsity() == masked.achieved_sparsity()
-
-
-def test_load_masked_names_what_is_wrong(dense, tmp_path):
-    from sparsenet.io import save_network
-
-    plain = save_network(tmp_path / "plain.npz", dense)
-    with pytest.raises(ValueError, match="missing key 'pruning'"):
-        load_masked(plain)
-    masked = prune(dense, "weight", 0.5)
-    bad = dataclasses.replace(masked, masks=dataclasses.replace(
-        masked.masks, weight=(masked.masks.weight[0][:, :10],) + masked.masks.weight[1:]))
-    path = save_masked(tmp_path / "bad.npz", bad)
-    with pytest.raises(ValueError, match=r"masks/weight0 must be a bool array of shape \(64, 784\)"):
-        load_masked(path)

@@ -1,4 +1,9 @@
-"""sparsenet.train with real (tiny) Keras trainings: export, reproducibility, cache, CLI."""
+"""sparsenet.train with real (tiny_trained) Keras trainings: export, reproducibility, cache, CLI.
+
+The network every test here inspects is conftest's ``tiny_trained``, trained once per run and
+shared with test_recover; tests of the cache around training replace ``train`` by a stub that
+hands it back, so only the tests of training itself train.
+"""
 
 from __future__ import annotations
 
@@ -12,36 +17,27 @@ import pytest
 
 pytest.importorskip("tensorflow", reason="training needs the 'train' extra (tensorflow)")
 
+import naive  # noqa: E402
+from conftest import TINY  # noqa: E402
 from sparsenet import train as train_mod  # noqa: E402
-from sparsenet.data import load_dataset  # noqa: E402
 from sparsenet.io import load_network  # noqa: E402
 from sparsenet.train import DEFAULT_EPOCHS, TrainConfig, config_key, model_dir, train, trained_network  # noqa: E402
-
-# ~2 s on 2 cores, ~89 % test accuracy: small enough for CI, good enough to see learning.
-TINY = TrainConfig("mnist", widths=(784, 64, 32, 10), epochs=2, batch_size=64, schedule="constant",
-                   train_samples=5000)
+from sparsenet.train_cli import main  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def mnist():
-    return load_dataset("mnist", download=False)
+@pytest.fixture
+def stub_train(monkeypatch, tiny_trained):
+    """Replace train() inside trained_network by one that returns the shared TINY result; count calls."""
+    calls = []
 
+    def fake(config, dataset, progress=True):
+        assert config == TINY and dataset.name == "mnist"
+        calls.append(config)
+        net, manifest = tiny_trained
+        return net, dict(manifest)
 
-@pytest.fixture(scope="module")
-def tiny(mnist):
-    return train(TINY, mnist, progress=False)
-
-
-def forward64(net, x):
-    """Float64 logits with an explicit layer loop (independent of sparsenet.train.predict)."""
-    h = x.astype(np.float64)
-    for layer in net.layers:
-        h = h @ layer.weight.astype(np.float64).T
-        if layer.bias is not None:
-            h = h + layer.bias
-        if layer.activation == "relu":
-            h = np.maximum(h, 0.0)
-    return h
+    monkeypatch.setattr(train_mod, "train", fake)
+    return calls
 
 
 def same_weights(a, b) -> bool:
@@ -50,20 +46,20 @@ def same_weights(a, b) -> bool:
                for x, y in zip(a.layers, b.layers))
 
 
-def test_train_exports_network_that_matches_keras(tiny, mnist):
-    net, manifest = tiny
+def test_train_exports_network_that_matches_keras(tiny_trained, mnist):
+    net, manifest = tiny_trained
     assert net.widths == TINY.widths
     assert [layer.activation for layer in net.layers] == ["relu", "relu", "softmax"]
     assert all(layer.bias is None and layer.weight.dtype == np.float32 for layer in net.layers)
     assert manifest["test_accuracy"] > 0.8  # chance is 0.1
     assert manifest["export_prediction_mismatches"] <= 5
     assert manifest["test_accuracy_numpy"] == pytest.approx(manifest["test_accuracy"], abs=5e-4)
-    own = (forward64(net, mnist.x_test).argmax(axis=1) == mnist.y_test).mean()
+    own = (naive.forward_net(net, mnist.x_test.astype(np.float64)).argmax(axis=1) == mnist.y_test).mean()
     assert own == pytest.approx(manifest["test_accuracy_numpy"], abs=5e-4)
 
 
-def test_train_manifest_records_the_run(tiny):
-    _, m = tiny
+def test_train_manifest_records_the_run(tiny_trained):
+    _, m = tiny_trained
     assert m["dataset"] == "mnist" and m["architecture"] == [784, 64, 32, 10]
     assert (m["epochs"], m["seed"], m["batch_size"], m["use_bias"], m["train_samples"]) == (2, 0, 64, False, 5000)
     assert m["optimizer"] == "Adam" and "constant" in m["schedule"]
@@ -73,9 +69,9 @@ def test_train_manifest_records_the_run(tiny):
     json.dumps(m)  # plain JSON types only
 
 
-def test_train_is_reproducible_for_a_seed(tiny, mnist):
+def test_train_is_reproducible_for_a_seed(tiny_trained, mnist):
     again, _ = train(TINY, mnist, progress=False)
-    assert same_weights(tiny[0], again)
+    assert same_weights(tiny_trained[0], again)
     other, _ = train(dataclasses.replace(TINY, seed=1, epochs=1), mnist, progress=False)
     assert not np.array_equal(other.layers[0].weight, again.layers[0].weight)
 
@@ -94,8 +90,9 @@ def test_train_rejects_another_dataset(mnist):
         train(TrainConfig("fashion_mnist", epochs=1), mnist)
 
 
-def test_trained_network_reuses_the_cache(tmp_path, monkeypatch, capsys):
+def test_trained_network_reuses_the_cache(tmp_path, stub_train, monkeypatch, capsys):
     net, manifest = trained_network(TINY, cache_dir=tmp_path, progress=True)
+    assert len(stub_train) == 1
     directory = model_dir(TINY, tmp_path)
     assert directory.parent == tmp_path / "models" and directory.name == f"mnist-{config_key(TINY)}"
     assert json.loads((directory / "manifest.json").read_text()) == manifest
@@ -111,16 +108,15 @@ def test_trained_network_reuses_the_cache(tmp_path, monkeypatch, capsys):
     assert f"reusing trained mnist network from {directory}" in capsys.readouterr().out
 
 
-def test_cache_entry_without_valid_manifest_counts_as_absent(tmp_path, monkeypatch, capsys):
-    config = dataclasses.replace(TINY, epochs=1)
+def test_cache_entry_without_valid_manifest_counts_as_absent(tmp_path, stub_train, monkeypatch, capsys):
     monkeypatch.setenv("SPARSENET_CACHE", str(tmp_path))
-    directory = model_dir(config)
+    directory = model_dir(TINY)
     assert directory.parent == tmp_path / "models"
-    net, manifest = trained_network(config)
+    net, manifest = trained_network(TINY)
     (directory / "manifest.json").write_text('{"config_key": "trunc')  # half-written
     capsys.readouterr()
-    again, manifest2 = trained_network(config)
-    assert "training mnist" in capsys.readouterr().out
+    again, manifest2 = trained_network(TINY)
+    assert "training mnist" in capsys.readouterr().out and len(stub_train) == 2
     assert same_weights(net, again) and json.loads((directory / "manifest.json").read_text()) == manifest2
 
 
@@ -141,7 +137,7 @@ def test_config_defaults_key_and_validation():
 
 def test_cli_trains_and_copies_to_out(tmp_path, capsys):
     out = tmp_path / "out"
-    rc = train_mod.main(["--dataset", "mnist", "--epochs", "1", "--widths", "784,32,10", "--train-samples",
+    rc = main(["--dataset", "mnist", "--epochs", "1", "--widths", "784,32,10", "--train-samples",
                          "3000", "--cache-dir", str(tmp_path / "cache"), "--out", str(out)])
     assert rc == 0
     manifest = json.loads((out / "manifest.json").read_text())
@@ -152,7 +148,7 @@ def test_cli_trains_and_copies_to_out(tmp_path, capsys):
 
 def test_cli_rejects_unknown_dataset(capsys):
     with pytest.raises(SystemExit) as info:
-        train_mod.main(["--dataset", "cifar10"])
+        main(["--dataset", "cifar10"])
     assert info.value.code == 2
     assert "unknown dataset 'cifar10'; choose one of ['fashion_mnist', 'mnist']" in capsys.readouterr().err
 
@@ -163,14 +159,22 @@ def run_python(code: str) -> None:
 
 
 def test_import_sparsenet_does_not_import_tensorflow():
-    run_python("import sys, sparsenet, sparsenet.io, sparsenet.data, sparsenet.train\n"
+    run_python("import sys, sparsenet, sparsenet.io, sparsenet.data, sparsenet.train, sparsenet.train_cli\n"
+               "import sparsenet.recover, sparsenet._keras, sparsenet._masked_mlp, sparsenet.cache, sparsenet.host\n"
                "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'tensorflow imported'")
 
 
-def test_cache_hit_does_not_import_tensorflow(tmp_path):
+def test_cache_hit_does_not_import_tensorflow(tmp_path, stub_train):
     trained_network(TINY, cache_dir=tmp_path, progress=False)
     run_python("import sys, dataclasses\n"
                "from sparsenet.train import TrainConfig, trained_network\n"
                f"net, m = trained_network(TrainConfig(**{dataclasses.asdict(TINY)!r}), cache_dir={str(tmp_path)!r})\n"
                "assert net.widths == (784, 64, 32, 10)\n"
                "assert 'tensorflow' not in sys.modules, 'a cache hit imported tensorflow'")
+
+
+def test_module_runs_as_the_command_line():
+    result = subprocess.run([sys.executable, "-m", "sparsenet.train", "--dataset", "cifar10"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "python -m sparsenet.train" in result.stderr and "unknown dataset 'cifar10'" in result.stderr
