@@ -2,6 +2,7 @@
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,10 +32,10 @@ def test_auto_reuses_the_disk_cache_without_measuring(rng, monkeypatch):
     first = convert(masked, "auto")
     first(x)
 
-    def no_timing(*args):
+    def no_timing(*args, **kwargs):
         raise AssertionError("measured again despite a cached decision")
 
-    monkeypatch.setattr(auto, "_median_time", no_timing)
+    monkeypatch.setattr(auto, "median_seconds", no_timing)
     second = convert(masked, "auto")
     second(x)
     assert second.choice(1) == first.choice(1)
@@ -62,3 +63,11 @@ def test_auto_survives_a_corrupt_cache_file(rng):
     x = rng.random((2, 20)).astype(np.float32)
     forward(x)
     assert json.loads(open(path).read()), "the cache is rewritten as valid JSON"
+
+
+def test_auto_decisions_go_under_the_cache_root(rng, tmp_path, monkeypatch):
+    monkeypatch.setenv("SPARSENET_CACHE", str(tmp_path))
+    assert Path(auto.cache_file()) == tmp_path / "auto.json"
+    forward = convert(prune(random_net(rng, (20, 10, 4)), "weight", 0.5), "auto")
+    forward(rng.random((2, 20)).astype(np.float32))
+    assert [p.name for p in tmp_path.iterdir()] == ["auto.json"]

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import threading
-import time
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -25,12 +23,15 @@ import numba
 import numpy as np
 
 from .._files import write_json
+from ..cache import cache_root
+from ..host import cpu_name, median_seconds
 from ..model import MaskedNetwork
 from .dense import DenseForward
 from .fused import FusedSparseForward
 from .shrunk import ShrunkDenseForward
 
-_MEASURE_S = 0.05  # timed seconds per candidate and bucket; at least 3 calls each
+_MEASURE_S = 0.05  # timed seconds per candidate and bucket
+_MEASURE_ROUNDS = 3  # timed calls per candidate and bucket, at least
 # Untimed seconds each candidate runs first. After a BLAS call OpenBLAS' worker threads keep
 # spinning for tens of milliseconds and slow a numba-parallel kernel up to 3x (measured here at
 # batch 1024), so a candidate timed right after another one would be judged on the other's tail.
@@ -40,34 +41,15 @@ _DISK_LOCK = threading.Lock()
 
 
 def cache_file() -> str:
-    root = os.environ.get("SPARSENET_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "sparsenet")
-    return os.path.join(root, "auto.json")
+    """The decisions file, ``auto.json`` under :func:`sparsenet.cache.cache_root`."""
+    return str(cache_root() / "auto.json")
 
 
 def _machine_key() -> str:
     from threadpoolctl import threadpool_info  # optional: only for the cache key
 
-    cpu = "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
     blas = [i.get("num_threads") for i in threadpool_info() if i.get("user_api") == "blas"]
-    return f"{cpu}|numba{numba.get_num_threads()}|blas{blas}"
-
-
-def _median_time(forward, x: np.ndarray) -> float:
-    forward(x)  # JIT compiled, buffers allocated
-    deadline = time.perf_counter() + _SETTLE_S
-    while time.perf_counter() < deadline:
-        forward(x)
-    times, deadline = [], time.perf_counter() + _MEASURE_S
-    while len(times) < 3 or time.perf_counter() < deadline:
-        t0 = time.perf_counter()
-        forward(x)
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+    return f"{cpu_name()}|numba{numba.get_num_threads()}|blas{blas}"
 
 
 @dataclass(frozen=True)
@@ -108,7 +90,8 @@ class AutoForward:
         if stored in self.candidates:
             name = stored
         else:
-            times = {n: _median_time(f, x) for n, f in self.candidates.items()}
+            times = {n: median_seconds(f, x, min_time=_MEASURE_S, min_rounds=_MEASURE_ROUNDS, settle_s=_SETTLE_S)
+                     for n, f in self.candidates.items()}
             name = min(times, key=times.get)
             _store(key, name)
         self._choice[bucket] = name
