@@ -27,6 +27,24 @@ def dense(tiny_trained):
     return tiny_trained[0]
 
 
+@pytest.fixture(scope="module")
+def finetuned(tiny_trained, mnist):
+    """``finetuned(method, sparsity, optimizer="adam")`` -> ``(oneshot, recovered, manifest)``: the
+    TINY network pruned one-shot and fine-tuned with QUICK's budget, each combination trained once
+    per module and shared by the tests that inspect it (read-only)."""
+    results = {}
+
+    def get(method: str, sparsity: float, optimizer: str = "adam"):
+        if (method, sparsity, optimizer) not in results:
+            oneshot = prune(tiny_trained[0], method, sparsity)
+            config = dataclasses.replace(QUICK, optimizer=optimizer,
+                                         learning_rate=2e-3 if optimizer == "adam" else 0.05)
+            results[method, sparsity, optimizer] = (oneshot, *finetune(oneshot, mnist, config, progress=False))
+        return results[method, sparsity, optimizer]
+
+    return get
+
+
 def accuracy(net, data) -> float:
     return float((predict(net, data.x_test) == data.y_test).mean())
 
@@ -44,10 +62,8 @@ def pruned_entries_are_zero(masked) -> bool:
 
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
 @pytest.mark.parametrize("method, sparsity", [("weight", 0.95), ("unit", 0.75)])
-def test_finetune_keeps_masks_and_exact_sparsity(dense, mnist, optimizer, method, sparsity):
-    oneshot = prune(dense, method, sparsity)
-    config = dataclasses.replace(QUICK, optimizer=optimizer, learning_rate=2e-3 if optimizer == "adam" else 0.05)
-    recovered, manifest = finetune(oneshot, mnist, config, progress=False)
+def test_finetune_keeps_masks_and_exact_sparsity(finetuned, mnist, optimizer, method, sparsity):
+    oneshot, recovered, manifest = finetuned(method, sparsity, optimizer)
     for before, after in zip(oneshot.masks.weight, recovered.masks.weight):
         np.testing.assert_array_equal(before, after)
     assert pruned_entries_are_zero(recovered)
@@ -118,30 +134,42 @@ def test_gradual_reaches_the_oneshot_count_with_its_own_masks(dense, mnist, meth
         assert any(not np.array_equal(a, b) for a, b in zip(recovered.masks.weight, oneshot.masks.weight))
 
 
-def test_shrunk_after_recovery_equals_masked_after_recovery(dense, mnist):
-    recovered, _ = finetune(prune(dense, "unit", 0.5), mnist, QUICK, progress=False)
+def test_shrunk_after_recovery_equals_masked_after_recovery(finetuned, mnist):
+    _, recovered, _ = finetuned("unit", 0.75)
     shrunk, masked_dense = convert(recovered, "shrunk"), convert(recovered, "dense")
     for batch in (1, 7, 256):
         x = np.ascontiguousarray(mnist.x_test[:batch])
         assert_forward_close(shrunk(x), masked_dense(x))
-    assert shrunk.widths == (784, 32, 16, 10)  # half of 64 and 32 hidden units gone, their inputs too
+    assert shrunk.widths == (784, 16, 8, 10)  # three quarters of 64 and 32 hidden units gone, their inputs too
     assert shrunk.nbytes < 0.6 * masked_dense.nbytes
 
 
-def test_recovered_network_is_cached(dense, tmp_path, monkeypatch):
-    config = dataclasses.replace(QUICK, epochs=1)
-    first, manifest = recovered_network(dense, "finetuned", "weight", 0.8, "layer", "mnist", config,
+def test_recovered_network_is_cached(dense, finetuned, tmp_path, monkeypatch):
+    """The first call runs recover() (stubbed with a fine-tuning trained once for this module) and
+    stores its network and masks; the second reads them back without training."""
+    _, trained, trained_manifest = finetuned("weight", 0.95)
+    calls = []
+
+    def fake_recover(net, stage, method, sparsity, scope, data, config, progress):
+        assert net is dense and data.name == "mnist"
+        assert (stage, method, sparsity, scope, config) == ("finetuned", "weight", 0.95, "layer", QUICK)
+        calls.append(stage)
+        return trained, trained_manifest
+
+    monkeypatch.setattr(recover_mod, "recover", fake_recover)
+    first, manifest = recovered_network(dense, "finetuned", "weight", 0.95, "layer", "mnist", QUICK,
                                         cache_dir=tmp_path, progress=False)
+    assert calls == ["finetuned"] and manifest == {**trained_manifest, "key": manifest["key"]}
     monkeypatch.setattr(recover_mod, "recover", lambda *a, **k: pytest.fail("trained again despite a cache hit"))
-    again, manifest_again = recovered_network(dense, "finetuned", "weight", 0.8, "layer", "mnist", config,
+    again, manifest_again = recovered_network(dense, "finetuned", "weight", 0.95, "layer", "mnist", QUICK,
                                               cache_dir=tmp_path, progress=False)
     assert manifest_again == manifest
     for a, b in zip(first.net.layers, again.net.layers):
         np.testing.assert_array_equal(a.weight, b.weight)
     for a, b in zip(first.masks.weight, again.masks.weight):
         np.testing.assert_array_equal(a, b)
-    other = dataclasses.replace(config, learning_rate=1e-3)
-    assert recover_mod.recovery_key(dense, "finetuned", "weight", 0.8, "layer", other) != manifest["key"]
+    other = dataclasses.replace(QUICK, learning_rate=1e-3)
+    assert recover_mod.recovery_key(dense, "finetuned", "weight", 0.95, "layer", other) != manifest["key"]
 
 
 def test_bad_config_and_stage_are_named(dense, mnist):
