@@ -1,10 +1,18 @@
 """sparsenet.kernels against the triple-loop reference (imports the kernels module on purpose)."""
 
+import os
+import re
+import subprocess
+import sys
+
+import numba
 import numpy as np
 import pytest
+from numba.core.errors import TypingError
 
 import naive
 from sparsenet import kernels
+from sparsenet.kernels import simd
 
 KERNELS = [kernels.csr_matmul, kernels.csr_matmul_parallel]
 
@@ -173,3 +181,74 @@ def test_csr_forward_batch_rejects_other_tile_widths(rng):
     with pytest.raises(ValueError, match="tile width"):
         kernels.csr_forward_batch(*block_csr(weights, [1] * len(weights), np.uint16, np.float32), bias, bias_off,
                                   widths, relu, xt, buf, buf.copy(), out, 2)
+
+
+# --- instruction sets: detection and the override ---
+
+@pytest.mark.parametrize("features, bits", [
+    ("+64bit,+avx,+avx2,+fma,-avx512f,+sse2", 256),            # AVX2 (Zen 3: where this was measured)
+    ("+avx,+avx2,+avx512f,+avx512vl,+evex512", 512),            # AVX-512
+    ("+avx,+avx2,+avx512f", 512),                               # LLVM before the evex512 flag
+    ("+avx,+avx2,+avx512f,-evex512", 256),                      # AVX10/256: AVX-512 on ymm registers
+    ("+avx,-avx2,-fma", 256),                                   # AVX without AVX2 (Sandy Bridge)
+    ("+64bit,+sse2,+sse4.2,-avx", 128),                         # SSE only
+    ("+neon,+fp-armv8,+v8a", 128),                              # ARM
+    ("", 128),                                                  # llvmlite could not ask the host
+])
+def test_vector_bits_of_features(features, bits):
+    assert simd.vector_bits_of(features) == bits
+
+
+@pytest.mark.skipif("SPARSENET_VECTOR_BITS" in os.environ, reason="VECTOR_BITS is overridden")
+def test_vector_bits_is_what_llvm_emits():
+    """The detected width is the register LLVM really uses for a 64-lane float32 vector here:
+    zmm for 512, ymm (and no zmm) for 256, xmm only for 128."""
+
+    @numba.njit
+    def axpy(x, y):
+        simd.vstore(y, 0, simd.vfma(simd.vload(y, 0, 64), x[0], simd.vload(x, 0, 64)))
+
+    x, y = np.ones(64, np.float32), np.ones(64, np.float32)
+    axpy(x, y)
+    assert (y == 2).all()
+    asm = "\n".join(axpy.inspect_asm().values())
+    used = {bits for bits, reg in ((512, "zmm"), (256, "ymm"), (128, "xmm")) if re.search(rf"%{reg}\d", asm)}
+    assert max(used, default=128) == simd.VECTOR_BITS, used
+
+
+def _python(code: str, **env) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, **env})
+
+
+def test_vector_bits_override_is_read_at_import():
+    probe = "from sparsenet.kernels import simd; print(simd.VECTOR_BITS)"
+    assert _python(probe, SPARSENET_VECTOR_BITS="128").stdout.split()[0] == "128"
+    bad = _python(probe, SPARSENET_VECTOR_BITS="384")
+    assert bad.returncode != 0 and "SPARSENET_VECTOR_BITS must be 128, 256 or 512, found '384'" in bad.stderr
+
+
+# --- layouts: the intrinsics refuse non-contiguous arrays when a kernel is compiled ---
+
+@numba.njit
+def _load(a):
+    out = np.empty(8, a.dtype)
+    simd.vstore(out, 0, simd.vload(a, 0, 8))
+
+
+@numba.njit
+def _store(a):
+    simd.vstore(a, 0, simd.vzeros(a[0], 8))
+
+
+@numba.njit
+def _at(a):
+    return simd.at(a, 1)
+
+
+@pytest.mark.parametrize("fn, name", [(_load, "vload"), (_store, "vstore"), (_at, "at")])
+def test_intrinsics_refuse_non_contiguous_arrays(fn, name):
+    strided = np.zeros(32, np.float32)[::2]
+    with pytest.raises(TypingError, match=rf"{name} needs a C-contiguous array, found array\(float32, 1d, A\)"):
+        fn(strided)
+    fn(np.zeros(16, np.float32))  # the same function compiles for a C-contiguous array

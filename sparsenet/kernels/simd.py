@@ -4,26 +4,79 @@ numba has no vector type, and an accumulator kept in an array is loaded and stor
 every update: LLVM cannot prove it does not alias the arrays being read. A :class:`Vec` is an
 LLVM ``<lanes x float>`` value instead, so a loop that updates one stays in registers; LLVM
 splits a wide vector into the machine's registers (a 64-lane float32 vector is four AVX-512
-registers, eight AVX2 ones), so the code is portable and the width is a tile size, not an
-instruction set.
+registers, eight AVX2 ones), so the code is correct on any instruction set and the width is a
+tile size. Whether a loop's vectors fit in the register file does depend on the instruction
+set: that is what :data:`VECTOR_BITS` is for.
 
 ``lanes`` must be a compile-time constant: an integer literal at the call site, or an
 argument of an ``inline="always"`` helper that was called with one (numba keeps the literal
 through inlining). Loads and stores are unaligned and unchecked: callers guarantee that
-``offset + lanes`` lies within the array, which must be C-contiguous (``offset`` counts
-elements of the flattened array).
+``offset + lanes`` lies within the array (``offset`` counts elements of the flattened array).
+The array must be C-contiguous: loads, stores and :func:`at` refuse any other layout when the
+kernel is compiled (a ``TypingError`` naming the array type).
+
+What a vector register holds comes from the CPU numba compiles for (the host, or
+``NUMBA_CPU_FEATURES``): :data:`VECTOR_BITS` is 512 where it has AVX-512F, 256 where it has AVX
+(AVX2 machines: 16 ``ymm`` registers), else 128 (SSE2 on any x86-64, NEON on ARM); callers size
+their vectors with :func:`register_lanes`. The environment variable ``SPARSENET_VECTOR_BITS``
+(128, 256 or 512; read once, when this module is imported) replaces the detected width, so that
+tests and benchmarks can run another instruction set's tiling on this machine. Nothing compiled
+depends on it: LLVM still targets the real CPU, and only the Python wrappers' choice of vector
+lengths changes, which never changes a result.
 
 numba's on-disk cache of a kernel is keyed on the kernel's own source file, not on this one:
 after editing this module, delete the ``*.nbi``/``*.nbc`` files in ``sparsenet/kernels/__pycache__``
 (or touch ``fused.py``), or the cached kernels keep the old code.
 """
 
+import os
+
+import numpy as np
+from llvmlite import binding as llvm
 from llvmlite import ir
 from numba import types
-from numba.core import cgutils
+from numba.core import cgutils, config, errors
 from numba.extending import intrinsic, models, register_model
 
-__all__ = ["at", "vadd", "vfma", "vload", "vrelu", "vsplat", "vstore", "vzeros"]
+__all__ = ["VECTOR_BITS", "at", "register_lanes", "vadd", "vector_bits_of", "vfma", "vload", "vrelu", "vsplat",
+           "vstore", "vzeros"]
+
+
+def vector_bits_of(features: str) -> int:
+    """Bits of the widest float vector register an LLVM feature string (``+avx2,-avx512f,...``)
+    enables: 512 for AVX-512F (unless ``-evex512`` limits it to 256-bit registers, as AVX10/256
+    does), 256 for AVX, else 128 (SSE2, which every x86-64 has; NEON on ARM; other targets)."""
+    flags = {f[1:]: f[0] == "+" for f in features.split(",") if f[:1] in "+-" and len(f) > 1}
+    if flags.get("avx512f") and flags.get("evex512", True):
+        return 512
+    return 256 if flags.get("avx") else 128
+
+
+def _target_features() -> str:
+    """The feature string numba compiles for (numba.core.codegen does the same)."""
+    if config.CPU_FEATURES is not None:
+        return config.CPU_FEATURES
+    try:
+        return llvm.get_host_cpu_features().flatten()
+    except RuntimeError:  # llvmlite cannot ask this host: assume the 128-bit baseline
+        return ""
+
+
+def _vector_bits(override: str | None) -> int:
+    if not override:
+        return vector_bits_of(_target_features())
+    if override not in ("128", "256", "512"):
+        raise ValueError(f"SPARSENET_VECTOR_BITS must be 128, 256 or 512, found {override!r}; unset it to use "
+                         "the width detected from the CPU")
+    return int(override)
+
+
+VECTOR_BITS: int = _vector_bits(os.environ.get("SPARSENET_VECTOR_BITS"))
+
+
+def register_lanes(dtype, vector_bits: int = VECTOR_BITS) -> int:
+    """Values of ``dtype`` one vector register holds: float32 16 (AVX-512), 8 (AVX2), 4 (SSE2, NEON)."""
+    return vector_bits // (8 * np.dtype(dtype).itemsize)
 
 
 class Vec(types.Type):
@@ -38,6 +91,14 @@ class Vec(types.Type):
 class _VecModel(models.PrimitiveModel):
     def __init__(self, dmm, fe_type):
         super().__init__(dmm, fe_type, ir.VectorType(dmm.lookup(fe_type.dtype).get_value_type(), fe_type.lanes))
+
+
+def _check_c(intrinsic_name: str, arr) -> None:
+    """TypingError unless ``arr`` is an array numba knows to be C-contiguous: these intrinsics
+    address the flat data, which for any other layout is not the array's elements in order."""
+    if isinstance(arr, types.Array) and arr.layout != "C":
+        raise errors.TypingError(f"{intrinsic_name} needs a C-contiguous array, found {arr}; pass "
+                                 "np.ascontiguousarray(...) from the wrapper")
 
 
 def _lanes(lanes) -> int | None:
@@ -87,6 +148,7 @@ def vzeros(typingctx, like, lanes):
 @intrinsic(prefer_literal=True)
 def vload(typingctx, arr, offset, lanes):
     """arr.flat[offset:offset + lanes]."""
+    _check_c("vload", arr)
     n = _lanes(lanes)
     if n is None or not isinstance(arr, types.Array) or not isinstance(arr.dtype, types.Float):
         return None
@@ -103,6 +165,7 @@ def vload(typingctx, arr, offset, lanes):
 @intrinsic
 def vstore(typingctx, arr, offset, vec):
     """arr.flat[offset:offset + lanes] = vec."""
+    _check_c("vstore", arr)
     if not isinstance(vec, Vec) or not isinstance(arr, types.Array) or arr.dtype != vec.dtype:
         return None
 
@@ -160,6 +223,7 @@ def vrelu(typingctx, a):
 def at(typingctx, arr, i):
     """arr.flat[i] with no wrap-around of negative i and no bounds check (numba adds the first
     to every ``arr[i]`` with a signed i: a compare and two moves in the innermost loop)."""
+    _check_c("at", arr)
     if not isinstance(arr, types.Array) or not isinstance(i, types.Integer):
         return None
 
