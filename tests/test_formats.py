@@ -110,10 +110,10 @@ def test_sparse_batch1_split_across_threads_matches(rng, monkeypatch, method, la
         net, Masks(tuple(rng.random(layer.weight.shape) < d for layer, d in zip(net.layers, (0.9, 0.1, 0.7))),
                    tuple(np.ones(layer.n_out, bool) for layer in net.layers)), "weight", 0.5, "layer", (0, 1, 2))
     forward = convert(masked, "sparse")
-    dense_layers = np.diff(forward.dense[4]) > 0
+    dense_layers = np.diff(forward.dense.part0) > 0
     assert dense_layers.tolist() == {"csc": [False] * 3, "dense": [True] * 3, "mixed": [True, False, True]}[layout]
     if numba.get_num_threads() > 1:
-        assert (np.where(dense_layers, np.diff(forward.dense[4]), forward.parts) > 1).all()
+        assert (np.where(dense_layers, np.diff(forward.dense.part0), forward.csc.parts) > 1).all()
     for x in (rng.random((1, 50)).astype(np.float32), np.zeros((1, 50), np.float32)):
         assert_forward_close(forward(x), naive.forward(masked, x))
 
@@ -127,8 +127,8 @@ def test_sparse_batched_input_blocks_and_tile_widths(rng, dtype):
     net = random_net(rng, (700, 300, 260, 10), dtype=dtype, bias=True)
     masked = prune(net, "weight", 0.5)
     forward = convert(masked, "sparse")
-    assert forward.col_blocks.tolist() == [input_blocks(k, np.dtype(dtype).itemsize) for k in masked.masks.weight]
-    assert forward.col_blocks[0] > 2 and forward.nnz == sum(int(k.sum()) for k in masked.masks.weight)
+    assert forward.csr.n_blocks.tolist() == [input_blocks(k, np.dtype(dtype).itemsize) for k in masked.masks.weight]
+    assert forward.csr.n_blocks[0] > 2 and forward.nnz == sum(int(k.sum()) for k in masked.masks.weight)
     batches = (2, 7, 13, 30, 64, 100, 300)
     assert {tile_lanes(n) for n in batches} == {8, 16, 32, 64}
     for n in batches:
@@ -229,7 +229,7 @@ def test_shrunk_batch1_kernel_equals_blas_path(rng, dtype, sparsity):
     for i in range(3):
         assert_forward_close(forward(x[i:i + 1]), expected[i:i + 1])
     assert_forward_close(forward(x), expected)
-    flat = forward.packed[0]
+    flat = forward.packed.weights.weight_t
     assert all(np.shares_memory(layer.weight_t, flat) for layer in forward.layers)  # stored once
     assert forward.nbytes == flat.nbytes
 

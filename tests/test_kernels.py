@@ -1,5 +1,9 @@
-"""sparsenet.kernels against the triple-loop reference (imports the kernels module on purpose)."""
+"""sparsenet.kernels against tests/naive.py (imports the kernels module on purpose).
 
+Every kernel is checked against one oracle with one tolerance (sparsenet.testing).
+"""
+
+import json
 import os
 import re
 import subprocess
@@ -11,8 +15,9 @@ import pytest
 from numba.core.errors import TypingError
 
 import naive
-from sparsenet import kernels
+from sparsenet import Layer, Network, convert, kernels, prune
 from sparsenet.kernels import simd
+from sparsenet.testing import assert_forward_close
 
 KERNELS = [kernels.csr_matmul, kernels.csr_matmul_parallel]
 
@@ -37,9 +42,7 @@ def test_csr_matmul_matches_naive(rng, kernel, dtype, index_dtype, n_batch, dens
     x = rng.standard_normal((n_in, n_batch)).astype(dtype)
     out = np.full((n_out, n_batch), np.nan, dtype=dtype)  # must be fully overwritten
     kernel(indptr, indices, data, x, out)
-    expected = naive.csr_matmul(indptr, indices, data, x)
-    tol = 1e-5 if dtype == np.float32 else 1e-12
-    np.testing.assert_allclose(out, expected, rtol=tol, atol=tol)
+    assert_forward_close(out, naive.csr_matmul(indptr, indices, data, x).astype(dtype))
     assert (out[0] == 0).all(), "an empty row gives exact zeros"
 
 
@@ -60,83 +63,95 @@ def test_nan_weight_propagates(rng):
     assert np.isnan(out[0, 0]) and np.isfinite(out[1:]).all()
 
 
-def pack_network(rng, widths, density, dtype, index_dtype, with_bias):
-    """Random CSR and CSC packs of a whole network, plus dense weights for the reference."""
-    weights, bias, rows, cols = [], [], [], []
-    for n_in, n_out in zip(widths[:-1], widths[1:]):
+def random_network(rng, density, dtype, with_bias):
+    """A random ReLU network (linear logits) with an empty row and an empty column per layer,
+    and the NetworkShape and bias the whole-network kernels take for it."""
+    widths = [int(v) for v in rng.integers(1, 30, size=4)] + [5]
+    layers = []
+    for l, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:])):
         keep = rng.random((n_out, n_in)) < density
         keep[0, :] = False   # an empty row
         keep[:, -1] = False  # an empty column
-        weights.append(np.where(keep, rng.standard_normal((n_out, n_in)), 0).astype(dtype))
-        bias.append((rng.standard_normal(n_out) if with_bias else np.zeros(n_out)).astype(dtype))
-    packs = {}
-    for name, by_rows in (("csr", True), ("csc", False)):
-        ptr, idx, vals, off, start = [0], [], [], [], 0
-        for w in weights:
-            m = w if by_rows else w.T
-            r, c = np.nonzero(m)
-            ptr.extend(ptr[-1] + np.cumsum(np.bincount(r, minlength=m.shape[0])))
-            idx.append(c.astype(index_dtype))
-            vals.append(m[r, c])
-            off.append(start)
-            start += m.shape[0]
-        packs[name] = (np.array(ptr, np.int64), np.concatenate(idx), np.concatenate(vals).astype(dtype),
-                       np.array(off, np.int64))
+        w = np.where(keep, rng.standard_normal((n_out, n_in)), 0).astype(dtype)
+        b = rng.standard_normal(n_out).astype(dtype) if with_bias else None
+        layers.append(Layer(w, b, "relu" if l < len(widths) - 2 else "linear"))
+    net = Network(tuple(layers))
     widths = np.array(widths, np.int64)
-    extras = (np.concatenate(bias), np.concatenate([[0], np.cumsum(widths[1:-1])]).astype(np.int64))
-    return weights, packs, extras, widths
+    shape = kernels.NetworkShape(widths, np.array([layer.activation == "relu" for layer in layers]),
+                                 np.concatenate([[0], np.cumsum(widths[1:-1])]).astype(np.int64))
+    bias = np.concatenate([np.zeros(layer.n_out, dtype) if layer.bias is None else layer.bias for layer in layers])
+    return net, shape, bias
 
 
-def dense_reference(weights, bias, bias_off, x):
-    h = x.astype(np.float64)
-    for l, w in enumerate(weights):
-        h = h @ w.T.astype(np.float64) + bias[bias_off[l]:bias_off[l] + w.shape[0]]
-        if l < len(weights) - 1:
-            h = np.maximum(h, 0)
-    return h
+def network_inputs(rng, density, dtype, n_batch):
+    net, shape, bias = random_network(rng, density, dtype, with_bias=density != 0.5)
+    x = rng.standard_normal((n_batch, int(shape.widths[0]))).astype(dtype)
+    x[:, 0] = 0  # zero inputs are skipped by the batch-1 kernels: must not change the result
+    return net, shape, bias, x, naive.forward_net(net, x)
 
 
-def network_inputs(rng, density, dtype, index_dtype, n_batch):
-    widths = [int(v) for v in rng.integers(1, 30, size=4)] + [5]
-    weights, packs, (bias, bias_off), widths = pack_network(rng, widths, density, dtype, index_dtype,
-                                                             with_bias=density != 0.5)
-    relu = np.array([True] * (len(widths) - 2) + [False])
-    x = rng.standard_normal((n_batch, widths[0])).astype(dtype)
-    x[:, 0] = 0  # zero inputs are skipped by the batch-1 kernel: must not change the result
-    return weights, packs, bias, bias_off, widths, relu, x, dense_reference(weights, bias, bias_off, x)
+def csc_parts(net, index_dtype):
+    """forward_vector's CSC pack with one part per layer."""
+    ptr, idx, vals, off, start = [0], [], [], [], 0
+    for layer in net.layers:
+        m = layer.weight.T
+        r, c = np.nonzero(m)
+        ptr.extend(ptr[-1] + np.cumsum(np.bincount(r, minlength=m.shape[0])))
+        idx.append(c.astype(index_dtype))
+        vals.append(m[r, c])
+        off.append(start)
+        start += m.shape[0]
+    return kernels.CSCParts(np.array(ptr, np.int64), np.concatenate(idx), np.concatenate(vals),
+                            np.array(off, np.int64), np.ones(len(net.layers), np.int64))
 
 
-TOL = {np.float32: 1e-4, np.float64: 1e-11}
+def dense_blocks(net, as_dense, dtype):
+    """forward_vector's dense blocks where flagged, two per layer (the multi-block path), rows
+    not padded (stride = width)."""
+    blocks = [(np.ascontiguousarray(layer.weight[a:b].T), a, b - a)
+              for layer, d in zip(net.layers, as_dense) if d
+              for a, b in ((0, layer.n_out // 2), (layer.n_out // 2, layer.n_out))]
+    widths = np.array([k for _, _, k in blocks], np.int64)
+    return kernels.DenseBlocks(np.concatenate([blk.ravel() for blk, _, _ in blocks] or [np.zeros(0)]).astype(dtype),
+                               np.cumsum([0] + [blk.size for blk, _, _ in blocks])[:-1].astype(np.int64),
+                               np.array([a for _, a, _ in blocks], np.int64), widths,
+                               np.concatenate([[0], np.cumsum([2 * d for d in as_dense])]).astype(np.int64), widths)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("index_dtype", [np.uint16, np.int32])
 @pytest.mark.parametrize("density", [0.0, 0.05, 0.5, 1.0])
-def test_forward_vector_matches_dense(rng, dtype, index_dtype, density):
-    weights, packs, bias, bias_off, widths, relu, x, expected = network_inputs(rng, density, dtype, index_dtype, 1)
-    max_w = int(widths[1:-1].max())
-    ptr, idx, vals, off = packs["csc"]
-    n = len(weights)
+def test_forward_vector_matches_naive(rng, dtype, index_dtype, density):
+    """Every layer CSC, every layer dense blocks, and a mix."""
+    net, shape, bias, x, expected = network_inputs(rng, density, dtype, 1)
+    csc, n = csc_parts(net, index_dtype), len(net.layers)
+    max_w = int(shape.widths[1:-1].max())
     for as_dense in ([False] * n, [True] * n, [l % 2 == 1 for l in range(n)]):
-        # dense blocks where flagged (two per layer, the multi-block path), the CSC pack elsewhere
-        blocks = [(np.ascontiguousarray(w[a:b].T), a, b - a) for w, d in zip(weights, as_dense) if d
-                  for a, b in ((0, w.shape[0] // 2), (w.shape[0] // 2, w.shape[0]))]
-        dense = (np.concatenate([blk.ravel() for blk, _, _ in blocks] or [np.zeros(0)]).astype(dtype),
-                 np.cumsum([0] + [blk.size for blk, _, _ in blocks])[:-1].astype(np.int64),
-                 np.array([a for _, a, _ in blocks], np.int64), np.array([k for _, _, k in blocks], np.int64),
-                 np.concatenate([[0], np.cumsum([2 * d for d in as_dense])]).astype(np.int64),
-                 np.array([k for _, _, k in blocks], np.int64))  # rows not padded: stride = width
-        out = np.full(widths[-1], np.nan, dtype)
-        kernels.forward_vector(ptr, idx, vals, off, np.ones(n, np.int64), *dense, bias, bias_off, widths, relu,
-                               x[0], np.empty(max_w, dtype), np.empty(max_w, dtype), out)
-        np.testing.assert_allclose(out, expected[0], rtol=TOL[dtype], atol=TOL[dtype])
+        out = np.full(shape.widths[-1], np.nan, dtype)  # must be fully overwritten
+        act = np.full(int(shape.widths[:-1].max()), -1, np.int64)
+        kernels.forward_vector(shape, csc, dense_blocks(net, as_dense, dtype), bias, x[0], act,
+                               np.empty(max_w, dtype), np.empty(max_w, dtype), out)
+        assert_forward_close(out, expected[0])
 
 
-def block_csr(weights, n_blocks, index_dtype, dtype):
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("density", [0.0, 0.5, 1.0])
+def test_dense_forward_vector_matches_naive(rng, dtype, density):
+    net, shape, bias, x, expected = network_inputs(rng, density, dtype, 1)
+    weights = [np.ascontiguousarray(layer.weight.T).ravel() for layer in net.layers]
+    dense = kernels.DenseWeights(np.concatenate(weights), np.cumsum([0] + [w.size for w in weights[:-1]]))
+    max_w = int(shape.widths[1:-1].max())
+    out = np.full(shape.widths[-1], np.nan, dtype)
+    kernels.dense_forward_vector(shape, dense, bias, x[0], np.empty(max_w, dtype), np.empty(max_w, dtype), out)
+    assert_forward_close(out, expected[0])
+
+
+def block_csr(net, n_blocks, index_dtype):
     """csr_forward_batch's pack, written out directly: layer l's inputs cut into n_blocks[l]
     contiguous blocks, each a CSR over all of the layer's rows, indices relative to the layer."""
     ptr, idx, vals, blk_off, row = [0], [], [], [], 0
-    for w, k in zip(weights, n_blocks):
+    for layer, k in zip(net.layers, n_blocks):
+        w = layer.weight
         n_out, n_in = w.shape
         blk_off.append(row)
         for q in range(k):
@@ -147,8 +162,12 @@ def block_csr(weights, n_blocks, index_dtype, dtype):
                 vals.extend(w[i, cols])
                 ptr.append(len(idx))
             row += n_out
-    return (np.array(ptr, np.int64), np.array(idx, index_dtype), np.array(vals, dtype), np.array(blk_off, np.int64),
-            np.array(n_blocks, np.int64))
+    return kernels.BlockedCSR(np.array(ptr, np.int64), np.array(idx, index_dtype), np.array(vals, w.dtype),
+                              np.array(blk_off, np.int64), np.array(n_blocks, np.int64))
+
+
+def tile_major(x, lanes):
+    return np.ascontiguousarray(x.reshape(-1, lanes, x.shape[1]).transpose(0, 2, 1))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -156,31 +175,28 @@ def block_csr(weights, n_blocks, index_dtype, dtype):
 @pytest.mark.parametrize("density", [0.0, 0.05, 0.5, 1.0])
 @pytest.mark.parametrize("lanes", kernels.LANES)
 @pytest.mark.parametrize("n_tiles, n_threads", [(1, 2), (3, 2), (5, 1), (4, 2)])
-def test_csr_forward_batch_matches_dense(rng, dtype, index_dtype, density, lanes, n_tiles, n_threads):
+def test_csr_forward_batch_matches_naive(rng, dtype, index_dtype, density, lanes, n_tiles, n_threads):
     """Every tile width, both thread splits (by rows: fewer than two tiles per thread; by tiles),
     and input blocks from one per layer to one per input (many hold no kept weight)."""
     n_batch = n_tiles * lanes
-    weights, _, bias, bias_off, widths, relu, x, expected = network_inputs(rng, density, dtype, index_dtype,
-                                                                           n_batch)
-    xt = np.ascontiguousarray(x.reshape(n_tiles, lanes, -1).transpose(0, 2, 1))
-    max_w = int(widths[1:-1].max())
+    net, shape, bias, x, expected = network_inputs(rng, density, dtype, n_batch)
+    max_w = int(shape.widths[1:-1].max())
     buf = [np.empty((n_tiles, max_w, lanes), dtype) for _ in range(2)]
-    for n_blocks in ([1] * len(weights), [min(3, w.shape[1]) for w in weights], [w.shape[1] for w in weights]):
-        out = np.full((n_tiles, widths[-1], lanes), np.nan, dtype)  # must be fully overwritten
-        kernels.csr_forward_batch(*block_csr(weights, n_blocks, index_dtype, dtype), bias, bias_off, widths, relu,
-                                  xt, *buf, out, n_threads)
-        got = out.transpose(0, 2, 1).reshape(n_batch, -1)
-        np.testing.assert_allclose(got, expected, rtol=TOL[dtype], atol=TOL[dtype])
+    for n_blocks in ([1] * len(net.layers), [min(3, layer.n_in) for layer in net.layers],
+                     [layer.n_in for layer in net.layers]):
+        out = np.full((n_tiles, shape.widths[-1], lanes), np.nan, dtype)  # must be fully overwritten
+        kernels.csr_forward_batch(shape, block_csr(net, n_blocks, index_dtype), bias, tile_major(x, lanes), *buf, out,
+                                  n_threads)
+        assert_forward_close(out.transpose(0, 2, 1).reshape(n_batch, -1), expected)
 
 
 def test_csr_forward_batch_rejects_other_tile_widths(rng):
-    weights, _, bias, bias_off, widths, relu, x, _ = network_inputs(rng, 0.5, np.float32, np.uint16, 12)
-    xt = np.ascontiguousarray(x.reshape(1, 12, -1).transpose(0, 2, 1))
-    buf = np.empty((1, int(widths[1:-1].max()), 12), np.float32)
-    out = np.empty((1, widths[-1], 12), np.float32)
+    net, shape, bias, x, _ = network_inputs(rng, 0.5, np.float32, 12)
+    buf = np.empty((1, int(shape.widths[1:-1].max()), 12), np.float32)
+    out = np.empty((1, shape.widths[-1], 12), np.float32)
     with pytest.raises(ValueError, match="tile width"):
-        kernels.csr_forward_batch(*block_csr(weights, [1] * len(weights), np.uint16, np.float32), bias, bias_off,
-                                  widths, relu, xt, buf, buf.copy(), out, 2)
+        kernels.csr_forward_batch(shape, block_csr(net, [1] * len(net.layers), np.uint16), bias, tile_major(x, 12),
+                                  buf, buf.copy(), out, 2)
 
 
 # --- instruction sets: detection and the override ---
@@ -226,6 +242,36 @@ def test_vector_bits_override_is_read_at_import():
     assert _python(probe, SPARSENET_VECTOR_BITS="128").stdout.split()[0] == "128"
     bad = _python(probe, SPARSENET_VECTOR_BITS="384")
     assert bad.returncode != 0 and "SPARSENET_VECTOR_BITS must be 128, 256 or 512, found '384'" in bad.stderr
+
+
+# float32 weights, uint16 indices: the signature test_cached_batched_kernel_... compiles first
+_CACHED_RUN = """
+import json, sys
+import numpy as np
+sys.path.insert(0, {tests!r})
+import naive
+from conftest import random_net
+from sparsenet import kernels, prune
+from sparsenet.formats.fused import FusedSparseForward
+from sparsenet.testing import assert_forward_close
+rng = np.random.default_rng(0)
+masked = prune(random_net(rng, (30, 20, 5)), "weight", 0.5)
+x = rng.random((64, 30)).astype(np.float32)
+assert_forward_close(FusedSparseForward.build(masked)(x), naive.forward(masked, x))
+print(json.dumps({{"hits": sum(kernels.csr_forward_batch.stats.cache_hits.values())}}))
+"""
+
+
+def test_cached_batched_kernel_loads_in_a_new_process(rng):
+    """numba caches csr_forward_batch with its NamedTuple arguments: a fresh interpreter loads
+    the code this one compiled (or loaded) instead of compiling it again, and it is right."""
+    from conftest import random_net
+
+    masked = prune(random_net(rng, (30, 20, 5)), "weight", 0.5)
+    assert_forward_close(convert(masked, "sparse")(np.zeros((64, 30), np.float32)), np.zeros((64, 5), np.float32))
+    run = _python(_CACHED_RUN.format(tests=os.path.dirname(__file__)))
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout.splitlines()[-1])["hits"] > 0  # loaded from the cache, not compiled
 
 
 # --- layouts: the intrinsics refuse non-contiguous arrays when a kernel is compiled ---

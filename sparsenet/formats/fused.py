@@ -47,24 +47,11 @@ DENSE_DENSITY = 0.075
 _SCRATCH_SHAPES = 3
 
 
-@dataclass(frozen=True)
-class PackedLayers:
-    """Every layer's kept weights in one compressed matrix (CSR by rows or CSC by columns)."""
-
-    ptr: np.ndarray  # int64: indptr (CSR) or colptr (CSC), absolute offsets
-    index: np.ndarray  # uint16|int32: input index (CSR) or output index (CSC) within the layer
-    data: np.ndarray
-    off: np.ndarray  # int64[n_layers]: first row (CSR) / column (CSC) of each layer in ptr
-
-    @property
-    def nbytes(self) -> int:
-        return self.ptr.nbytes + self.index.nbytes + self.data.nbytes
-
-
-def _pack(blocks, index_dtype, dtype) -> PackedLayers:
-    """Concatenate compressed blocks; each is (values, keep, index_base, new_layer) with the
-    compressed axis first. ``index_base`` is added to the stored indices; ``off`` records where
-    each layer's first block starts."""
+def _pack(blocks, index_dtype, dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(ptr, index, data, off)``: compressed blocks concatenated (CSR by rows or CSC by columns).
+    Each block is (values, keep, index_base, new_layer) with the compressed axis first;
+    ``index_base`` is added to the stored indices; ``off`` records where each layer's first
+    block starts."""
     ptr, idx, vals, off, start, nnz = [np.zeros(1, np.int64)], [], [], [], 0, 0
     for w, keep, base, new_layer in blocks:
         major, minor = np.nonzero(keep)
@@ -75,8 +62,8 @@ def _pack(blocks, index_dtype, dtype) -> PackedLayers:
             off.append(start)
         start += keep.shape[0]
         nnz += major.size
-    return PackedLayers(np.concatenate(ptr).astype(np.int64), np.concatenate(idx).astype(index_dtype),
-                        np.concatenate(vals).astype(dtype), np.array(off, dtype=np.int64))
+    return (np.concatenate(ptr).astype(np.int64), np.concatenate(idx).astype(index_dtype),
+            np.concatenate(vals).astype(dtype), np.array(off, dtype=np.int64))
 
 
 def aligned_empty(shape, dtype, align: int = 64) -> np.ndarray:
@@ -107,7 +94,7 @@ def tile_lanes(n_batch: int) -> int:
     return min(kernels.LANES, key=lambda t: (-(-n_batch // t) * t * (1 + 16 / t), -t))
 
 
-def _dense_blocks(weights, as_dense, n_threads: int, dtype) -> tuple[np.ndarray, ...]:
+def _dense_blocks(weights, as_dense, n_threads: int, dtype) -> kernels.DenseBlocks:
     """forward_vector's dense blocks: the layers flagged ``as_dense``, transposed to (n_in, n_out)
     and cut by output rows, one block per thread where a layer has PARALLEL_NNZ weights or more.
 
@@ -133,8 +120,8 @@ def _dense_blocks(weights, as_dense, n_threads: int, dtype) -> tuple[np.ndarray,
     values = aligned_empty(off[-1], dtype)
     if blocks:
         np.concatenate(blocks, out=values)
-    return (values, np.array(off[:-1], np.int64), np.array(r0s, np.int64), np.array(widths, np.int64),
-            np.array(part0, np.int64), np.array(strides, np.int64))
+    return kernels.DenseBlocks(values, np.array(off[:-1], np.int64), np.array(r0s, np.int64),
+                               np.array(widths, np.int64), np.array(part0, np.int64), np.array(strides, np.int64))
 
 
 def _batch1_order(weights, keeps, biases):
@@ -168,16 +155,19 @@ def _csc_parts(keeps, n_threads: int) -> np.ndarray:
 @dataclass(frozen=True)
 class FusedSparseForward:
     name: ClassVar[str] = "sparse"
-    csr: PackedLayers  # batched: per layer, input block by input block (off: each layer's first row)
-    col_blocks: np.ndarray  # int64[n_layers]: input blocks per layer in csr
-    csc: PackedLayers
-    parts: np.ndarray  # row blocks per layer in the CSC pack (threads used at batch 1)
-    dense: tuple[np.ndarray, ...]  # batch-1 dense blocks: (values, off, r0, width, part0, stride), see forward_vector
+    kind: ClassVar[str] = "sparse"
+    layer_kinds: ClassVar[frozenset[str]] = frozenset({"dense"})
+    pruning: ClassVar[str] = "any"
+    summary: ClassVar[str] = ("sparsenet's fastest: the whole network in one compiled call, 16-bit indices; batch "
+                              "1 skips zero activations, larger batches run CSR on SIMD tiles held in registers")
+    style: ClassVar[tuple[str, str]] = ("tab:brown", "P")
+    operating_points: ClassVar[bool] = True
+    shape: kernels.NetworkShape
+    csr: kernels.BlockedCSR  # batched: per layer, input block by input block
+    csc: kernels.CSCParts  # batch 1, layers kept sparse (parts: row blocks, one per thread on large layers)
+    dense: kernels.DenseBlocks  # batch 1, layers stored dense
     bias: np.ndarray
     bias1: np.ndarray  # bias for batch 1, whose pack (csc, dense) orders hidden units differently
-    bias_off: np.ndarray
-    widths: np.ndarray
-    relu: np.ndarray
     _scratch: threading.local = field(default_factory=threading.local, repr=False, compare=False)
 
     @classmethod
@@ -199,23 +189,22 @@ class FusedSparseForward:
         parts = _csc_parts(k1, n_threads)
         parts[as_dense] = 1
         csc_keeps = [np.zeros_like(keep) if d else keep for keep, d in zip(k1, as_dense)]
+        csr = _pack([(w[:, c0:c1], keep[:, c0:c1], c0, k == 0)
+                     for w, keep, n in zip(weights, keeps, col_blocks)
+                     for k in range(n)
+                     for c0, c1 in [(k * w.shape[1] // n, (k + 1) * w.shape[1] // n)]], index_dtype, net.dtype)
+        csc = _pack([(w[r0:r1].T, keep[r0:r1].T, r0, k == 0)
+                     for w, keep, n in zip(w1, csc_keeps, parts)
+                     for k in range(n)
+                     for r0, r1 in [(k * w.shape[0] // n, (k + 1) * w.shape[0] // n)]], index_dtype, net.dtype)
         return cls(
-            csr=_pack([(w[:, c0:c1], keep[:, c0:c1], c0, k == 0)
-                       for w, keep, n in zip(weights, keeps, col_blocks)
-                       for k in range(n)
-                       for c0, c1 in [(k * w.shape[1] // n, (k + 1) * w.shape[1] // n)]], index_dtype, net.dtype),
-            col_blocks=col_blocks,
-            csc=_pack([(w[r0:r1].T, keep[r0:r1].T, r0, k == 0)
-                       for w, keep, n in zip(w1, csc_keeps, parts)
-                       for k in range(n)
-                       for r0, r1 in [(k * w.shape[0] // n, (k + 1) * w.shape[0] // n)]], index_dtype, net.dtype),
-            parts=parts,
+            shape=kernels.NetworkShape(widths, np.array([layer.activation == "relu" for layer in net.layers], np.bool_),
+                                       np.concatenate([[0], np.cumsum(widths[1:-1])]).astype(np.int64)),
+            csr=kernels.BlockedCSR(*csr, col_blocks),
+            csc=kernels.CSCParts(*csc, parts),
             dense=_dense_blocks(w1, as_dense, n_threads, net.dtype),
             bias=np.concatenate(biases).astype(net.dtype),
             bias1=np.concatenate(b1).astype(net.dtype),
-            bias_off=np.concatenate([[0], np.cumsum(widths[1:-1])]).astype(np.int64),
-            widths=widths,
-            relu=np.array([layer.activation == "relu" for layer in net.layers], dtype=np.bool_),
         )
 
     def _buffers(self, n_tiles: int, tile: int, dtype) -> tuple[np.ndarray, ...]:
@@ -227,19 +216,31 @@ class FusedSparseForward:
         if key not in kept:
             if len(kept) >= _SCRATCH_SHAPES:
                 del kept[next(iter(kept))]  # the oldest
-            n_in, hidden, n_out = int(self.widths[0]), int(self.widths[1:-1].max(initial=1)), int(self.widths[-1])
+            widths = self.shape.widths
+            n_in, hidden, n_out = int(widths[0]), int(widths[1:-1].max(initial=1)), int(widths[-1])
             kept[key] = tuple(aligned_empty((n_tiles, n, tile), dtype) for n in (n_in, hidden, hidden, n_out))
         return kept[key]
 
+    def _vector_scratch(self, dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per-thread scratch of the batch-1 kernel: the active-input list and the two activation
+        buffers (64-byte aligned, like its dense blocks)."""
+        key = np.dtype(dtype)
+        kept = self._scratch.__dict__.setdefault("vector", {})
+        if key not in kept:
+            widths = self.shape.widths
+            hidden = int(widths[1:-1].max(initial=1))
+            kept[key] = (np.empty(int(widths[:-1].max()), np.int64), aligned_empty(hidden, dtype),
+                         aligned_empty(hidden, dtype))
+        return kept[key]
+
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        x = check_batch(x, n_in=int(self.widths[0]), dtype=self.csr.data.dtype)
-        n_batch, n_out = x.shape[0], int(self.widths[-1])
+        x = check_batch(x, n_in=int(self.shape.widths[0]), dtype=self.csr.data.dtype)
+        n_batch, n_out = x.shape[0], int(self.shape.widths[-1])
         if n_batch == 1:
-            _, a, b, _ = self._buffers(1, 1, x.dtype)
+            act, a, b = self._vector_scratch(x.dtype)
             out = np.empty(n_out, dtype=x.dtype)
-            kernels.forward_vector(self.csc.ptr, self.csc.index, self.csc.data, self.csc.off, self.parts,
-                                   *self.dense, self.bias1, self.bias_off, self.widths, self.relu,
-                                   np.ascontiguousarray(x[0]), a.reshape(-1), b.reshape(-1), out)
+            kernels.forward_vector(self.shape, self.csc, self.dense, self.bias1, np.ascontiguousarray(x[0]), act, a, b,
+                                   out)
             return out[None, :]
         tile = tile_lanes(n_batch)
         n_tiles = -(-n_batch // tile)
@@ -249,9 +250,7 @@ class FusedSparseForward:
         if full < n_tiles:
             src[full] = 0
             src[full, :, :n_batch - full * tile] = x[full * tile:].T
-        kernels.csr_forward_batch(self.csr.ptr, self.csr.index, self.csr.data, self.csr.off, self.col_blocks,
-                                  self.bias, self.bias_off, self.widths, self.relu, src, a, b, out,
-                                  numba.get_num_threads())
+        kernels.csr_forward_batch(self.shape, self.csr, self.bias, src, a, b, out, numba.get_num_threads())
         y = out.transpose(0, 2, 1).reshape(n_tiles * tile, n_out)[:n_batch]
         return y.copy() if np.may_share_memory(y, out) else y  # never hand out the scratch
 
@@ -263,4 +262,6 @@ class FusedSparseForward:
     def nbytes(self) -> int:
         """Both copies it holds: CSR for batches, CSC or dense blocks for batch 1 (a deployment
         needing one batch size stores less)."""
-        return self.csr.nbytes + self.csc.nbytes + self.dense[0].nbytes
+        csr, csc = self.csr, self.csc
+        return sum(a.nbytes for a in (csr.indptr, csr.indices, csr.data, csc.colptr, csc.rows, csc.data,
+                                      self.dense.values))

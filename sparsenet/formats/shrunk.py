@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 import numpy as np
 
@@ -38,26 +38,39 @@ def live_units(masked: MaskedNetwork) -> list[np.ndarray]:
     return live
 
 
+class Batch1Arrays(NamedTuple):
+    """The arguments of :func:`sparsenet.kernels.dense_forward_vector` that belong to the network."""
+
+    shape: kernels.NetworkShape
+    weights: kernels.DenseWeights
+    bias: np.ndarray
+
+
 @dataclass(frozen=True)
 class ShrunkDenseForward(DenseLayersForward):
     """Dense BLAS layers with the dead units (and the matching downstream inputs) removed."""
 
     name: ClassVar[str] = "shrunk"
+    kind: ClassVar[str] = "structured"
+    layer_kinds: ClassVar[frozenset[str]] = frozenset({"dense"})
+    pruning: ClassVar[str] = "structured"
+    summary: ClassVar[str] = "pruned units deleted, BLAS on the smaller matrices (batch 1: one compiled call)"
+    style: ClassVar[tuple[str, str]] = ("tab:red", "D")
+    operating_points: ClassVar[bool] = True
     layers: tuple[DenseLayer, ...]
     widths: tuple[int, ...]  # surviving widths, input first: (784, 200, 200, 100, 40, 10) at 80% unit pruning
-    packed: tuple[np.ndarray, ...] | None = None  # the batch-1 kernel's arrays; None where it cannot run
+    packed: Batch1Arrays | None = None  # the batch-1 kernel's arrays; None where it cannot run
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         first = self.layers[0].weight_t
         check_batch(x, n_in=first.shape[0], dtype=first.dtype)
         if x.shape[0] != 1 or self.packed is None:
             return dense_forward(self.layers, x)
-        weight_t, w_off, bias, bias_off, widths, relu = self.packed
         width = max(self.widths[1:-1], default=1)
         a, b = np.empty(width, x.dtype), np.empty(width, x.dtype)
-        out = np.empty(int(widths[-1]), x.dtype)
-        kernels.dense_forward_vector(weight_t, w_off, bias, bias_off, widths, relu, np.ascontiguousarray(x[0]),
-                                     a, b, out)
+        out = np.empty(self.widths[-1], x.dtype)
+        packed = self.packed
+        kernels.dense_forward_vector(packed.shape, packed.weights, packed.bias, np.ascontiguousarray(x[0]), a, b, out)
         return out[None, :]
 
     @classmethod
@@ -91,7 +104,8 @@ def _pack(layers: list[DenseLayer], widths: tuple[int, ...]):
     layers = tuple(dataclasses.replace(layer, weight_t=flat[w_off[l]:w_off[l + 1]].reshape(layer.weight_t.shape))
                    for l, layer in enumerate(layers))
     biases = [np.zeros(layer.weight_t.shape[1], dtype) if layer.bias is None else layer.bias for layer in layers]
-    return layers, (flat, w_off[:-1].copy(), np.concatenate(biases).astype(dtype),
-                    np.concatenate([[0], np.cumsum(widths[1:-1])]).astype(np.int64),
-                    np.array(widths, dtype=np.int64),
-                    np.array([layer.activation == "relu" for layer in layers], dtype=np.bool_))
+    shape = kernels.NetworkShape(np.array(widths, dtype=np.int64),
+                                 np.array([layer.activation == "relu" for layer in layers], dtype=np.bool_),
+                                 np.concatenate([[0], np.cumsum(widths[1:-1])]).astype(np.int64))
+    return layers, Batch1Arrays(shape, kernels.DenseWeights(flat, w_off[:-1].copy()),
+                                np.concatenate(biases).astype(dtype))

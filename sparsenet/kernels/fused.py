@@ -1,40 +1,49 @@
 """Whole-network sparse forward passes in one compiled call (sparsenet's fastest kernels).
 
-All layers of a network are packed into flat arrays, so one call runs every layer with
-bias and ReLU fused in, and no Python runs between layers. Layer ``l`` maps ``widths[l]``
-inputs to ``widths[l + 1]`` outputs; ``relu[l]`` says whether its activation is ReLU
-(otherwise linear: logits). ``bias`` holds every layer's bias back to back (zeros where a
-layer has none), starting at ``bias_off[l]``.
+All layers of a network are packed into flat arrays, so one call runs every layer with bias
+and ReLU fused in, and no Python runs between layers. A kernel takes named bundles of arrays
+(``typing.NamedTuple``; numba reads their fields by name), then the input, scratch and output
+arrays, all allocated by the caller: kernels allocate nothing. Every array is C-contiguous.
 
-Batched (CSR, rows are output units, each layer's inputs cut into blocks)::
+Every kernel: the network's shape, and the biases in the unit order of the weights it gets::
 
-    indptr   int64[sum(n_blocks * n_out) + 1]  row r owns entries indptr[r]:indptr[r + 1] (absolute)
-    indices  uint16|int32[nnz]      input index within the layer (not within the block)
-    data     float32|float64[nnz]
-    blk_off  int64[n_layers]        first row of layer l in indptr; its input block k holds
-                                    rows blk_off[l] + k * n_out ... + n_out - 1
-    n_blocks int64[n_layers]        input blocks of layer l (contiguous input ranges, in order)
-    x        float[n_tiles, n_in, T]         tile-major: sample t*T + b at [t, :, b]; T in LANES
-    buf_a, buf_b float[n_tiles, max_width, T]  scratch, overwritten
-    out      float[n_tiles, n_out, T]        overwritten
+    NetworkShape  widths   int64[n_layers + 1]  layer l maps widths[l] inputs to widths[l + 1] outputs
+                  relu     bool[n_layers]       ReLU after layer l (otherwise linear: logits)
+                  bias_off int64[n_layers]      layer l's outputs start at bias_off[l] (= sum(widths[1:l + 1]))
+    bias          float32|float64[sum(widths[1:])]  every layer's bias back to back (zeros where none)
 
-Batch 1, per layer either CSC (columns are input units) or dense blocks::
+Batched, ``csr_forward_batch(shape, csr, bias, x, buf_a, buf_b, out, n_threads)``: CSR,
+rows are output units, each layer's inputs cut into blocks::
 
-    colptr   int64[sum(parts * n_in) + 1]  column c owns entries colptr[c]:colptr[c + 1] (absolute)
-    rows     uint16|int32[nnz]      output index within the layer
-    col_off  int64[n_layers]        first column of layer l in colptr
-    parts    int64[n_layers]        row blocks of layer l, each packed as its own CSC
-    dense    float[...]             dense blocks back to back, block p row-major (n_in, dense_stride[p]),
-                                    of which the first dense_width[p] columns are used
-    dense_off, dense_r0, dense_width  int64[n_blocks]: where block p starts, its first output, its width
-    dense_part0  int64[n_layers + 1]  layer l's dense blocks are dense_part0[l]:dense_part0[l + 1] (none: CSC)
-    dense_stride int64[n_blocks]     elements from one input's row of block p to the next
-    x        float[n_in]; buf_a, buf_b float[max_width]; out float[n_out]
+    BlockedCSR    indptr   int64[sum(n_blocks * n_out) + 1]  row r owns indptr[r]:indptr[r + 1] (absolute)
+                  indices  uint16|int32[nnz]  input index within the layer (not within the block)
+                  data     float[nnz]
+                  blk_off  int64[n_layers]    first row of layer l; its input block k holds rows
+                                              blk_off[l] + k * n_out ... + n_out - 1
+                  n_blocks int64[n_layers]    input blocks of layer l (contiguous input ranges, in order)
+    x             float[n_tiles, n_in, T]     tile-major: sample t*T + b at [t, :, b]; T in LANES
+    buf_a, buf_b  float[n_tiles, max_width, T]  scratch, overwritten
+    out           float[n_tiles, n_out, T]    overwritten
 
-Batch 1, dense (the shrunk format; x and buffers as above)::
+Batch 1, ``forward_vector(shape, csc, dense, bias, x, act, buf_a, buf_b, out)``: per layer
+either CSC (columns are input units) or dense blocks::
 
-    weight_t float[sum(n_in * n_out)]  layer l's (n_in, n_out) matrix, row-major, from w_off[l]
-    w_off    int64[n_layers]
+    CSCParts      colptr   int64[sum(parts * n_in) + 1]  column c owns colptr[c]:colptr[c + 1] (absolute)
+                  rows     uint16|int32[nnz]  output index within the layer
+                  data     float[nnz]
+                  col_off  int64[n_layers]    first column of layer l
+                  parts    int64[n_layers]    row blocks of layer l, each packed as its own CSC
+    DenseBlocks   values   float[...]         blocks back to back, block p row-major (n_in, stride[p]),
+                                              of which the first width[p] columns are used
+                  off, r0, width, stride  int64[n_blocks]  where block p starts, its first output,
+                                              its width, elements from one input's row to the next
+                  part0    int64[n_layers + 1]  layer l's blocks are part0[l]:part0[l + 1] (none: CSC)
+    x float[n_in]; act int64[max(widths[:-1])] scratch; buf_a, buf_b float[max_width]; out float[n_out]
+
+Batch 1, dense (the shrunk format), ``dense_forward_vector(shape, dense, bias, x, buf_a, buf_b, out)``::
+
+    DenseWeights  weight_t float[sum(n_in * n_out)]  layer l's (n_in, n_out) matrix, row-major, from w_off[l]
+                  w_off    int64[n_layers]
 
 The batch-1 kernels walk only the inputs that are non-zero: ReLU outputs and blank
 pixels are exact zeros, and their weights cannot change the result (IEEE: 0 * finite = 0;
@@ -42,10 +51,59 @@ a NaN or inf weight behind a zero input is skipped, the one place these kernels 
 dense arithmetic). Callers (sparsenet.formats.fused) validate; nothing here checks shapes.
 """
 
+from typing import NamedTuple
+
 import numba
 import numpy as np
 
 from .simd import at, vadd, vfma, vload, vrelu, vsplat, vstore, vzeros
+
+
+class NetworkShape(NamedTuple):
+    """Layer widths, activations and where each layer's outputs start (see the module docstring)."""
+
+    widths: np.ndarray
+    relu: np.ndarray
+    bias_off: np.ndarray
+
+
+class BlockedCSR(NamedTuple):
+    """csr_forward_batch's weights: every layer's CSR, cut by input blocks."""
+
+    indptr: np.ndarray
+    indices: np.ndarray
+    data: np.ndarray
+    blk_off: np.ndarray
+    n_blocks: np.ndarray
+
+
+class CSCParts(NamedTuple):
+    """forward_vector's sparse layers: every layer's CSC, cut by output rows into parts."""
+
+    colptr: np.ndarray
+    rows: np.ndarray
+    data: np.ndarray
+    col_off: np.ndarray
+    parts: np.ndarray
+
+
+class DenseBlocks(NamedTuple):
+    """forward_vector's dense layers: (n_in, stride) row-major blocks of output columns."""
+
+    values: np.ndarray
+    off: np.ndarray
+    r0: np.ndarray
+    width: np.ndarray
+    part0: np.ndarray
+    stride: np.ndarray
+
+
+class DenseWeights(NamedTuple):
+    """dense_forward_vector's weights: every layer's transposed matrix, back to back."""
+
+    weight_t: np.ndarray
+    w_off: np.ndarray
+
 
 # Tile widths (samples per tile) the batched kernel is compiled for.
 LANES = (8, 16, 32, 64)
@@ -56,7 +114,7 @@ _FASTMATH = {"contract"}
 
 
 @numba.njit(inline="always")
-def _row(indptr, indices, data, r, src, so, dst, do, b0, first, last, relu, lanes):
+def _row(csr, r, src, so, dst, do, b0, first, last, relu, lanes):
     """dst.flat[do:do + lanes] (+)= sum_p data[p] * src.flat[so + indices[p] * lanes:][:lanes] for row r.
 
     The accumulators are SIMD values (:mod:`.simd`), in registers for the whole row: each kept
@@ -65,13 +123,14 @@ def _row(indptr, indices, data, r, src, so, dst, do, b0, first, last, relu, lane
     do not wait on each other's FMA latency. ``first``: start from the bias, else from what
     an earlier input block left in dst; ``last``: apply ReLU.
     """
+    indices, data = csr.indices, csr.data
     if first:
         a0 = vsplat(b0, lanes)
     else:
         a0 = vload(dst, do, lanes)
     a1 = vzeros(b0, lanes)
-    p = indptr[r]
-    end = indptr[r + 1]
+    p = csr.indptr[r]
+    end = csr.indptr[r + 1]
     while p + 2 <= end:
         a0 = vfma(a0, at(data, p), vload(src, so + at(indices, p) * lanes, lanes))
         a1 = vfma(a1, at(data, p + 1), vload(src, so + at(indices, p + 1) * lanes, lanes))
@@ -85,27 +144,26 @@ def _row(indptr, indices, data, r, src, so, dst, do, b0, first, last, relu, lane
 
 
 @numba.njit(inline="always")
-def _rows(indptr, indices, data, blk0, n_blk, n_out, i0, i1, src, so, dst, do, bias, b0, relu, lanes):
+def _rows(csr, bias, b0, blk0, n_blk, n_out, i0, i1, src, so, dst, do, relu, lanes):
     """Rows i0:i1 of one layer for one tile, input block by input block: a block's slice of
     src stays in L1 while every row takes its weights from it."""
     for k in range(n_blk):
         base = blk0 + k * n_out
         for i in range(i0, i1):
-            _row(indptr, indices, data, base + i, src, so, dst, do + i * lanes, bias[b0 + i], k == 0, k == n_blk - 1,
-                 relu, lanes)
+            _row(csr, base + i, src, so, dst, do + i * lanes, bias[b0 + i], k == 0, k == n_blk - 1, relu, lanes)
 
 
 @numba.njit(inline="always")
-def _rows_any(indptr, indices, data, blk0, n_blk, n_out, i0, i1, src, so, dst, do, bias, b0, relu, lanes):
+def _rows_any(csr, bias, b0, blk0, n_blk, n_out, i0, i1, src, so, dst, do, relu, lanes):
     """_rows with ``lanes`` turned into a literal: one compiled copy per supported tile width."""
     if lanes == 64:
-        _rows(indptr, indices, data, blk0, n_blk, n_out, i0, i1, src, so, dst, do, bias, b0, relu, 64)
+        _rows(csr, bias, b0, blk0, n_blk, n_out, i0, i1, src, so, dst, do, relu, 64)
     elif lanes == 32:
-        _rows(indptr, indices, data, blk0, n_blk, n_out, i0, i1, src, so, dst, do, bias, b0, relu, 32)
+        _rows(csr, bias, b0, blk0, n_blk, n_out, i0, i1, src, so, dst, do, relu, 32)
     elif lanes == 16:
-        _rows(indptr, indices, data, blk0, n_blk, n_out, i0, i1, src, so, dst, do, bias, b0, relu, 16)
+        _rows(csr, bias, b0, blk0, n_blk, n_out, i0, i1, src, so, dst, do, relu, 16)
     else:
-        _rows(indptr, indices, data, blk0, n_blk, n_out, i0, i1, src, so, dst, do, bias, b0, relu, 8)
+        _rows(csr, bias, b0, blk0, n_blk, n_out, i0, i1, src, so, dst, do, relu, 8)
 
 
 @numba.njit(inline="always")
@@ -122,8 +180,7 @@ def _layer_buffers(l, n_layers, x, buf_a, buf_b, out):
 
 
 @numba.njit(parallel=True, cache=True, nogil=True, fastmath=_FASTMATH)
-def csr_forward_batch(indptr, indices, data, blk_off, n_blocks, bias, bias_off, widths, relu, x, buf_a, buf_b, out,
-                      n_threads):
+def csr_forward_batch(shape, csr, bias, x, buf_a, buf_b, out, n_threads):
     """out = network(x) for a batch in tile-major layout; see the module docstring for the arrays.
 
     The tile width T = x.shape[2] must be one of LANES. With at least two tiles per thread
@@ -132,6 +189,7 @@ def csr_forward_batch(indptr, indices, data, blk_off, n_blocks, bias, bias_off, 
     between layers; otherwise each layer's rows are split into one range per thread, one tile
     at a time.
     """
+    widths, relu, bias_off = shape.widths, shape.relu, shape.bias_off
     n_layers = widths.shape[0] - 1
     n_tiles, lanes = x.shape[0], x.shape[2]
     if lanes != 64 and lanes != 32 and lanes != 16 and lanes != 8:
@@ -141,8 +199,8 @@ def csr_forward_batch(indptr, indices, data, blk_off, n_blocks, bias, bias_off, 
             for l in range(n_layers):
                 src, dst = _layer_buffers(l, n_layers, x, buf_a, buf_b, out)
                 n_out = widths[l + 1]
-                _rows_any(indptr, indices, data, blk_off[l], n_blocks[l], n_out, 0, n_out, src,
-                          t * src.shape[1] * lanes, dst, t * dst.shape[1] * lanes, bias, bias_off[l], relu[l], lanes)
+                _rows_any(csr, bias, bias_off[l], csr.blk_off[l], csr.n_blocks[l], n_out, 0, n_out, src,
+                          t * src.shape[1] * lanes, dst, t * dst.shape[1] * lanes, relu[l], lanes)
     else:
         n_chunks = max(1, n_threads)
         for t in range(n_tiles):
@@ -150,9 +208,9 @@ def csr_forward_batch(indptr, indices, data, blk_off, n_blocks, bias, bias_off, 
                 src, dst = _layer_buffers(l, n_layers, x, buf_a, buf_b, out)
                 n_out = widths[l + 1]
                 for c in numba.prange(n_chunks):  # chunk c writes only its rows of [t]: no races
-                    _rows_any(indptr, indices, data, blk_off[l], n_blocks[l], n_out, c * n_out // n_chunks,
-                              (c + 1) * n_out // n_chunks, src, t * src.shape[1] * lanes, dst,
-                              t * dst.shape[1] * lanes, bias, bias_off[l], relu[l], lanes)
+                    _rows_any(csr, bias, bias_off[l], csr.blk_off[l], csr.n_blocks[l], n_out,
+                              c * n_out // n_chunks, (c + 1) * n_out // n_chunks, src, t * src.shape[1] * lanes,
+                              dst, t * dst.shape[1] * lanes, relu[l], lanes)
     return out
 
 
@@ -173,9 +231,10 @@ def _active(src, n_in, act):
 
 
 @numba.njit(inline="always")
-def _csc_part(colptr, rows, data, bias, b0, c0, act, n_act, r0, r1, relu, src, dst):
+def _csc_part(csc, bias, b0, c0, act, n_act, r0, r1, relu, src, dst):
     """dst[r0:r1] = act(W[r0:r1] @ src + b) from a CSC pack holding only rows r0:r1; only the
     columns of the n_act active inputs act[:n_act] are read."""
+    colptr, rows, data = csc.colptr, csc.rows, csc.data
     for i in range(r0, r1):
         dst[i] = bias[b0 + i]
     for q in range(n_act):
@@ -190,13 +249,15 @@ def _csc_part(colptr, rows, data, bias, b0, c0, act, n_act, r0, r1, relu, src, d
 
 
 @numba.njit(inline="always")
-def _dense_part(w, bias, b0, r0, width, act, n_act, relu, src, dst):
-    """dst[r0:r0 + width] = act(src @ w + b) for a dense (n_in, width) block, reading the rows
-    of the active inputs act[:n_act] only.
+def _dense_part(dense, p, n_in, bias, b0, act, n_act, relu, src, dst):
+    """dst[r0:r0 + width] = act(src @ w + b) for dense block p, an (n_in, width) matrix, reading
+    the rows of the active inputs act[:n_act] only.
 
     Indexed from 0 through one view per block (not per weight): the inner loop is a plain
     vectorized axpy over contiguous outputs.
     """
+    r0, width, stride, start = dense.r0[p], dense.width[p], dense.stride[p], dense.off[p]
+    w = dense.values[start:start + n_in * stride].reshape((n_in, stride))
     d = dst[r0:r0 + width]
     for i in range(width):
         d[i] = bias[b0 + r0 + i]
@@ -212,58 +273,55 @@ def _dense_part(w, bias, b0, r0, width, act, n_act, relu, src, dst):
 
 
 @numba.njit(parallel=True, cache=True, nogil=True, fastmath=_FASTMATH)
-def forward_vector(colptr, rows, data, col_off, parts, dense, dense_off, dense_r0, dense_width, dense_part0,
-                   dense_stride, bias, bias_off, widths, relu, x, buf_a, buf_b, out):
+def forward_vector(shape, csc, dense, bias, x, act, buf_a, buf_b, out):
     """out = network(x) for one sample, skipping every zero input of every layer.
 
-    A layer runs one of two ways. Dense blocks (``dense_part0[l] < dense_part0[l + 1]``):
-    block ``p`` is a row-major ``(n_in, dense_stride[p])`` matrix at ``dense[dense_off[p]:]``
-    holding outputs ``dense_r0[p]`` onwards, zeros included; each non-zero input adds one
-    vectorized row. Otherwise CSC: output rows cut into ``parts[l]`` contiguous blocks, each
-    packed as its own CSC (block k of layer l owns columns ``col_off[l] + k * n_in + j``);
+    A layer runs one of two ways. Dense blocks (``dense.part0[l] < dense.part0[l + 1]``):
+    block ``p`` is a row-major ``(n_in, dense.stride[p])`` matrix at ``dense.values[dense.off[p]:]``
+    holding outputs ``dense.r0[p]`` onwards, zeros included; each non-zero input adds one
+    vectorized row. Otherwise CSC: output rows cut into ``csc.parts[l]`` contiguous blocks, each
+    packed as its own CSC (block k of layer l owns columns ``csc.col_off[l] + k * n_in + j``);
     each non-zero input scatters its kept weights (scalar). With one block a layer runs
     serially (no thread start-up for small layers); with more, blocks run in parallel and
-    each writes only its own rows.
+    each writes only its own rows. ``act`` is scratch for the list of non-zero inputs.
     """
+    widths, relu, bias_off = shape.widths, shape.relu, shape.bias_off
     n_layers = widths.shape[0] - 1
-    act = np.empty(widths[:-1].max(), np.int64)
     for l in range(n_layers):
         src, dst = _layer_buffers(l, n_layers, x, buf_a, buf_b, out)
-        n_in, n_out, c0, b0, k_parts = widths[l], widths[l + 1], col_off[l], bias_off[l], parts[l]
-        p0, n_dense = dense_part0[l], dense_part0[l + 1] - dense_part0[l]
+        n_in, n_out, c0, b0, k_parts = widths[l], widths[l + 1], csc.col_off[l], bias_off[l], csc.parts[l]
+        p0, n_dense = dense.part0[l], dense.part0[l + 1] - dense.part0[l]
         n_act = _active(src, n_in, act)
         if n_dense == 1:
-            w = dense[dense_off[p0]:dense_off[p0] + n_in * dense_stride[p0]].reshape((n_in, dense_stride[p0]))
-            _dense_part(w, bias, b0, dense_r0[p0], dense_width[p0], act, n_act, relu[l], src, dst)
+            _dense_part(dense, p0, n_in, bias, b0, act, n_act, relu[l], src, dst)
         elif n_dense > 1:
             for k in numba.prange(n_dense):
-                p = p0 + k
-                w = dense[dense_off[p]:dense_off[p] + n_in * dense_stride[p]].reshape((n_in, dense_stride[p]))
-                _dense_part(w, bias, b0, dense_r0[p], dense_width[p], act, n_act, relu[l], src, dst)
+                _dense_part(dense, p0 + k, n_in, bias, b0, act, n_act, relu[l], src, dst)
         elif k_parts == 1:
-            _csc_part(colptr, rows, data, bias, b0, c0, act, n_act, 0, n_out, relu[l], src, dst)
+            _csc_part(csc, bias, b0, c0, act, n_act, 0, n_out, relu[l], src, dst)
         else:
             for k in numba.prange(k_parts):
-                _csc_part(colptr, rows, data, bias, b0, c0 + k * n_in, act, n_act, k * n_out // k_parts,
+                _csc_part(csc, bias, b0, c0 + k * n_in, act, n_act, k * n_out // k_parts,
                           (k + 1) * n_out // k_parts, relu[l], src, dst)
     return out
 
 
 @numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def dense_forward_vector(weight_t, w_off, bias, bias_off, widths, relu, x, buf_a, buf_b, out):
+def dense_forward_vector(shape, dense, bias, x, buf_a, buf_b, out):
     """out = network(x) for one sample through dense matrices, skipping zero inputs.
 
-    ``weight_t`` holds every layer's ``(n_in, n_out)`` matrix row-major, back to back, layer
-    ``l`` from ``w_off[l]``: input ``j``'s weights are contiguous, so each non-zero input adds
-    one vectorized ``v * row`` to the outputs (no reduction, so no reassociation is needed
-    to vectorize). Serial on purpose: the shrunk networks this runs are small enough that
+    ``dense.weight_t`` holds every layer's ``(n_in, n_out)`` matrix row-major, back to back,
+    layer ``l`` from ``dense.w_off[l]``: input ``j``'s weights are contiguous, so each non-zero
+    input adds one vectorized ``v * row`` to the outputs (no reduction, so no reassociation is
+    needed to vectorize). Serial on purpose: the shrunk networks this runs are small enough that
     waking a second thread costs more than it saves.
     """
+    widths, relu, bias_off = shape.widths, shape.relu, shape.bias_off
     n_layers = widths.shape[0] - 1
     for l in range(n_layers):
         src, dst = _layer_buffers(l, n_layers, x, buf_a, buf_b, out)
-        n_in, n_out, b0 = widths[l], widths[l + 1], bias_off[l]
-        w = weight_t[w_off[l]:w_off[l] + n_in * n_out].reshape((n_in, n_out))
+        n_in, n_out, b0, w0 = widths[l], widths[l + 1], bias_off[l], dense.w_off[l]
+        w = dense.weight_t[w0:w0 + n_in * n_out].reshape((n_in, n_out))
         for i in range(n_out):
             dst[i] = bias[b0 + i]
         for j in range(n_in):  # a branch, not _active: on these small layers listing the
