@@ -118,19 +118,26 @@ def test_sparse_batch1_split_across_threads_matches(rng, monkeypatch, method, la
         assert_forward_close(forward(x), naive.forward(masked, x))
 
 
+@pytest.mark.parametrize("vector_bits", [128, 256, 512])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_sparse_batched_input_blocks_and_tile_widths(rng, dtype):
+def test_sparse_batched_input_blocks_and_tile_widths(rng, dtype, vector_bits):
     """Layers wide enough to be cut into L1-sized input blocks, at batch sizes that pick every
-    tile width and need padding; the pack keeps every kept weight exactly once."""
-    from sparsenet.formats.fused import input_blocks, tile_lanes
+    tile width of an instruction set (this machine's and the others', built for their register
+    width) and need padding; the pack keeps every kept weight exactly once."""
+    from sparsenet.formats.fused import FusedSparseForward, input_blocks, tile_lanes
+    from sparsenet.kernels import tile_widths
 
     net = random_net(rng, (700, 300, 260, 10), dtype=dtype, bias=True)
     masked = prune(net, "weight", 0.5)
-    forward = convert(masked, "sparse")
-    assert forward.csr.n_blocks.tolist() == [input_blocks(k, np.dtype(dtype).itemsize) for k in masked.masks.weight]
+    forward = FusedSparseForward.build(masked, vector_bits)
+    with pytest.raises(ValueError, match="vector_bits must be 128, 256 or 512, found 384"):
+        FusedSparseForward.build(masked, 384)
+    widest = max(tile_widths(dtype, vector_bits))
+    assert forward.csr.n_blocks.tolist() == [input_blocks(k, np.dtype(dtype).itemsize, widest)
+                                             for k in masked.masks.weight]
     assert forward.csr.n_blocks[0] > 2 and forward.nnz == sum(int(k.sum()) for k in masked.masks.weight)
     batches = (2, 7, 13, 30, 64, 100, 300)
-    assert {tile_lanes(n) for n in batches} == {8, 16, 32, 64}
+    assert {tile_lanes(n, dtype, vector_bits) for n in batches} == set(tile_widths(dtype, vector_bits))
     for n in batches:
         x = rng.random((n, 700)).astype(dtype)
         assert_forward_close(forward(x), naive.forward(masked, x))
@@ -199,16 +206,21 @@ def test_sparse_scratch_kept_per_batch_shape(rng):
     assert len(forward._scratch.buffers) == _SCRATCH_SHAPES
 
 
-def test_tile_lanes_and_input_blocks():
+@pytest.mark.parametrize("vector_bits", [128, 256, 512])
+def test_tile_lanes_and_input_blocks(vector_bits):
     from sparsenet.formats.fused import input_blocks, tile_lanes
-    from sparsenet.kernels import LANES
+    from sparsenet.kernels import tile_widths
 
-    assert tile_lanes(1024) == tile_lanes(64) == 64 and tile_lanes(7) == 8
-    assert all(tile_lanes(n) in LANES for n in range(1, 300))
+    widest = 32 if vector_bits == 128 else 64  # float32: accumulators of at most 8 registers
+    assert tile_lanes(1024, np.float32, vector_bits) == tile_lanes(widest, np.float32, vector_bits) == widest
+    assert tile_lanes(7, np.float32, vector_bits) == 8
+    for dtype in (np.float32, np.float64):
+        assert all(tile_lanes(n, dtype, vector_bits) in tile_widths(dtype, vector_bits) for n in range(1, 300))
     keep = np.zeros((100, 1000), bool)
     assert input_blocks(keep, 4) == 1  # nothing kept: nothing to cut
     keep[:, ::2] = True  # density 0.5: 128 float32 inputs of 64 samples fill 32 KiB
-    assert input_blocks(keep, 4) == 8 and input_blocks(keep, 8) == 16
+    assert input_blocks(keep, 4, 64) == 8 and input_blocks(keep, 8, 64) == 16 and input_blocks(keep, 4, 32) == 4
+    assert input_blocks(keep, 4) == input_blocks(keep, 4, max(tile_widths(np.float32)))  # default: this machine
     keep[:] = False
     keep[:, ::100] = True  # density 0.01: blocks would hold < 32 kept weights per row
     assert input_blocks(keep, 4) == 1

@@ -1,6 +1,8 @@
 """sparsenet.kernels against tests/naive.py (imports the kernels module on purpose).
 
-Every kernel is checked against one oracle with one tolerance (sparsenet.testing).
+Every kernel is checked against one oracle with one tolerance (sparsenet.testing); the batched
+kernel runs every (tile width, accumulators) pair it is compiled for: this machine's and every
+other instruction set's, since the pair is an argument and the code is the same everywhere.
 """
 
 import json
@@ -173,11 +175,12 @@ def tile_major(x, lanes):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("index_dtype", [np.uint16, np.int32])
 @pytest.mark.parametrize("density", [0.0, 0.05, 0.5, 1.0])
-@pytest.mark.parametrize("lanes", kernels.LANES)
+@pytest.mark.parametrize("lanes, n_acc", kernels.VARIANTS, ids=lambda v: str(v))
 @pytest.mark.parametrize("n_tiles, n_threads", [(1, 2), (3, 2), (5, 1), (4, 2)])
-def test_csr_forward_batch_matches_naive(rng, dtype, index_dtype, density, lanes, n_tiles, n_threads):
-    """Every tile width, both thread splits (by rows: fewer than two tiles per thread; by tiles),
-    and input blocks from one per layer to one per input (many hold no kept weight)."""
+def test_csr_forward_batch_matches_naive(rng, dtype, index_dtype, density, lanes, n_acc, n_tiles, n_threads):
+    """Every compiled (tile width, accumulators) pair, both thread splits (by rows: fewer than two
+    tiles per thread; by tiles), and input blocks from one per layer to one per input (many hold
+    no kept weight)."""
     n_batch = n_tiles * lanes
     net, shape, bias, x, expected = network_inputs(rng, density, dtype, n_batch)
     max_w = int(shape.widths[1:-1].max())
@@ -186,20 +189,21 @@ def test_csr_forward_batch_matches_naive(rng, dtype, index_dtype, density, lanes
                      [layer.n_in for layer in net.layers]):
         out = np.full((n_tiles, shape.widths[-1], lanes), np.nan, dtype)  # must be fully overwritten
         kernels.csr_forward_batch(shape, block_csr(net, n_blocks, index_dtype), bias, tile_major(x, lanes), *buf, out,
-                                  n_threads)
+                                  n_acc, n_threads)
         assert_forward_close(out.transpose(0, 2, 1).reshape(n_batch, -1), expected)
 
 
-def test_csr_forward_batch_rejects_other_tile_widths(rng):
-    net, shape, bias, x, _ = network_inputs(rng, 0.5, np.float32, 12)
-    buf = np.empty((1, int(shape.widths[1:-1].max()), 12), np.float32)
-    out = np.empty((1, shape.widths[-1], 12), np.float32)
-    with pytest.raises(ValueError, match="tile width"):
-        kernels.csr_forward_batch(shape, block_csr(net, [1] * len(net.layers), np.uint16), bias, tile_major(x, 12),
-                                  buf, buf.copy(), out, 2)
+@pytest.mark.parametrize("lanes, n_acc", [(12, 2), (8, 1), (64, 3)])
+def test_csr_forward_batch_rejects_other_variants(rng, lanes, n_acc):
+    net, shape, bias, x, _ = network_inputs(rng, 0.5, np.float32, lanes)
+    buf = np.empty((1, int(shape.widths[1:-1].max()), lanes), np.float32)
+    out = np.empty((1, shape.widths[-1], lanes), np.float32)
+    with pytest.raises(ValueError, match="VARIANTS"):
+        kernels.csr_forward_batch(shape, block_csr(net, [1] * len(net.layers), np.uint16), bias, tile_major(x, lanes),
+                                  buf, buf.copy(), out, n_acc, 2)
 
 
-# --- instruction sets: detection and the override ---
+# --- instruction sets: detection, the accumulator rule, the override ---
 
 @pytest.mark.parametrize("features, bits", [
     ("+64bit,+avx,+avx2,+fma,-avx512f,+sse2", 256),            # AVX2 (Zen 3: where this was measured)
@@ -232,13 +236,28 @@ def test_vector_bits_is_what_llvm_emits():
     assert max(used, default=128) == simd.VECTOR_BITS, used
 
 
+@pytest.mark.parametrize("vector_bits", [128, 256, 512])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_accumulators_fit_the_register_file_and_are_compiled(vector_bits, dtype):
+    lanes = simd.register_lanes(dtype, vector_bits)
+    assert lanes == vector_bits // (8 * np.dtype(dtype).itemsize)
+    widths = kernels.tile_widths(dtype, vector_bits)
+    assert widths and widths == tuple(t for t in kernels.LANES if t <= kernels.ACC_REGISTERS * lanes)
+    for t in widths:
+        n_acc = kernels.accumulators(t, dtype, vector_bits)
+        assert (t, n_acc) in kernels.VARIANTS
+        assert n_acc * max(1, t // lanes) <= kernels.ACC_REGISTERS
+    assert kernels.tile_widths(np.float32, 256) == (8, 16, 32, 64) and kernels.accumulators(64, np.float32, 256) == 1
+    assert [kernels.accumulators(t, np.float32, 512) for t in kernels.LANES] == [2, 2, 2, 2]  # as tuned on AVX-512
+
+
 def _python(code: str, **env) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
                           env={**os.environ, **env})
 
 
 def test_vector_bits_override_is_read_at_import():
-    probe = "from sparsenet.kernels import simd; print(simd.VECTOR_BITS)"
+    probe = "from sparsenet import kernels; print(kernels.VECTOR_BITS, kernels.tile_widths('float32'))"
     assert _python(probe, SPARSENET_VECTOR_BITS="128").stdout.split()[0] == "128"
     bad = _python(probe, SPARSENET_VECTOR_BITS="384")
     assert bad.returncode != 0 and "SPARSENET_VECTOR_BITS must be 128, 256 or 512, found '384'" in bad.stderr
@@ -252,26 +271,34 @@ sys.path.insert(0, {tests!r})
 import naive
 from conftest import random_net
 from sparsenet import kernels, prune
-from sparsenet.formats.fused import FusedSparseForward
+from sparsenet.formats.fused import FusedSparseForward, tile_lanes
 from sparsenet.testing import assert_forward_close
 rng = np.random.default_rng(0)
 masked = prune(random_net(rng, (30, 20, 5)), "weight", 0.5)
 x = rng.random((64, 30)).astype(np.float32)
 assert_forward_close(FusedSparseForward.build(masked)(x), naive.forward(masked, x))
-print(json.dumps({{"hits": sum(kernels.csr_forward_batch.stats.cache_hits.values())}}))
+tile = tile_lanes(64)
+print(json.dumps({{"bits": kernels.VECTOR_BITS, "variant": [tile, kernels.accumulators(tile, np.float32)],
+                   "hits": sum(kernels.csr_forward_batch.stats.cache_hits.values())}}))
 """
 
 
-def test_cached_batched_kernel_loads_in_a_new_process(rng):
-    """numba caches csr_forward_batch with its NamedTuple arguments: a fresh interpreter loads
-    the code this one compiled (or loaded) instead of compiling it again, and it is right."""
+def test_cached_batched_kernel_serves_every_vector_width(rng):
+    """numba's cache of csr_forward_batch is keyed on the CPU, not on VECTOR_BITS: processes
+    with other overrides load the code this one compiled (or loaded), NamedTuple arguments
+    included, and run their own (tile, accumulators) variant of it correctly."""
     from conftest import random_net
 
     masked = prune(random_net(rng, (30, 20, 5)), "weight", 0.5)
     assert_forward_close(convert(masked, "sparse")(np.zeros((64, 30), np.float32)), np.zeros((64, 5), np.float32))
-    run = _python(_CACHED_RUN.format(tests=os.path.dirname(__file__)))
-    assert run.returncode == 0, run.stderr
-    assert json.loads(run.stdout.splitlines()[-1])["hits"] > 0  # loaded from the cache, not compiled
+    variants = []
+    for bits in ("512", "256", "128"):
+        run = _python(_CACHED_RUN.format(tests=os.path.dirname(__file__)), SPARSENET_VECTOR_BITS=bits)
+        assert run.returncode == 0, run.stderr
+        got = json.loads(run.stdout.splitlines()[-1])
+        assert got["bits"] == int(bits) and got["hits"] > 0, got  # loaded from the cache, not compiled
+        variants.append(tuple(got["variant"]))
+    assert variants == [(64, 2), (64, 1), (32, 1)]
 
 
 # --- layouts: the intrinsics refuse non-contiguous arrays when a kernel is compiled ---

@@ -78,8 +78,11 @@ def aligned_empty(shape, dtype, align: int = 64) -> np.ndarray:
     return raw[start:start + n].view(dtype).reshape(shape)
 
 
-def input_blocks(keep: np.ndarray, itemsize: int, lanes: int = max(kernels.LANES)) -> int:
-    """How many contiguous input blocks the batched kernel cuts a layer into (see L1_BLOCK_BYTES)."""
+def input_blocks(keep: np.ndarray, itemsize: int, lanes: int | None = None) -> int:
+    """How many contiguous input blocks the batched kernel cuts a layer into (see L1_BLOCK_BYTES),
+    for tiles of ``lanes`` samples (default: the widest this machine runs for that itemsize)."""
+    if lanes is None:
+        lanes = max(kernels.tile_widths(np.dtype(f"f{itemsize}")))
     n_in, nnz = keep.shape[1], int(keep.sum())
     if nnz == 0:
         return 1
@@ -87,11 +90,14 @@ def input_blocks(keep: np.ndarray, itemsize: int, lanes: int = max(kernels.LANES
     return max(1, min(n_in, -(-n_in // width)))
 
 
-def tile_lanes(n_batch: int) -> int:
-    """Samples per tile for a batch: the widest tile unless padding the batch to whole tiles
-    wastes more than a narrower one costs. A kept weight costs a fixed overhead (its index and
-    a broadcast, about one 16-lane FMA's worth) plus T/16 FMAs, so cost ~ padded * (1 + 16 / T)."""
-    return min(kernels.LANES, key=lambda t: (-(-n_batch // t) * t * (1 + 16 / t), -t))
+def tile_lanes(n_batch: int, dtype=np.float32, vector_bits: int = kernels.VECTOR_BITS) -> int:
+    """Samples per tile for a batch, among the tile widths whose accumulators fit ``vector_bits``
+    registers (:func:`sparsenet.kernels.tile_widths`): the widest unless padding the batch to
+    whole tiles wastes more than a narrower one costs. A kept weight costs a fixed overhead (its
+    index and a broadcast, about one register's FMA) plus T / R FMAs for R = one register's
+    lanes (float32: 16 with AVX-512, 8 with AVX2), so cost ~ padded * (1 + R / T)."""
+    r = kernels.register_lanes(dtype, vector_bits)
+    return min(kernels.tile_widths(dtype, vector_bits), key=lambda t: (-(-n_batch // t) * t * (1 + r / t), -t))
 
 
 def _dense_blocks(weights, as_dense, n_threads: int, dtype) -> kernels.DenseBlocks:
@@ -168,10 +174,17 @@ class FusedSparseForward:
     dense: kernels.DenseBlocks  # batch 1, layers stored dense
     bias: np.ndarray
     bias1: np.ndarray  # bias for batch 1, whose pack (csc, dense) orders hidden units differently
+    vector_bits: int  # register width its tiles are chosen for (input blocks at build, tile widths per call)
     _scratch: threading.local = field(default_factory=threading.local, repr=False, compare=False)
 
     @classmethod
-    def build(cls, masked: MaskedNetwork) -> FusedSparseForward:
+    def build(cls, masked: MaskedNetwork, vector_bits: int | None = None) -> FusedSparseForward:
+        """The format for ``masked``, tiled for ``vector_bits`` registers (default
+        :data:`sparsenet.kernels.VECTOR_BITS`, this machine's; another width runs another
+        instruction set's tiles here, with the same results)."""
+        vector_bits = kernels.VECTOR_BITS if vector_bits is None else vector_bits
+        if vector_bits not in (128, 256, 512):
+            raise ValueError(f"vector_bits must be 128, 256 or 512, found {vector_bits!r}")
         net = masked.net
         for i, layer in enumerate(net.layers[:-1]):
             if layer.activation not in ("relu", "linear"):
@@ -183,7 +196,8 @@ class FusedSparseForward:
         n_threads = numba.get_num_threads()
         biases = [np.zeros(layer.n_out, net.dtype) if b is None else b for layer, b in
                   zip(net.layers, masked.masked_biases())]
-        col_blocks = np.array([input_blocks(keep, np.dtype(net.dtype).itemsize) for keep in keeps], np.int64)
+        widest = max(kernels.tile_widths(net.dtype, vector_bits))
+        col_blocks = np.array([input_blocks(keep, np.dtype(net.dtype).itemsize, widest) for keep in keeps], np.int64)
         w1, k1, b1 = _batch1_order(weights, keeps, biases)
         as_dense = [keep.mean() >= DENSE_DENSITY for keep in k1]
         parts = _csc_parts(k1, n_threads)
@@ -205,6 +219,7 @@ class FusedSparseForward:
             dense=_dense_blocks(w1, as_dense, n_threads, net.dtype),
             bias=np.concatenate(biases).astype(net.dtype),
             bias1=np.concatenate(b1).astype(net.dtype),
+            vector_bits=vector_bits,
         )
 
     def _buffers(self, n_tiles: int, tile: int, dtype) -> tuple[np.ndarray, ...]:
@@ -242,7 +257,7 @@ class FusedSparseForward:
             kernels.forward_vector(self.shape, self.csc, self.dense, self.bias1, np.ascontiguousarray(x[0]), act, a, b,
                                    out)
             return out[None, :]
-        tile = tile_lanes(n_batch)
+        tile = tile_lanes(n_batch, x.dtype, self.vector_bits)
         n_tiles = -(-n_batch // tile)
         src, a, b, out = self._buffers(n_tiles, tile, x.dtype)
         full = n_batch // tile  # whole tiles; a last partial one is padded with zero samples
@@ -250,7 +265,8 @@ class FusedSparseForward:
         if full < n_tiles:
             src[full] = 0
             src[full, :, :n_batch - full * tile] = x[full * tile:].T
-        kernels.csr_forward_batch(self.shape, self.csr, self.bias, src, a, b, out, numba.get_num_threads())
+        kernels.csr_forward_batch(self.shape, self.csr, self.bias, src, a, b, out,
+                                  kernels.accumulators(tile, x.dtype, self.vector_bits), numba.get_num_threads())
         y = out.transpose(0, 2, 1).reshape(n_tiles * tile, n_out)[:n_batch]
         return y.copy() if np.may_share_memory(y, out) else y  # never hand out the scratch
 

@@ -12,7 +12,7 @@ Every kernel: the network's shape, and the biases in the unit order of the weigh
                   bias_off int64[n_layers]      layer l's outputs start at bias_off[l] (= sum(widths[1:l + 1]))
     bias          float32|float64[sum(widths[1:])]  every layer's bias back to back (zeros where none)
 
-Batched, ``csr_forward_batch(shape, csr, bias, x, buf_a, buf_b, out, n_threads)``: CSR,
+Batched, ``csr_forward_batch(shape, csr, bias, x, buf_a, buf_b, out, n_acc, n_threads)``: CSR,
 rows are output units, each layer's inputs cut into blocks::
 
     BlockedCSR    indptr   int64[sum(n_blocks * n_out) + 1]  row r owns indptr[r]:indptr[r + 1] (absolute)
@@ -24,6 +24,7 @@ rows are output units, each layer's inputs cut into blocks::
     x             float[n_tiles, n_in, T]     tile-major: sample t*T + b at [t, :, b]; T in LANES
     buf_a, buf_b  float[n_tiles, max_width, T]  scratch, overwritten
     out           float[n_tiles, n_out, T]    overwritten
+    n_acc         accumulators per row, 1 or 2: (T, n_acc) one of VARIANTS (see accumulators())
 
 Batch 1, ``forward_vector(shape, csc, dense, bias, x, act, buf_a, buf_b, out)``: per layer
 either CSC (columns are input units) or dense blocks::
@@ -56,7 +57,7 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
-from .simd import at, vadd, vfma, vload, vrelu, vsplat, vstore, vzeros
+from .simd import VECTOR_BITS, at, register_lanes, vadd, vfma, vload, vrelu, vsplat, vstore, vzeros
 
 
 class NetworkShape(NamedTuple):
@@ -105,65 +106,104 @@ class DenseWeights(NamedTuple):
     w_off: np.ndarray
 
 
-# Tile widths (samples per tile) the batched kernel is compiled for.
+# Tile widths (samples per tile) the batched kernel is compiled for, on every instruction set.
 LANES = (8, 16, 32, 64)
+# Vector registers a row's accumulators may take: half of the 16 that SSE and AVX2 have (AVX-512
+# and NEON: 32), leaving the rest for the broadcast weights, LLVM's temporaries and, where an FMA
+# cannot read memory (NEON), the loaded rows. On AVX2 the 64-lane tile with two accumulators took
+# all 16 ymm registers and spilled to the stack in its inner loop.
+ACC_REGISTERS = 8
+# (T, accumulators) pairs compiled: what accumulators() gives for every LANES width on any of
+# 128-, 256- and 512-bit registers, float32 and float64. The set does not depend on the host, so
+# neither does the cached machine code of csr_forward_batch (beyond numba's own CPU key).
+VARIANTS = ((8, 2), (16, 2), (32, 2), (64, 2), (16, 1), (32, 1), (64, 1))
 
 # "contract" lets LLVM fuse multiply-add; no "reassoc" (it would vectorize gathers, which are
 # slower than scalar loads on the AMD cores this was tuned on) and no "nnan"/"ninf".
 _FASTMATH = {"contract"}
 
 
+def accumulators(lanes: int, dtype, vector_bits: int = VECTOR_BITS) -> int:
+    """Accumulators per row for ``lanes``-sample tiles of ``dtype`` on ``vector_bits`` registers:
+    2 where two fit in ACC_REGISTERS, 1 where one does, 0 where none does (that width is not used).
+
+    One accumulator of ``k = lanes / register_lanes`` registers gives each kept weight ``k``
+    independent FMAs; a second one, alternating with the first, keeps consecutive weights from
+    waiting on each other's FMA latency (4 cycles, 2 FMAs a cycle: 8 in flight). Float32 on
+    AVX-512: 8-64 lanes with two; on AVX2: 8-32 with two, 64 with one (8 ymm registers).
+    """
+    k = max(1, lanes // register_lanes(dtype, vector_bits))
+    return 2 if 2 * k <= ACC_REGISTERS else 1 if k <= ACC_REGISTERS else 0
+
+
+def tile_widths(dtype, vector_bits: int = VECTOR_BITS) -> tuple[int, ...]:
+    """The LANES whose accumulators fit the registers: float32 8-64, float64 8-32 on AVX2."""
+    return tuple(t for t in LANES if accumulators(t, dtype, vector_bits))
+
+
 @numba.njit(inline="always")
-def _row(csr, r, src, so, dst, do, b0, first, last, relu, lanes):
+def _row(csr, r, src, so, dst, do, b0, first, last, relu, lanes, n_acc):
     """dst.flat[do:do + lanes] (+)= sum_p data[p] * src.flat[so + indices[p] * lanes:][:lanes] for row r.
 
     The accumulators are SIMD values (:mod:`.simd`), in registers for the whole row: each kept
-    weight costs one broadcast and ``lanes / 16`` fused multiply-adds with a memory operand
-    (AVX-512, float32), nothing stored. Two accumulators alternate so that consecutive weights
-    do not wait on each other's FMA latency. ``first``: start from the bias, else from what
-    an earlier input block left in dst; ``last``: apply ReLU.
+    weight costs one broadcast and ``lanes / register_lanes`` fused multiply-adds with a memory
+    operand, nothing stored. With ``n_acc == 2`` two accumulators alternate (see accumulators()).
+    ``first``: start from the bias, else from what an earlier input block left in dst; ``last``:
+    apply ReLU.
     """
     indices, data = csr.indices, csr.data
     if first:
         a0 = vsplat(b0, lanes)
     else:
         a0 = vload(dst, do, lanes)
-    a1 = vzeros(b0, lanes)
     p = csr.indptr[r]
     end = csr.indptr[r + 1]
-    while p + 2 <= end:
+    if n_acc == 2:
+        a1 = vzeros(b0, lanes)
+        while p + 2 <= end:
+            a0 = vfma(a0, at(data, p), vload(src, so + at(indices, p) * lanes, lanes))
+            a1 = vfma(a1, at(data, p + 1), vload(src, so + at(indices, p + 1) * lanes, lanes))
+            p += 2
+        a0 = vadd(a0, a1)
+    while p < end:
         a0 = vfma(a0, at(data, p), vload(src, so + at(indices, p) * lanes, lanes))
-        a1 = vfma(a1, at(data, p + 1), vload(src, so + at(indices, p + 1) * lanes, lanes))
-        p += 2
-    if p < end:
-        a0 = vfma(a0, at(data, p), vload(src, so + at(indices, p) * lanes, lanes))
-    a0 = vadd(a0, a1)
+        p += 1
     if relu and last:
         a0 = vrelu(a0)
     vstore(dst, do, a0)
 
 
 @numba.njit(inline="always")
-def _rows(csr, bias, b0, blk0, n_blk, n_out, i0, i1, src, so, dst, do, relu, lanes):
+def _rows(csr, bias, b0, blk0, n_blk, n_out, i0, i1, src, so, dst, do, relu, lanes, n_acc):
     """Rows i0:i1 of one layer for one tile, input block by input block: a block's slice of
     src stays in L1 while every row takes its weights from it."""
     for k in range(n_blk):
         base = blk0 + k * n_out
         for i in range(i0, i1):
-            _row(csr, base + i, src, so, dst, do + i * lanes, bias[b0 + i], k == 0, k == n_blk - 1, relu, lanes)
+            _row(csr, base + i, src, so, dst, do + i * lanes, bias[b0 + i], k == 0, k == n_blk - 1, relu, lanes,
+                 n_acc)
 
 
-@numba.njit(inline="always")
-def _rows_any(csr, bias, b0, blk0, n_blk, n_out, i0, i1, src, so, dst, do, relu, lanes):
-    """_rows with ``lanes`` turned into a literal: one compiled copy per supported tile width."""
-    if lanes == 64:
-        _rows(csr, bias, b0, blk0, n_blk, n_out, i0, i1, src, so, dst, do, relu, 64)
+@numba.njit(nogil=True, fastmath=_FASTMATH)
+def _rows_any(csr, bias, b0, blk0, n_blk, n_out, i0, i1, src, so, dst, do, relu, lanes, n_acc):
+    """_rows with (lanes, n_acc) turned into literals: one compiled copy per pair of VARIANTS.
+
+    Not inlined: both of csr_forward_batch's thread splits call this one copy, so each variant
+    is compiled once (a call per tile and layer costs nothing next to a layer's rows)."""
+    if lanes == 64 and n_acc == 2:
+        _rows(csr, bias, b0, blk0, n_blk, n_out, i0, i1, src, so, dst, do, relu, 64, 2)
+    elif lanes == 64:
+        _rows(csr, bias, b0, blk0, n_blk, n_out, i0, i1, src, so, dst, do, relu, 64, 1)
+    elif lanes == 32 and n_acc == 2:
+        _rows(csr, bias, b0, blk0, n_blk, n_out, i0, i1, src, so, dst, do, relu, 32, 2)
     elif lanes == 32:
-        _rows(csr, bias, b0, blk0, n_blk, n_out, i0, i1, src, so, dst, do, relu, 32)
+        _rows(csr, bias, b0, blk0, n_blk, n_out, i0, i1, src, so, dst, do, relu, 32, 1)
+    elif lanes == 16 and n_acc == 2:
+        _rows(csr, bias, b0, blk0, n_blk, n_out, i0, i1, src, so, dst, do, relu, 16, 2)
     elif lanes == 16:
-        _rows(csr, bias, b0, blk0, n_blk, n_out, i0, i1, src, so, dst, do, relu, 16)
+        _rows(csr, bias, b0, blk0, n_blk, n_out, i0, i1, src, so, dst, do, relu, 16, 1)
     else:
-        _rows(csr, bias, b0, blk0, n_blk, n_out, i0, i1, src, so, dst, do, relu, 8)
+        _rows(csr, bias, b0, blk0, n_blk, n_out, i0, i1, src, so, dst, do, relu, 8, 2)
 
 
 @numba.njit(inline="always")
@@ -180,27 +220,29 @@ def _layer_buffers(l, n_layers, x, buf_a, buf_b, out):
 
 
 @numba.njit(parallel=True, cache=True, nogil=True, fastmath=_FASTMATH)
-def csr_forward_batch(shape, csr, bias, x, buf_a, buf_b, out, n_threads):
+def csr_forward_batch(shape, csr, bias, x, buf_a, buf_b, out, n_acc, n_threads):
     """out = network(x) for a batch in tile-major layout; see the module docstring for the arrays.
 
-    The tile width T = x.shape[2] must be one of LANES. With at least two tiles per thread
-    (``n_threads``: numba's thread count, passed in because asking for it in compiled code
-    defeats numba's on-disk cache) threads take whole tiles through every layer, with no barrier
-    between layers; otherwise each layer's rows are split into one range per thread, one tile
-    at a time.
+    The tile width T = x.shape[2] and ``n_acc`` must be a pair of VARIANTS (the wrapper takes
+    ``n_acc`` from :func:`accumulators`; any pair gives the same result). With at least two
+    tiles per thread (``n_threads``: numba's thread count, passed in because asking for it in
+    compiled code defeats numba's on-disk cache) threads take whole tiles through every layer,
+    with no barrier between layers; otherwise each layer's rows are split into one range per
+    thread, one tile at a time.
     """
     widths, relu, bias_off = shape.widths, shape.relu, shape.bias_off
     n_layers = widths.shape[0] - 1
     n_tiles, lanes = x.shape[0], x.shape[2]
-    if lanes != 64 and lanes != 32 and lanes != 16 and lanes != 8:
-        raise ValueError("csr_forward_batch: the tile width x.shape[2] must be 8, 16, 32 or 64")
+    if not ((lanes == 8 and n_acc == 2) or ((lanes == 16 or lanes == 32 or lanes == 64) and
+                                             (n_acc == 1 or n_acc == 2))):
+        raise ValueError("csr_forward_batch: (tile width x.shape[2], n_acc) must be one of VARIANTS")
     if n_tiles >= 2 * n_threads:
         for t in numba.prange(n_tiles):  # tile t writes only [t]: no races
             for l in range(n_layers):
                 src, dst = _layer_buffers(l, n_layers, x, buf_a, buf_b, out)
                 n_out = widths[l + 1]
                 _rows_any(csr, bias, bias_off[l], csr.blk_off[l], csr.n_blocks[l], n_out, 0, n_out, src,
-                          t * src.shape[1] * lanes, dst, t * dst.shape[1] * lanes, relu[l], lanes)
+                          t * src.shape[1] * lanes, dst, t * dst.shape[1] * lanes, relu[l], lanes, n_acc)
     else:
         n_chunks = max(1, n_threads)
         for t in range(n_tiles):
@@ -210,7 +252,7 @@ def csr_forward_batch(shape, csr, bias, x, buf_a, buf_b, out, n_threads):
                 for c in numba.prange(n_chunks):  # chunk c writes only its rows of [t]: no races
                     _rows_any(csr, bias, bias_off[l], csr.blk_off[l], csr.n_blocks[l], n_out,
                               c * n_out // n_chunks, (c + 1) * n_out // n_chunks, src, t * src.shape[1] * lanes,
-                              dst, t * dst.shape[1] * lanes, relu[l], lanes)
+                              dst, t * dst.shape[1] * lanes, relu[l], lanes, n_acc)
     return out
 
 
