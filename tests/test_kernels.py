@@ -193,6 +193,25 @@ def test_csr_forward_batch_matches_naive(rng, dtype, index_dtype, density, lanes
         assert_forward_close(out.transpose(0, 2, 1).reshape(n_batch, -1), expected)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_csr_forward_batch_variants_agree_bit_for_bit(rng, dtype):
+    """Every (tile width, accumulators) pair rounds the same way: a sample's result does not
+    depend on the tile it ran in or on the instruction set the pair was chosen for."""
+    net, shape, bias, x, expected = network_inputs(rng, 0.3, dtype, 128)
+    csr = block_csr(net, [min(2, layer.n_in) for layer in net.layers], np.uint16)
+    max_w = int(shape.widths[1:-1].max())
+    results = []
+    for lanes, n_acc in kernels.VARIANTS:
+        n_tiles = 128 // lanes
+        out = np.empty((n_tiles, shape.widths[-1], lanes), dtype)
+        kernels.csr_forward_batch(shape, csr, bias, tile_major(x, lanes), np.empty((n_tiles, max_w, lanes), dtype),
+                                  np.empty((n_tiles, max_w, lanes), dtype), out, n_acc, 2)
+        results.append(out.transpose(0, 2, 1).reshape(128, -1))
+    assert_forward_close(results[0], expected)
+    for got in results[1:]:
+        np.testing.assert_array_equal(got, results[0])
+
+
 @pytest.mark.parametrize("lanes, n_acc", [(12, 2), (8, 1), (64, 3)])
 def test_csr_forward_batch_rejects_other_variants(rng, lanes, n_acc):
     net, shape, bias, x, _ = network_inputs(rng, 0.5, np.float32, lanes)
