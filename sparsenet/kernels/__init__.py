@@ -1,8 +1,21 @@
 """Numba kernels by name (no logic here; see each module's contract)."""
 
 from .csr import csr_matmul, csr_matmul_parallel
-from .fused import (ACC_REGISTERS, LANES, VARIANTS, BlockedCSR, CSCParts, DenseBlocks, DenseWeights, NetworkShape,
-                    accumulators, csr_forward_batch, dense_forward_vector, forward_vector, tile_widths)
+from .fused import (
+    ACC_REGISTERS,
+    LANES,
+    VARIANTS,
+    BlockedCSR,
+    CSCParts,
+    DenseBlocks,
+    DenseWeights,
+    NetworkShape,
+    accumulators,
+    csr_forward_batch,
+    dense_forward_vector,
+    forward_vector,
+    tile_widths,
+)
 from .simd import VECTOR_BITS, register_lanes
 
 __all__ = ["ACC_REGISTERS", "LANES", "VARIANTS", "VECTOR_BITS", "BlockedCSR", "CSCParts", "DenseBlocks", "DenseWeights",

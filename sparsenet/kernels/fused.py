@@ -132,7 +132,8 @@ def accumulators(lanes: int, dtype, vector_bits: int = VECTOR_BITS) -> int:
     waiting on each other's FMA latency (4 cycles, 2 FMAs a cycle: 8 in flight), which one
     accumulator of 8 registers does by itself. Float32 on AVX-512: 8-64 lanes with two; on AVX2:
     8-32 with two, 64 with one (8 ymm registers; two spilled; 64 lanes with one ran the 784-1000-
-    1000-500-200-10 MLP 1.1-1.8x faster than 32 with two and 1.15-1.3x faster than 64 with two). The count never changes a result (see _row).
+    1000-500-200-10 MLP 1.1-1.8x faster than 32 with two and 1.15-1.3x faster than 64 with two).
+    The count never changes a result (see _row).
     """
     k = max(1, lanes // register_lanes(dtype, vector_bits))
     return 2 if 2 * k <= ACC_REGISTERS else 1 if k <= ACC_REGISTERS else 0
