@@ -21,8 +21,8 @@ What a vector register holds comes from the CPU numba compiles for (the host, or
 their vectors with :func:`register_lanes`. The environment variable ``SPARSENET_VECTOR_BITS``
 (128, 256 or 512; read once, when this module is imported) replaces the detected width, so that
 tests and benchmarks can run another instruction set's tiling on this machine. Nothing compiled
-depends on it: LLVM still targets the real CPU, and only the Python wrappers' choice of vector
-lengths changes, which never changes a result.
+depends on it: LLVM still targets the real CPU, and only the Python wrappers' choices change
+(the sparse format's tiles and input blocks), which can move a result by rounding only.
 
 numba's on-disk cache of a kernel is keyed on the kernel's own source file, not on this one:
 after editing this module, delete the ``*.nbi``/``*.nbc`` files in ``sparsenet/kernels/__pycache__``
