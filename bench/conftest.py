@@ -1,7 +1,8 @@
 """Options and session fixtures for the benchmark suite (`pytest --benchmark-only`).
 
-The grid comes from bench/cases.py (``--grid``) and any of its axes can be overridden on the
-command line; ``python -m bench.report`` drives this suite exactly that way.
+The grid comes from bench/grid.py (``--grid``) and any of its axes can be overridden on the
+command line with the options defined there; ``python -m bench.report`` drives this suite
+exactly that way.
 """
 
 from __future__ import annotations
@@ -11,58 +12,38 @@ import functools
 import numpy as np
 import pytest
 
-from bench import cases
+from bench.grid import (
+    BATCH1_INPUTS,
+    OPTIONS,
+    RECOVERY_SCOPE,
+    Grid,
+    add_options,
+    cases,
+    grid_from_options,
+    recovery_config,
+)
 from bench.models import load_eval_data, load_models, parse_weights
 from bench.runtime import fix_threads
 from sparsenet import convert, prune
+from sparsenet.formats import baseline
 from sparsenet.recover import recovered_network
 
 
 def pytest_addoption(parser):
-    group = parser.getgroup("sparsenet", "sparsenet benchmark grid")
-    group.addoption("--grid", default="full", choices=sorted(cases.GRIDS),
-                    help="named grid from bench/cases.py (default: full)")
-    group.addoption("--datasets", help="comma-separated, overrides the grid's datasets")
-    group.addoption("--methods", help="comma-separated pruning methods (weight,unit)")
-    group.addoption("--sparsities", help="comma-separated fractions in [0, 1)")
-    group.addoption("--batch-sizes", help="comma-separated batch sizes")
-    group.addoption("--formats", help="comma-separated formats (see sparsenet.FORMATS)")
-    group.addoption("--epochs", type=int, help="training epochs of the benchmarked models")
-    group.addoption("--stages", help="comma-separated from oneshot,finetuned,gradual (one-shot always runs); "
-                                     "recovered networks are trained on first use, then cached")
-    group.addoption("--recovery-sparsities", help="comma-separated sparsities of the recovered networks")
-    group.addoption("--recovery-epochs", type=int, help="training budget of each recovered network")
-    group.addoption("--threads", type=int, help="numba and BLAS threads (default: all cores)")
-    group.addoption("--data-dir", help="directory holding the datasets' IDX gz files")
-    group.addoption("--model-cache", help="directory of the trained-model cache")
-    group.addoption("--weights", help="your own networks instead of training: DATASET=PATH.npz[,...]")
+    add_options(parser.getgroup("sparsenet", "sparsenet benchmark grid (bench/grid.py)").addoption)
 
 
-def selected_grid(config) -> cases.Grid:
-    grid = cases.GRIDS[config.getoption("grid")]
-    over = {
-        "datasets": (config.getoption("datasets"), str),
-        "methods": (config.getoption("methods"), str),
-        "sparsities": (config.getoption("sparsities"), float),
-        "batch_sizes": (config.getoption("batch_sizes"), int),
-        "formats": (config.getoption("formats"), str),
-        "stages": (config.getoption("stages"), str),
-        "recovery_sparsities": (config.getoption("recovery_sparsities"), float),
-    }
-    fields = {name: cases.parse_list(text, kind, f"--{name.replace('_', '-')}")
-              for name, (text, kind) in over.items() if text}
-    for name in ("epochs", "recovery_epochs"):
-        if config.getoption(name):
-            fields[name] = config.getoption(name)
-    return cases.Grid(**{**grid.__dict__, **fields})
+def selected_grid(config) -> Grid:
+    try:
+        return grid_from_options({opt.dest: config.getoption(opt.dest) for opt in OPTIONS})
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def pytest_generate_tests(metafunc):
     if "case" not in metafunc.fixturenames:
         return
-    params = [pytest.param(case, id=f"{d}-{f}-{m}-s{s:.2f}-b{b}" + ("" if stage == "oneshot" else f"-{stage}"))
-              for case in cases.cases(selected_grid(metafunc.config)) for d, m, s, b, f, stage in [case]]
-    metafunc.parametrize("case", params)
+    metafunc.parametrize("case", [pytest.param(case, id=case.id) for case in cases(selected_grid(metafunc.config))])
 
 
 def pytest_collection_modifyitems(config, items):
@@ -82,7 +63,7 @@ def threads(pytestconfig) -> int:
 
 
 @pytest.fixture(scope="session")
-def grid(pytestconfig) -> cases.Grid:
+def grid(pytestconfig) -> Grid:
     return selected_grid(pytestconfig)
 
 
@@ -112,7 +93,7 @@ def build(pytestconfig, grid, models, eval_data):
     cached for the neighbouring cases (the grid is ordered dataset > method > sparsity), so
     they are paid once per setting and never timed.
     """
-    recovery = cases.recovery_config(grid)
+    recovery = recovery_config(grid)
     model_cache, data_dir = pytestconfig.getoption("model_cache"), pytestconfig.getoption("data_dir")
 
     @functools.lru_cache(maxsize=2)
@@ -120,7 +101,7 @@ def build(pytestconfig, grid, models, eval_data):
         net = models[dataset][0]
         if stage == "oneshot":
             return prune(net, method, sparsity)
-        return recovered_network(net, stage, method, sparsity, cases.RECOVERY_SCOPE, dataset, recovery,
+        return recovered_network(net, stage, method, sparsity, RECOVERY_SCOPE, dataset, recovery,
                                  cache_dir=model_cache, data_dir=data_dir)[0]
 
     @functools.lru_cache(maxsize=8)
@@ -129,9 +110,9 @@ def build(pytestconfig, grid, models, eval_data):
 
     @functools.lru_cache(maxsize=4)
     def reference(dataset, method, sparsity, stage, batch):
-        k = cases.BATCH1_INPUTS if batch == 1 else 1
+        k = BATCH1_INPUTS if batch == 1 else 1
         xs = np.ascontiguousarray(eval_data[dataset][:k * batch], dtype=models[dataset][0].dtype).reshape(k, batch, -1)
-        dense = forward_of(dataset, method, sparsity, stage, "dense")
+        dense = forward_of(dataset, method, sparsity, stage, baseline())
         return xs, np.stack([dense(x) for x in xs])
 
     def _build(dataset, method, sparsity, fmt, batch, stage="oneshot"):

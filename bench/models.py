@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from pathlib import Path
+
+import numpy as np
 
 from sparsenet import Network, convert, load_network, prune
 from sparsenet.data import load_dataset

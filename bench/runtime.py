@@ -12,6 +12,8 @@ import numpy as np
 import scipy
 from threadpoolctl import threadpool_info, threadpool_limits
 
+from sparsenet.host import cpu_name
+
 _limits = None  # keeps threadpoolctl's limiter alive for the rest of the process
 
 
@@ -24,16 +26,6 @@ def fix_threads(n_threads: int | None) -> int:
     numba.set_num_threads(n)
     _limits = threadpool_limits(limits=n)
     return n
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def git_commit() -> str | None:

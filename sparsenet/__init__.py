@@ -1,12 +1,16 @@
 """sparsenet: prune trained dense MLPs and run them as sparse or shrunk networks."""
 
+__version__ = "0.2.0"
+
 from .formats import FORMATS, convert
 from .io import load_network, save_network
+from .layers import LAYER_KINDS
 from .model import Layer, MaskedNetwork, Masks, Network
 from .prune import PRUNERS, SCOPES, prune
 
 __all__ = [
     "FORMATS",
+    "LAYER_KINDS",
     "PRUNERS",
     "SCOPES",
     "Layer",
@@ -17,4 +21,5 @@ __all__ = [
     "load_network",
     "prune",
     "save_network",
+    "__version__",
 ]

@@ -33,8 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ._files import atomic_path
-from ._validation import check_choice
+from .files import atomic_path
+from .validation import check_choice
 
 DATASETS = ("fashion_mnist", "mnist")
 

@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import os
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
-from ._files import atomic_path
+from .files import atomic_path
 from .model import Layer, MaskedNetwork, Masks, Network
 
 FORMAT_VERSION = 1

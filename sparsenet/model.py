@@ -1,10 +1,8 @@
 """The objects every stage hands to the next: plain arrays in frozen dataclasses.
 
-Weight orientation, fixed once for the whole library: ``Layer.weight`` is ``(n_out, n_in)``,
-row ``i`` holds the incoming weights of output unit ``i``, and a layer computes
-``y = activation(x @ weight.T + bias)`` for a batch ``x`` of shape ``(n_batch, n_in)``.
-Keras stores kernels as ``(n_in, n_out)``; :func:`sparsenet.io.from_keras` transposes once at
-that boundary, so "a column of a Keras kernel" (one output unit) is a row here.
+A :class:`Network` is a sequence of layers of registered kinds (:mod:`sparsenet.layers`; today
+``dense``, whose :class:`Layer` computes ``y = activation(x @ weight.T + bias)`` with ``weight``
+``(n_out, n_in)``). Each kind's module documents its weight orientation once.
 """
 
 from __future__ import annotations
@@ -13,24 +11,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validation import check_network
+from .layers import Layer
+from .validation import check_network
 
-
-@dataclass(frozen=True)
-class Layer:
-    """One fully connected layer, ``y = activation(x @ weight.T + bias)``."""
-
-    weight: np.ndarray  # (n_out, n_in)
-    bias: np.ndarray | None  # (n_out,) or None
-    activation: str
-
-    @property
-    def n_in(self) -> int:
-        return self.weight.shape[1]
-
-    @property
-    def n_out(self) -> int:
-        return self.weight.shape[0]
+__all__ = ["Layer", "MaskedNetwork", "Masks", "Network"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +35,11 @@ class Network:
     @property
     def dtype(self) -> np.dtype:
         return self.layers[0].weight.dtype
+
+    @property
+    def layer_kinds(self) -> frozenset[str]:
+        """The kinds of layer this network is made of (keys of :data:`sparsenet.layers.LAYER_KINDS`)."""
+        return frozenset(layer.kind for layer in self.layers)
 
     @property
     def n_weights(self) -> int:

@@ -30,16 +30,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _keras
-from ._files import write_json
 from ._masked_mlp import gradual_callback, masked_model
-from ._validation import check_choice, check_sparsity
 from .cache import cache_root, read_manifest
 from .data import N_TRAIN, Dataset, load_dataset
+from .files import write_json
 from .io import load_masked, save_masked
+from .layers import kind_of
 from .model import MaskedNetwork, Network
 from .prune import PRUNERS, SCOPES, prune
 from .schedule import PolynomialDecay
 from .train import predict
+from .validation import check_choice, check_sparsity
 
 STAGES = ("oneshot", "finetuned", "gradual")
 RECOVERED_STAGES = STAGES[1:]
@@ -236,8 +237,9 @@ def _fit(masked: MaskedNetwork, dataset: Dataset, config: RecoveryConfig, schedu
 def _kept(masked: MaskedNetwork) -> list[int]:
     """What the pruners count: kept weights (or units, rows with a kept weight) per pruned layer,
     or summed over them for global scope."""
-    unit = masked.method == "unit"
-    counts = [int(keep.any(axis=1).sum() if unit else keep.sum())
+    units = PRUNERS[masked.method].counts == "units"
+    layers = masked.net.layers
+    counts = [int(kind_of(layers[i]).unit_weights(keep).any(axis=1).sum() if units else keep.sum())
               for i, keep in enumerate(masked.masks.weight) if i in masked.pruned_layers]
     return counts if masked.scope == "layer" else [sum(counts)]
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ._validation import check_sparsity
+from .validation import check_sparsity
 
 
 def polynomial_sparsity(step: int, initial: float, final: float, begin_step: int, end_step: int,

@@ -23,13 +23,13 @@ from pathlib import Path
 import numpy as np
 
 from . import _keras
-from ._files import write_json
-from ._validation import check_choice
 from .activations import ACTIVATIONS
 from .cache import cache_root, read_manifest
 from .data import DATASETS, N_TRAIN, Dataset, load_dataset
+from .files import write_json
 from .io import load_network, save_network
 from .model import Network
+from .validation import check_choice
 
 # Adam (lr 1e-3, batch 128) with cosine decay of the learning rate to 0, per step. Measured with
 # seed 0 on 2 CPU cores (~4.7 s/epoch): MNIST 98.66 % test accuracy in 48 s, Fashion-MNIST 90.61 %
@@ -175,7 +175,7 @@ def train(config: TrainConfig, dataset: Dataset, progress: bool = True) -> tuple
         "data_source": dataset.source,
         "versions": {"python": platform.python_version(), "numpy": np.__version__,
                      "tensorflow": tf.__version__, "keras": keras.__version__},
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "recipe_version": RECIPE_VERSION,
         "config_key": config_key(config),
     }

@@ -11,11 +11,11 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
-from ._files import atomic_path
 from .data import DATASETS, DatasetNotFoundError
+from .files import atomic_path
 from .train import DEFAULT_EPOCHS, TrainConfig, model_dir, trained_network
 
 

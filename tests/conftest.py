@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import os
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -44,9 +46,12 @@ def small_net(rng) -> Network:
 @pytest.fixture(scope="session", autouse=True)
 def _private_cache(tmp_path_factory):
     """Trained models, recovered networks and auto's decisions go to a per-session cache, never
-    the user's; session-scoped so that module-scoped fixtures (the report runs) see it too."""
+    the user's; session-scoped so that module-scoped fixtures (the report runs) see it too.
+    ``$SPARSENET_TEST_CACHE`` (set by ``make test``) puts it where the CI benchmark grid that runs
+    next finds the networks these tests trained."""
+    root = os.environ.get("SPARSENET_TEST_CACHE") or tmp_path_factory.getbasetemp()
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SPARSENET_CACHE", str(tmp_path_factory.getbasetemp() / "sparsenet-cache"))
+        mp.setenv("SPARSENET_CACHE", str(Path(root) / "sparsenet-cache"))
         yield
 
 

@@ -7,10 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import random_net
 from sparsenet import convert, prune
 from sparsenet.formats import auto
 from sparsenet.testing import assert_forward_close
+
+from conftest import random_net
 
 
 def test_auto_picks_a_candidate_per_bucket_and_caches_it(rng):

@@ -3,11 +3,12 @@
 import numpy as np
 import pytest
 
-import naive
-from conftest import random_net
 from sparsenet import FORMATS, PRUNERS, Layer, MaskedNetwork, Masks, Network, convert, prune
 from sparsenet.formats import auto
 from sparsenet.testing import assert_forward_close
+
+import naive
+from conftest import random_net
 
 SPARSITIES = [0.0, 0.25, 0.5, 0.9, 0.99]
 

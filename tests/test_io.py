@@ -3,11 +3,12 @@ import dataclasses
 import numpy as np
 import pytest
 
-import naive
-from conftest import random_net
 from sparsenet import load_network, prune, save_network
 from sparsenet.io import from_keras, load_masked, save_masked
 from sparsenet.testing import assert_forward_close
+
+import naive
+from conftest import random_net
 
 
 def test_round_trip_with_and_without_bias(rng, tmp_path):

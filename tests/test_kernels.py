@@ -16,10 +16,11 @@ import numpy as np
 import pytest
 from numba.core.errors import TypingError
 
-import naive
 from sparsenet import Layer, Network, convert, kernels, prune
 from sparsenet.kernels import simd
 from sparsenet.testing import assert_forward_close
+
+import naive
 
 KERNELS = [kernels.csr_matmul, kernels.csr_matmul_parallel]
 

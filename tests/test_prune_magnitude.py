@@ -1,9 +1,10 @@
 import numpy as np
 import pytest
 
+from sparsenet import prune
+
 import naive
 from conftest import net_of, random_net
-from sparsenet import prune
 
 
 @pytest.mark.parametrize("sparsity", [0.0, 0.25, 0.4, 0.9, 0.99])

@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
-from conftest import net_of, random_net
 from sparsenet import prune
+
+from conftest import net_of, random_net
 
 
 @pytest.mark.parametrize("sparsity", [0.0, 0.3, 0.8, 0.99])

@@ -127,7 +127,7 @@ def test_gradual_reaches_the_oneshot_count_with_its_own_masks(dense, mnist, meth
     assert manifest["schedule"]["pruning_steps"] == len(schedule.pruning_steps()) >= 4
     assert schedule.end_step < QUICK.epochs * QUICK.steps_per_epoch()  # fixed-mask steps follow
     if method == "unit":
-        for layer, keep, keep_b in zip(recovered.net.layers, recovered.masks.weight, recovered.masks.bias):
+        for keep in recovered.masks.weight:
             dead = ~keep.any(axis=1)
             assert (~keep[dead]).all()  # whole rows
     else:

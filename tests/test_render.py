@@ -1,13 +1,13 @@
-"""bench.render and bench.render_recovery on a small hand-made results dict: the recovery
+"""bench.report.render and bench.report.render_recovery on a small hand-made results dict: the recovery
 section's numbers, and that recovered records leave every one-shot section as it was."""
 
 import copy
 
 import pytest
 
-from bench.render import render_markdown
-from bench.render_recovery import recovery_section
-from bench.stages import stage_budgets
+from bench.report.render import render_markdown
+from bench.report.render_recovery import recovery_section
+from bench.report.stages import stage_budgets
 
 FORMATS = ("dense", "sparse", "shrunk")
 

@@ -17,12 +17,13 @@ import pytest
 
 pytest.importorskip("tensorflow", reason="training needs the 'train' extra (tensorflow)")
 
-import naive  # noqa: E402
-from conftest import TINY  # noqa: E402
 from sparsenet import train as train_mod  # noqa: E402
 from sparsenet.io import load_network  # noqa: E402
 from sparsenet.train import DEFAULT_EPOCHS, TrainConfig, config_key, model_dir, train, trained_network  # noqa: E402
 from sparsenet.train_cli import main  # noqa: E402
+
+import naive  # noqa: E402
+from conftest import TINY  # noqa: E402
 
 
 @pytest.fixture

@@ -1,9 +1,10 @@
 import numpy as np
 import pytest
 
-from conftest import random_net
 from sparsenet import FORMATS, Layer, Network, convert, prune
 from sparsenet.activations import softmax
+
+from conftest import random_net
 
 
 @pytest.mark.parametrize("bad", [-0.1, 1.0, 1.5, 90, float("nan")])

@@ -1,11 +1,15 @@
-"""Inference formats by name and the one entry point, :func:`convert`."""
+"""Inference formats by name and the one entry point, :func:`convert`.
+
+A format is one module plus one line in :data:`FORMATS`; each class describes itself
+(:mod:`sparsenet.formats.base`), and the helpers below are how the rest of the project asks.
+"""
 
 from __future__ import annotations
 
-from .._validation import check_choice
 from ..model import MaskedNetwork
+from ..validation import check_choice
 from .auto import AutoForward
-from .base import Forward
+from .base import FormatDefaults, Forward, check_format_class, describe
 from .csr_numba import NumbaCSRForward, NumbaCSRParallelForward
 from .csr_scipy import ScipyCSRForward
 from .dense import DenseForward
@@ -17,6 +21,21 @@ FORMATS: dict[str, type[Forward]] = {
     for cls in (DenseForward, ScipyCSRForward, NumbaCSRForward, NumbaCSRParallelForward, FusedSparseForward,
                 ShrunkDenseForward, AutoForward)
 }
+for _cls in FORMATS.values():
+    check_format_class(_cls)
+
+
+def baseline() -> str:
+    """The name of the one ``kind == "baseline"`` format: what speed-ups are measured against."""
+    (name,) = [name for name, cls in FORMATS.items() if cls.kind == "baseline"]
+    return name
+
+
+def formats_for(method_structured: bool, layer_kinds=frozenset({"dense"})) -> tuple[str, ...]:
+    """The registered formats worth running for a pruning method (structured or not) on a network
+    made of ``layer_kinds``, in registry order."""
+    return tuple(name for name, cls in FORMATS.items()
+                 if (cls.pruning == "any" or method_structured) and set(layer_kinds) <= cls.layer_kinds)
 
 
 def convert(masked: MaskedNetwork, fmt: str) -> Forward:
@@ -24,4 +43,12 @@ def convert(masked: MaskedNetwork, fmt: str) -> Forward:
     check_choice("format", fmt, FORMATS)
     if not isinstance(masked, MaskedNetwork):
         raise TypeError(f"convert needs a MaskedNetwork (from sparsenet.prune), found {type(masked).__name__}")
-    return FORMATS[fmt].build(masked)
+    cls = FORMATS[fmt]
+    unsupported = sorted(masked.net.layer_kinds - cls.layer_kinds)
+    if unsupported:
+        raise NotImplementedError(f"format {fmt!r} runs layer kinds {sorted(cls.layer_kinds)}; this network "
+                                  f"also has {unsupported}")
+    return cls.build(masked)
+
+
+__all__ = ["FORMATS", "FormatDefaults", "Forward", "baseline", "convert", "describe", "formats_for"]

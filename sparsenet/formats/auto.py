@@ -22,10 +22,11 @@ from typing import ClassVar
 import numba
 import numpy as np
 
-from .._files import write_json
 from ..cache import cache_root
+from ..files import write_json
 from ..host import cpu_name, median_seconds
 from ..model import MaskedNetwork
+from .base import FormatDefaults
 from .dense import DenseForward
 from .fused import FusedSparseForward
 from .shrunk import ShrunkDenseForward
@@ -38,7 +39,7 @@ MEASURE_ROUNDS = 3  # timed calls per candidate and bucket, at least
 # spinning for tens of milliseconds and slow a numba-parallel kernel up to 3x (measured here at
 # batch 1024), so a candidate timed right after another one would be judged on the other's tail.
 SETTLE_S = 0.15
-_VERSION = 6  # bump when kernels change enough that stored decisions should be measured again
+_VERSION = 7  # bump when kernels change enough that stored decisions should be measured again
 _DISK_LOCK = threading.Lock()
 
 
@@ -55,8 +56,12 @@ def _machine_key() -> str:
 
 
 @dataclass(frozen=True)
-class AutoForward:
+class AutoForward(FormatDefaults):
     name: ClassVar[str] = "auto"
+    kind: ClassVar[str] = "adaptive"
+    summary: ClassVar[str] = "times dense, sparse and shrunk on its first call at each batch size and keeps the fastest"
+    style: ClassVar[tuple[str, str]] = ("tab:purple", "v")
+    operating_points: ClassVar[bool] = True
     candidates: dict
     fingerprint: str
     _choice: dict = field(default_factory=dict, repr=False, compare=False)

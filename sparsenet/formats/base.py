@@ -1,4 +1,24 @@
-"""What every inference format provides; :data:`sparsenet.formats.FORMATS` maps names to classes."""
+"""What every inference format provides; :data:`sparsenet.formats.FORMATS` maps names to classes.
+
+A format describes itself in class attributes, and everything downstream (the benchmark cases,
+the report's tables, break-even and roofline, the plot legends) is derived from them:
+
+``kind``
+    ``"baseline"``: the dense reference every speed-up is measured against (exactly one);
+    ``"sparse"``: stores and multiplies only the kept weights; ``"structured"``: deletes pruned
+    units and runs dense arithmetic on what is left; ``"adaptive"``: picks another format at
+    run time, so it has no cost model of its own.
+``layer_kinds``
+    the layer kinds (:data:`sparsenet.layers.LAYER_KINDS`) it can run.
+``pruning``
+    ``"any"``, or ``"structured"`` when it only pays after a structured pruning method
+    (:attr:`sparsenet.prune.Pruner.structured`): weight pruning leaves no unit to delete.
+``summary``, ``style``
+    a one-line description for reports, and a (matplotlib colour, marker) pair for plots.
+``operating_points``
+    timed on the recovered (fine-tuned, gradually pruned) networks too, where a user picks an
+    operating point.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +27,9 @@ from typing import ClassVar, Protocol
 import numpy as np
 
 from ..model import MaskedNetwork
+
+KINDS = ("baseline", "sparse", "structured", "adaptive")
+PRUNING = ("any", "structured")
 
 
 class Forward(Protocol):
@@ -17,6 +40,12 @@ class Forward(Protocol):
     """
 
     name: ClassVar[str]
+    kind: ClassVar[str]
+    layer_kinds: ClassVar[frozenset[str]]
+    pruning: ClassVar[str]
+    summary: ClassVar[str]
+    style: ClassVar[tuple[str, str]]
+    operating_points: ClassVar[bool]
 
     @classmethod
     def build(cls, masked: MaskedNetwork) -> Forward: ...
@@ -28,3 +57,29 @@ class Forward(Protocol):
 
     @property
     def nbytes(self) -> int: ...
+
+
+class FormatDefaults:
+    """The self-description's defaults, inherited by the format classes: a dense-layer format for
+    any pruning method, not timed on recovered networks. A format overrides what differs."""
+
+    layer_kinds: ClassVar[frozenset[str]] = frozenset({"dense"})
+    pruning: ClassVar[str] = "any"
+    operating_points: ClassVar[bool] = False
+
+
+def describe(cls: type[Forward]) -> dict:
+    """The self-description of a format class as plain data (what a report stores next to its records)."""
+    return {"kind": cls.kind, "layer_kinds": sorted(cls.layer_kinds), "pruning": cls.pruning,
+            "summary": cls.summary, "style": list(cls.style), "operating_points": cls.operating_points}
+
+
+def check_format_class(cls: type) -> None:
+    """ValueError naming the first attribute a format class lacks or holds out of range."""
+    for attr in ("name", "kind", "layer_kinds", "pruning", "summary", "style", "operating_points", "build"):
+        if not hasattr(cls, attr):
+            raise ValueError(f"format class {cls.__name__} lacks {attr!r} (see sparsenet.formats.base)")
+    if cls.kind not in KINDS:
+        raise ValueError(f"format {cls.name!r}: kind {cls.kind!r}, expected one of {list(KINDS)}")
+    if cls.pruning not in PRUNING:
+        raise ValueError(f"format {cls.name!r}: pruning {cls.pruning!r}, expected one of {list(PRUNING)}")

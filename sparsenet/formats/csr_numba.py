@@ -8,17 +8,21 @@ from typing import ClassVar
 import numpy as np
 
 from .. import kernels
-from .._validation import check_batch
 from ..activations import ACTIVATIONS
 from ..model import MaskedNetwork
+from ..validation import check_batch
+from .base import FormatDefaults
 from .csr_common import CSRLayer, csr_layers
 
 
 @dataclass(frozen=True)
-class NumbaCSRForward:
+class NumbaCSRForward(FormatDefaults):
     """Forward pass over CSR weights; one numba kernel call per layer, activations feature-major."""
 
     name: ClassVar[str] = "csr_numba"
+    kind: ClassVar[str] = "sparse"
+    summary: ClassVar[str] = "sparsenet's plain numba CSR kernel, one call per layer"
+    style: ClassVar[tuple[str, str]] = ("tab:orange", "s")
     kernel: ClassVar = staticmethod(kernels.csr_matmul)
     layers: tuple[CSRLayer, ...]
 
@@ -51,4 +55,6 @@ class NumbaCSRParallelForward(NumbaCSRForward):
     """Same as NumbaCSRForward, output rows split across numba threads."""
 
     name: ClassVar[str] = "csr_numba_par"
+    summary: ClassVar[str] = "sparsenet's plain numba CSR kernel, rows split across threads"
+    style: ClassVar[tuple[str, str]] = ("tab:green", "^")
     kernel: ClassVar = staticmethod(kernels.csr_matmul_parallel)

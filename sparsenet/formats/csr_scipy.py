@@ -8,9 +8,10 @@ from typing import ClassVar
 import numpy as np
 import scipy.sparse
 
-from .._validation import check_batch
 from ..activations import ACTIVATIONS
 from ..model import MaskedNetwork
+from ..validation import check_batch
+from .base import FormatDefaults
 from .csr_common import csr_layers
 
 
@@ -22,10 +23,13 @@ class ScipyLayer:
 
 
 @dataclass(frozen=True)
-class ScipyCSRForward:
+class ScipyCSRForward(FormatDefaults):
     """``A @ h`` with scipy's csr_matvecs on feature-major activations (its fastest layout)."""
 
     name: ClassVar[str] = "csr_scipy"
+    kind: ClassVar[str] = "sparse"
+    summary: ClassVar[str] = "SciPy's CSR, one sparse product per layer"
+    style: ClassVar[tuple[str, str]] = ("tab:blue", "o")
     layers: tuple[ScipyLayer, ...]
 
     @classmethod

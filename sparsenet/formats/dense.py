@@ -7,9 +7,10 @@ from typing import ClassVar
 
 import numpy as np
 
-from .._validation import check_batch
 from ..activations import ACTIVATIONS
 from ..model import MaskedNetwork
+from ..validation import check_batch
+from .base import FormatDefaults
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ def dense_forward(layers, x: np.ndarray) -> np.ndarray:
     return h
 
 
-class DenseLayersForward:
+class DenseLayersForward(FormatDefaults):
     """Shared by the BLAS formats: call, nnz and nbytes over ``self.layers`` of DenseLayer."""
 
     layers: tuple[DenseLayer, ...]
@@ -55,6 +56,10 @@ class DenseForward(DenseLayersForward):
     """Pruned weights stay in full dense matrices: what a framework does without sparse kernels."""
 
     name: ClassVar[str] = "dense"
+    kind: ClassVar[str] = "baseline"
+    summary: ClassVar[str] = "zeros kept, numpy/BLAS: the baseline every format is compared with"
+    style: ClassVar[tuple[str, str]] = ("black", "")
+    operating_points: ClassVar[bool] = True
     layers: tuple[DenseLayer, ...]
 
     @classmethod

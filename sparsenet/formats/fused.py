@@ -18,8 +18,9 @@ import numba
 import numpy as np
 
 from .. import kernels
-from .._validation import check_batch
 from ..model import MaskedNetwork
+from ..validation import check_batch
+from .base import FormatDefaults
 
 # The batched kernel's input blocks. Each kept weight reads one T-sample row of the layer's
 # input; a block of inputs whose rows fit in L1 (48 KiB per core here) is finished by every
@@ -159,11 +160,9 @@ def _csc_parts(keeps, n_threads: int) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class FusedSparseForward:
+class FusedSparseForward(FormatDefaults):
     name: ClassVar[str] = "sparse"
     kind: ClassVar[str] = "sparse"
-    layer_kinds: ClassVar[frozenset[str]] = frozenset({"dense"})
-    pruning: ClassVar[str] = "any"
     summary: ClassVar[str] = ("sparsenet's fastest: the whole network in one compiled call, 16-bit indices; batch "
                               "1 skips zero activations, larger batches run CSR on SIMD tiles held in registers")
     style: ClassVar[tuple[str, str]] = ("tab:brown", "P")

@@ -18,9 +18,9 @@ from typing import ClassVar, NamedTuple
 import numpy as np
 
 from .. import kernels
-from .._validation import check_batch
 from ..activations import ZERO_PRESERVING
 from ..model import MaskedNetwork
+from ..validation import check_batch
 from .dense import DenseLayer, DenseLayersForward, dense_forward
 
 
@@ -52,7 +52,6 @@ class ShrunkDenseForward(DenseLayersForward):
 
     name: ClassVar[str] = "shrunk"
     kind: ClassVar[str] = "structured"
-    layer_kinds: ClassVar[frozenset[str]] = frozenset({"dense"})
     pruning: ClassVar[str] = "structured"
     summary: ClassVar[str] = "pruned units deleted, BLAS on the smaller matrices (batch 1: one compiled call)"
     style: ClassVar[tuple[str, str]] = ("tab:red", "D")

@@ -1,17 +1,46 @@
-"""Pruning methods by name and the one entry point, :func:`prune`."""
+"""Pruning methods by name and the one entry point, :func:`prune`.
+
+Each entry of :data:`PRUNERS` describes itself: whether it removes whole units (``structured``,
+so a format can delete them, as ``shrunk`` does), what its sparsity counts (weights or units),
+a one-line summary and a plot style for reports, and the masks function. Code downstream asks these fields,
+never a method's name.
+"""
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
+from dataclasses import dataclass
 
-from .._validation import check_choice, check_sparsity
-from ..model import Masks, MaskedNetwork, Network
+from ..model import MaskedNetwork, Masks, Network
+from ..validation import check_choice, check_sparsity
 from .magnitude import magnitude_masks
 from .unit_l2 import unit_l2_masks
 
-PruneFn = Callable[[Network, float, str, tuple[int, ...]], Masks]
+MasksFn = Callable[[Network, float, str, tuple[int, ...]], Masks]
 
-PRUNERS: dict[str, PruneFn] = {"unit": unit_l2_masks, "weight": magnitude_masks}
+
+@dataclass(frozen=True)
+class Pruner:
+    """A registered pruning method. Calling it returns the masks: ``pruner(net, sparsity, scope, layers)``."""
+
+    name: str
+    masks: MasksFn
+    structured: bool  # removes whole units (rows, with their biases); the logits layer is never pruned
+    counts: str  # what ``sparsity`` is a fraction of: "weights" or "units"
+    summary: str
+    style: tuple[str, str, str]  # plot colour, marker and line style
+
+    def __call__(self, net: Network, sparsity: float, scope: str, layers: tuple[int, ...]) -> Masks:
+        return self.masks(net, sparsity, scope, layers)
+
+
+PRUNERS: dict[str, Pruner] = {p.name: p for p in (
+    Pruner("unit", unit_l2_masks, structured=True, counts="units",
+           summary="the hidden units with the smallest L2 norm of incoming weights, with their biases",
+           style=("tab:orange", "s", "--")),
+    Pruner("weight", magnitude_masks, structured=False, counts="weights",
+           summary="the weights with the smallest |w|", style=("tab:blue", "o", "-")),
+)}
 SCOPES = ("global", "layer")
 
 
@@ -21,26 +50,27 @@ def prune(net: Network, method: str, sparsity: float, scope: str = "layer",
 
     Parameters
     ----------
-    method : {"weight", "unit"}
-        ``"weight"``: zero the smallest |w|. ``"unit"``: zero the hidden units (rows) with the
-        smallest L2 norm, and their biases.
+    method : str
+        A key of :data:`PRUNERS`: ``"weight"`` zeroes the smallest |w|; ``"unit"`` zeroes the
+        hidden units (rows) with the smallest L2 norm, and their biases.
     sparsity : float
-        Fraction in [0, 1) of the eligible weights (``"weight"``) or units (``"unit"``) to remove.
+        Fraction in [0, 1) of the eligible weights (or units, for a structured method) to remove.
     scope : {"layer", "global"}
         Rank within each layer, or across all eligible layers at once.
     prune_logits : bool
-        Also prune the output layer (``"weight"`` only: removing output units would delete classes).
+        Also prune the output layer (unstructured methods only: removing output units would
+        delete classes).
     """
     check_choice("pruning method", method, PRUNERS)
     check_choice("scope", scope, SCOPES)
     sparsity = check_sparsity(sparsity)
+    pruner = PRUNERS[method]
     last = len(net.layers) - 1
-    if prune_logits and method == "unit":
-        raise ValueError("unit pruning cannot prune the logits layer: its units are the classes; "
-                         "use method='weight' with prune_logits=True")
+    if prune_logits and pruner.structured:
+        raise ValueError(f"{method} pruning removes whole units and cannot prune the logits layer: its units "
+                         "are the classes; use method='weight' with prune_logits=True")
     layers = tuple(range(last + 1)) if prune_logits else tuple(range(last))
     if not layers:
         raise ValueError("a one-layer network has only the logits layer; pass prune_logits=True "
                          "(method='weight') to prune it")
-    masks = PRUNERS[method](net, sparsity, scope, layers)
-    return MaskedNetwork(net, masks, method, sparsity, scope, layers)
+    return MaskedNetwork(net, pruner(net, sparsity, scope, layers), method, sparsity, scope, layers)

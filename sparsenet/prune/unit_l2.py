@@ -5,14 +5,16 @@ from __future__ import annotations
 import numpy as np
 
 from ..activations import ZERO_PRESERVING
+from ..layers import kind_of
 from ..model import Masks, Network
 from ._common import keep_all, n_to_remove
 
 
 def unit_l2_masks(net: Network, sparsity: float, scope: str, layers: tuple[int, ...]) -> Masks:
-    """Zero the rows (output units) with the smallest L2 norm, and their bias entries.
+    """Zero the units with the smallest L2 norm of their incoming weights, and their bias entries.
 
-    A unit is row ``i`` of ``weight`` (a column of the Keras kernel). ``scope="layer"`` removes
+    What a unit is comes from the layer's kind (:mod:`sparsenet.layers`): for a dense layer,
+    row ``i`` of ``weight`` (a column of the Keras kernel). ``scope="layer"`` removes
     ``round(sparsity * n_out)`` units of every listed layer (at least one survives);
     ``scope="global"`` ranks the units of all listed layers together by norm. Ties fall to the
     lower index (stable sort). The bias goes with the unit, so deleting the unit outright
@@ -24,7 +26,8 @@ def unit_l2_masks(net: Network, sparsity: float, scope: str, layers: tuple[int, 
             raise ValueError(f"unit pruning needs act(0) == 0 in every pruned layer; layer {i} uses "
                              f"{net.layers[i].activation!r} (allowed: {sorted(ZERO_PRESERVING)})")
     masks, bias = keep_all(net)
-    norms = {i: np.linalg.norm(net.layers[i].weight.astype(np.float64), axis=1) for i in layers}
+    units = {i: kind_of(net.layers[i]).unit_weights for i in layers}  # (n_units, fan_in) views, any layer kind
+    norms = {i: np.linalg.norm(units[i](net.layers[i].weight).astype(np.float64), axis=1) for i in layers}
     if scope == "layer":
         dead = {i: np.argsort(norms[i], kind="stable")[:n_to_remove(sparsity, norms[i].size)] for i in layers}
     else:
@@ -38,7 +41,7 @@ def unit_l2_masks(net: Network, sparsity: float, scope: str, layers: tuple[int, 
                 local = np.setdiff1d(local, [np.argmax(norms[i])])
             dead[i], start = local, start + n
     for i, rows in dead.items():
-        masks[i][rows, :] = False
+        units[i](masks[i])[rows, :] = False
         if bias[i] is not None:
             bias[i][rows] = False
     return Masks(tuple(masks), tuple(bias))

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 
 from sparsenet import convert, prune
 from sparsenet.data import load_dataset
+from sparsenet.formats import baseline
 from sparsenet.recover import RecoveryConfig, recovered_network
 
 
@@ -30,7 +31,7 @@ def accuracy_records(models: dict, methods: Iterable[str], scopes: Iterable[str]
                 row = []
                 for sparsity in sparsities:
                     masked = prune(net, method, sparsity, scope)
-                    acc = accuracy(convert(masked, "dense"), data.x_test, data.y_test)
+                    acc = accuracy(convert(masked, baseline()), data.x_test, data.y_test)
                     records.append({
                         "dataset": dataset, "method": method, "scope": scope, "sparsity": sparsity,
                         "achieved_sparsity": round(masked.achieved_sparsity(), 6),
@@ -57,7 +58,7 @@ def recovery_records(models: dict, methods: Iterable[str], stages: Iterable[str]
                 for sparsity in sparsities:
                     masked, info = recovered_network(net, stage, method, sparsity, scope, dataset, config,
                                                      cache_dir=cache_dir, data_dir=data_dir)
-                    acc = accuracy(convert(masked, "dense"), data.x_test.astype(net.dtype, copy=False), data.y_test)
+                    acc = accuracy(convert(masked, baseline()), data.x_test.astype(net.dtype, copy=False), data.y_test)
                     records.append({
                         "dataset": dataset, "method": method, "scope": scope, "sparsity": sparsity,
                         "achieved_sparsity": round(masked.achieved_sparsity(), 6),

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from bench._markdown import format_time, image_links, table
-from bench.render_recovery import recovery_section
-from bench.roofline import SPARSE_FORMATS
-from bench.stages import oneshot_view
+from bench.report.formats import baseline_format, format_info, formats_of_kind, method_info, method_order
+from bench.report.markdown import format_time, image_links, table
+from bench.report.render_recovery import recovery_section
+from bench.report.stages import oneshot_view
 
 
 def _by_dataset_method(records: list[dict]) -> dict[tuple[str, str], list[dict]]:
@@ -48,17 +48,21 @@ def models_section(results: dict) -> str:
 
 
 def accuracy_section(results: dict, figures: list[str]) -> str:
+    methods = method_info(results)
+    named = method_order({r["method"] for r in results["accuracy"]}, results)
+    removed = "; ".join(f"`{m}` removes k% of the {methods[m]['counts']}: {methods[m]['summary']}"
+                        if m in methods else f"`{m}`" for m in named)
+    units = [f"`{m}`" for m in named if methods.get(m, {}).get("counts") == "units"]
     out = ["## Accuracy after one-shot pruning (no retraining)",
-           "Test accuracy on the 10,000 test images. `weight`: the k% smallest |w| of each hidden matrix "
-           "removed; `unit`: the k% hidden units with the smallest L2 norm removed. `layer` ranks within "
-           "each layer, `global` across all hidden layers; the logits layer is not pruned. Rows are the requested "
-           "sparsity (fraction of weights, or of units for `unit`); `results.json` has the achieved weight "
-           "sparsity and each layer's, and the plots use the achieved value."]
+           f"Test accuracy on the test images. {removed}. `layer` ranks within each layer, `global` across all "
+           "hidden layers; the logits layer is not pruned. Rows are the requested sparsity (fraction of weights"
+           + (f", or of units for {', '.join(units)}" if units else "") + "); `results.json` has the achieved "
+           "weight sparsity and each layer's, and the plots use the achieved value."]
     by_ds = defaultdict(list)
     for r in results["accuracy"]:
         by_ds[r["dataset"]].append(r)
     for dataset, recs in by_ds.items():
-        settings = sorted({(r["method"], r["scope"]) for r in recs}, key=lambda ms: (ms[0] != "weight", ms[1]))
+        settings = sorted({(r["method"], r["scope"]) for r in recs}, key=lambda ms: (named.index(ms[0]), ms[1]))
         cell = {(r["method"], r["scope"], r["sparsity"]): r["accuracy"] for r in recs}
         rows = [[f"{s:.2f}"] + [f"{100 * cell[(m, sc, s)]:.2f}%" if (m, sc, s) in cell else "–"
                                 for m, sc in settings]
@@ -69,18 +73,13 @@ def accuracy_section(results: dict, figures: list[str]) -> str:
 
 
 def latency_section(results: dict, figures: list[str]) -> str:
+    baseline, info = baseline_format(results), format_info(results)
+    formats_text = "; ".join(f"`{name}`: {d['summary']}" for name, d in info.items() if d.get("summary"))
     out = ["## Latency of one forward pass",
-           "Median time of the whole 5-layer forward pass on real test images, per format (batch 1: each call "
+           "Median time of the whole forward pass on real test images, per format (batch 1: each call "
            "takes the next of 64 test images, so a kernel that skips zero activations cannot learn one "
            "image's pattern; larger batches: the first B test images); in brackets the "
-           "speed-up over `dense` in the same run (> 1× is faster). `dense` keeps the zeros and uses BLAS; "
-           "`csr_scipy` is SciPy's CSR; `csr_numba` / `csr_numba_par` are sparsenet's numba CSR kernels "
-           "(serial / row-parallel, one call per layer); `sparse` is sparsenet's fastest kernel set (the whole "
-           "network in one compiled call; batch 1 skips zero activations, larger batches run CSR with SIMD "
-           "accumulators in registers on 8-64-sample tiles); "
-           "`shrunk` deletes the pruned units and runs BLAS on the smaller matrices (batch 1: one compiled "
-           "call); `auto` measures dense / sparse / shrunk on its first call at each batch size and keeps the "
-           "fastest."]
+           f"speed-up over `{baseline}` in the same run (> 1× is faster). {formats_text}."]
     for (dataset, method), recs in _by_dataset_method(results["latency"]).items():
         out.append(f"### {dataset}, {method} pruning")
         formats = list(dict.fromkeys(r["format"] for r in recs))
@@ -88,13 +87,13 @@ def latency_section(results: dict, figures: list[str]) -> str:
             med = {(r["sparsity"], r["format"]): r["median_s"] for r in recs if r["batch"] == batch}
             rows = []
             for s in sorted({k[0] for k in med}):
-                dense = med.get((s, "dense"))
+                dense = med.get((s, baseline))
                 row = [f"{s:.2f}"]
                 for f in formats:
                     t = med.get((s, f))
                     if t is None:
                         row.append("–")
-                    elif f == "dense" or dense is None:
+                    elif f == baseline or dense is None:
                         row.append(format_time(t))
                     else:
                         row.append(f"{format_time(t)} ({dense / t:.2f}×)")
@@ -106,7 +105,8 @@ def latency_section(results: dict, figures: list[str]) -> str:
 
 
 def break_even_section(results: dict) -> str:
-    """Per batch size, the lowest sparsity from which the fastest sparse format beats dense."""
+    """Per batch size, the lowest sparsity from which the fastest sparse format beats the baseline."""
+    baseline, sparse = baseline_format(results), formats_of_kind(results, "sparse")
     groups = defaultdict(dict)
     for r in results["latency"]:
         groups[(r["dataset"], r["method"], r["batch"])][(r["sparsity"], r["format"])] = r["median_s"]
@@ -119,22 +119,22 @@ def break_even_section(results: dict) -> str:
             sparsities = sorted({s for s, _ in med})
             wins = []
             for s in sparsities:
-                best = min((med[(s, f)], f) for f in SPARSE_FORMATS if (s, f) in med) if any(
-                    (s, f) in med for f in SPARSE_FORMATS) else None
-                wins.append(best is not None and (s, "dense") in med and best[0] < med[(s, "dense")])
+                best = min((med[(s, f)], f) for f in sparse if (s, f) in med) if any(
+                    (s, f) in med for f in sparse) else None
+                wins.append(best is not None and (s, baseline) in med and best[0] < med[(s, baseline)])
             # the lowest sparsity from which sparse stays ahead at every higher grid point
             start = next((i for i in range(len(wins)) if all(wins[i:])), None)
             if start is None:
                 row.append("never")
             else:
                 s = sparsities[start]
-                best = min((med[(s, f)], f) for f in SPARSE_FORMATS if (s, f) in med)
-                row.append(f"{s:.2f} ({best[1]}, {med[(s, 'dense')] / best[0]:.2f}×)")
+                best = min((med[(s, f)], f) for f in sparse if (s, f) in med)
+                row.append(f"{s:.2f} ({best[1]}, {med[(s, baseline)] / best[0]:.2f}×)")
         rows.append(row)
     return "\n\n".join([
-        "## Break-even: where sparse beats dense",
-        "The lowest grid sparsity from which the fastest sparse format (" + ", ".join(SPARSE_FORMATS) +
-        ") is faster than `dense` at every higher sparsity, per batch size; in brackets that format and its "
+        f"## Break-even: where sparse beats {baseline}",
+        "The lowest grid sparsity from which the fastest sparse format (" + ", ".join(sparse) +
+        f") is faster than `{baseline}` at every higher sparsity, per batch size; in brackets that format and its "
         "speed-up there.",
         table(["dataset", "method"] + [f"batch {b}" for b in batches], rows)])
 

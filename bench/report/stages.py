@@ -1,8 +1,8 @@
 """How the evaluated network was obtained, as the report reads it from the records.
 
 A stage is one of ``sparsenet.recover.STAGES``: "oneshot", "finetuned" or "gradual". Records
-written before recovery existed carry no "stage": they are "oneshot". bench.render,
-bench.render_recovery, bench.plots and bench.recovery_plots all read stages through this module.
+written before recovery existed carry no "stage": they are "oneshot". The report's
+sections and figures all read stages through this module.
 """
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ import statistics
 
 from sparsenet.recover import STAGES
 
-__all__ = ["STAGES", "STAGE_LABELS", "dense_latency", "oneshot_view", "record_stage", "stage_budgets"]
+__all__ = ["STAGES", "STAGE_COLORS", "STAGE_LABELS", "dense_latency", "oneshot_view", "record_stage", "stage_budgets"]
 
 STAGE_LABELS = {"oneshot": "one-shot", "finetuned": "one-shot + fine-tune", "gradual": "gradual"}
+STAGE_COLORS = {"oneshot": "tab:gray", "finetuned": "tab:blue", "gradual": "tab:green"}
 _STAGED = ("accuracy", "latency", "size", "roofline")  # record lists that may carry a stage
 
 
@@ -51,10 +52,10 @@ def stage_budgets(results: dict, dataset: str) -> dict[str, str]:
     return out
 
 
-def dense_latency(latency: list[dict], dataset: str, batch: int) -> float | None:
-    """The dense network's dense-format median at ``batch``: one-shot records at sparsity 0 (median
-    over methods), else the median of the dense format across the recovered records."""
-    rows = [r for r in latency if r["dataset"] == dataset and r["batch"] == batch and r["format"] == "dense"]
+def dense_latency(latency: list[dict], dataset: str, batch: int, baseline: str) -> float | None:
+    """The dense network's median in the ``baseline`` format at ``batch``: one-shot records at
+    sparsity 0 (median over methods), else the median of that format across the recovered records."""
+    rows = [r for r in latency if r["dataset"] == dataset and r["batch"] == batch and r["format"] == baseline]
     at_zero = [r["median_s"] for r in rows if record_stage(r) == "oneshot" and r["sparsity"] == 0.0]
     recovered = [r["median_s"] for r in rows if record_stage(r) != "oneshot"]
     return statistics.median(at_zero or recovered) if at_zero or recovered else None

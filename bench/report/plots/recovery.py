@@ -1,9 +1,10 @@
 """Accuracy-recovery figures for a sparsenet report: one-shot, fine-tuned and gradual networks.
 
-The same contract as ``bench.plots`` (a run's ``results`` dict in, a new Figure out, no I/O),
-whose record checks, styles and axes these figures share. Unlike the figures there, these read
-the recovered stages ("finetuned", "gradual"; see ``bench.stages``) next to the one-shot records.
-``bench.plots.figure_names`` lists them through :func:`recovery_figure_names`.
+The same contract as :mod:`bench.report.plots.oneshot` (a run's ``results`` dict in, a new
+Figure out, no I/O), sharing its record checks, styles and axes. Unlike the figures there, these
+read the recovered stages ("finetuned", "gradual"; see :mod:`bench.report.stages`) next to the
+one-shot records. :func:`bench.report.plots.figure_names` lists them through
+:func:`recovery_figure_names`.
 """
 
 from __future__ import annotations
@@ -14,38 +15,33 @@ from functools import partial
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator
 
-from bench.plots import (
-    _METHOD_STYLES,
-    _SCOPE_LINES,
-    _SPARSITY_TICKS,
-    _WIDTH_IN,
-    _X_LABELS,
-    _batch_panels,
-    _dense_accuracy_lines,
-    _figure_legend,
-    _format_order,
-    _format_styles,
-    _group,
-    _log_axis,
-    _percent,
-    _pick_threads,
-    _points,
-    _rank,
-    _records,
-    _sparsity_axis,
-    _stem,
-    _threads,
-    _time_unit,
-    _title,
+from bench.report.formats import baseline_format, method_order
+from bench.report.plots.records import checked_records, group_by, pick_threads, xy_points
+from bench.report.plots.style import (
+    SCOPE_LINES,
+    SPARSITY_TICKS,
+    WIDTH_IN,
+    X_LABELS,
+    batch_panels,
+    dataset_title,
+    dense_accuracy_lines,
+    figure_legend,
+    file_stem,
+    format_order,
+    format_styles,
+    log_axis,
+    method_lines,
+    percent,
+    sparsity_axis,
+    style_rank,
+    threads_label,
+    time_unit,
 )
-from bench.stages import STAGE_LABELS, STAGES, dense_latency, record_stage, stage_budgets
+from bench.report.stages import STAGE_COLORS, STAGE_LABELS, STAGES, dense_latency, record_stage, stage_budgets
 
 __all__ = ["recovery_figure", "recovery_figure_names", "tradeoff_figure"]
 
-_STAGE_COLORS = {"oneshot": "tab:gray", "finetuned": "tab:blue", "gradual": "tab:green"}
-_METHOD_LINES = {"weight": "-", "unit": "--"}
 _RECOVERY_FROM = 0.5  # the recovery figure starts here, or at the lowest recovered sparsity if lower
-_TRADEOFF_BATCHES = (1, 64)  # the batch sizes recovered networks are timed at
 
 
 def recovery_figure(results: Mapping, dataset: str) -> Figure:
@@ -60,104 +56,106 @@ def recovery_figure(results: Mapping, dataset: str) -> Figure:
     ValueError
         No fine-tuned or gradual accuracy records for ``dataset``, or malformed records.
     """
-    rows = [r for r in _records(results, "accuracy", stages=STAGES) if r["dataset"] == dataset]
+    rows = [r for r in checked_records(results, "accuracy", stages=STAGES) if r["dataset"] == dataset]
     recovered = [r for r in rows if record_stage(r) != "oneshot"]
     if not recovered:
         raise ValueError(f"no fine-tuned or gradual accuracy records for {dataset!r}; "
                          f"datasets with some: {sorted(_recovered_datasets(results))}")
-    scopes = sorted({r["scope"] for r in recovered}, key=lambda sc: _rank(sc, _SCOPE_LINES))
+    scopes = sorted({r["scope"] for r in recovered}, key=lambda sc: style_rank(sc, SCOPE_LINES))
     start = min(_RECOVERY_FROM, min(r["sparsity"] for r in recovered))
     stop = max(r["sparsity"] for r in recovered)
     rows = [r for r in rows if r["scope"] in scopes and start <= r["sparsity"] <= stop]
-    methods = sorted({r["method"] for r in recovered}, key=lambda m: _rank(m, _METHOD_STYLES))
-    fig = Figure(figsize=(_WIDTH_IN, 5.6), layout="constrained")
+    methods = method_order({r["method"] for r in recovered}, results)
+    fig = Figure(figsize=(WIDTH_IN, 5.6), layout="constrained")
     axes = list(fig.subplots(1, len(methods), squeeze=False)[0])
-    models = [m for m in _records(results, "models") if m["dataset"] == dataset]
+    models = [m for m in checked_records(results, "models") if m["dataset"] == dataset]
     for ax, method in zip(axes, methods):
-        ys = _dense_accuracy_lines([ax], models)
+        ys = dense_accuracy_lines([ax], models)
         for stage in STAGES:
             for scope in scopes:
                 group = [r for r in rows if (r["method"], r["scope"], record_stage(r)) == (method, scope, stage)]
                 if not group:
                     continue
-                xs, acc = _points(group, "sparsity", "accuracy", f"accuracy of {dataset!r}/{method}/{scope}/{stage}")
+                xs, acc = xy_points(group, "sparsity", "accuracy", f"accuracy of {dataset!r}/{method}/{scope}/{stage}")
                 label = STAGE_LABELS[stage] + (f", {scope} scope" if len(scopes) > 1 else "")
-                ax.plot(xs, 100 * acc, color=_STAGE_COLORS[stage], marker="o", markersize=5,
-                        linestyle=_SCOPE_LINES.get(scope, "-.") if len(scopes) > 1 else "-", label=label)
+                ax.plot(xs, 100 * acc, color=STAGE_COLORS[stage], marker="o", markersize=5,
+                        linestyle=SCOPE_LINES.get(scope, "-.") if len(scopes) > 1 else "-", label=label)
                 ys.extend(100 * acc)
         pad = max(0.5, 0.06 * (max(ys) - min(ys)))
         ax.set_ylim(max(0.0, min(ys) - pad), min(100.0, max(ys) + pad))
         ax.set_ylabel("test accuracy (%)")
         ax.set_title(f"{method} pruning")
         ax.grid(True, alpha=0.3)
-        _sparsity_axis(ax, [r["sparsity"] for r in rows], spread=True, label=_X_LABELS["sparsity"], start=start)
-        ax.xaxis.set_major_locator(FixedLocator(sorted(set(_SPARSITY_TICKS) | {r["sparsity"] for r in recovered})))
-    _figure_legend(fig, axes)
+        sparsity_axis(ax, [r["sparsity"] for r in rows], spread=True, label=X_LABELS["sparsity"], start=start)
+        ax.xaxis.set_major_locator(FixedLocator(sorted(set(SPARSITY_TICKS) | {r["sparsity"] for r in recovered})))
+    figure_legend(fig, axes)
     budgets = stage_budgets(results, dataset)
-    fig.suptitle(f"{_title(dataset)}: test accuracy after one-shot pruning, fine-tuning and gradual pruning\n"
+    fig.suptitle(f"{dataset_title(dataset)}: test accuracy after one-shot pruning, fine-tuning and gradual pruning\n"
                  + " · ".join([f"dense {budgets['dense']}"]
                               + [f"{STAGE_LABELS[st]} {budgets[st]}" for st in STAGES[1:] if st in budgets]))
     return fig
 
 
 def tradeoff_figure(results: Mapping, dataset: str, *, threads: int | None = None) -> Figure:
-    """Test accuracy against measured latency of the recovered networks, one panel per batch (1, 64).
+    """Test accuracy against measured latency of the recovered networks, one panel per batch they were timed at.
 
     A point is one (method, stage, sparsity): x is the median of the fastest format timed for it,
     its marker names that format and its label the sparsity; the points of one (method, stage)
     are joined in sparsity order. The star is the dense network run by the dense format
-    (see ``bench.stages.dense_latency``) at its dense accuracy.
+    (see :func:`bench.report.stages.dense_latency`) at its dense accuracy.
 
     Raises
     ------
     ValueError
-        No fine-tuned or gradual latency records at batch 1 or 64 for ``dataset``, several thread
+        No fine-tuned or gradual latency records for ``dataset``, several thread
         counts and no ``threads``, or malformed records.
     """
-    latency = [r for r in _records(results, "latency", stages=STAGES) if r["dataset"] == dataset]
-    recovered = [r for r in latency if record_stage(r) != "oneshot" and r["batch"] in _TRADEOFF_BATCHES]
+    latency = [r for r in checked_records(results, "latency", stages=STAGES) if r["dataset"] == dataset]
+    recovered = [r for r in latency if record_stage(r) != "oneshot"]
     if not recovered:
-        raise ValueError(f"no fine-tuned or gradual latency records at batch {_TRADEOFF_BATCHES} for {dataset!r}")
-    recovered, threads = _pick_threads(recovered, threads, f"the recovered latency records of {dataset!r}")
+        raise ValueError(f"no fine-tuned or gradual latency records for {dataset!r}")
+    recovered, threads = pick_threads(recovered, threads, f"the recovered latency records of {dataset!r}")
     latency = [r for r in latency if r["threads"] == threads]
     accuracy = {(r["method"], r["scope"], r["sparsity"], record_stage(r)): 100 * r["accuracy"]
-                for r in _records(results, "accuracy", stages=STAGES) if r["dataset"] == dataset}
-    model = next((m for m in _records(results, "models") if m["dataset"] == dataset), None)
-    markers = {f: style[1] or "x" for f, style in _format_styles(results).items()}  # dense has no marker elsewhere
-    fig, axes, batches = _batch_panels(recovered)
+                for r in checked_records(results, "accuracy", stages=STAGES) if r["dataset"] == dataset}
+    model = next((m for m in checked_records(results, "models") if m["dataset"] == dataset), None)
+    baseline = baseline_format(results)
+    # the baseline has no marker elsewhere
+    markers = {f: style[1] or "x" for f, style in format_styles(results).items()}
+    lines = method_lines(results)
+    fig, axes, batches = batch_panels(recovered)
     for ax, batch in zip(axes, batches):
-        curves = _fastest_points([r for r in recovered if r["batch"] == batch], accuracy)
-        dense = dense_latency(latency, dataset, batch)
+        curves = _fastest_points([r for r in recovered if r["batch"] == batch], accuracy, results)
+        dense = dense_latency(latency, dataset, batch, baseline)
         seconds = [p[1] for points in curves.values() for p in points] + ([dense] if dense else [])
-        scale, unit = _time_unit(min(seconds, default=1.0))
+        scale, unit = time_unit(min(seconds, default=1.0))
         for (method, stage), points in curves.items():
-            _tradeoff_curve(ax, points, scale, method, stage, markers)
+            _tradeoff_curve(ax, points, scale, method, stage, markers, lines.get(method, "-."))
         if dense and model:
             ax.plot([dense * scale], [100 * model["dense_accuracy"]], marker="*", markersize=13, color="black",
-                    linestyle="none", label="dense network, dense format")
+                    linestyle="none", label=f"dense network, {baseline} format")
             ax.annotate("dense", (dense * scale, 100 * model["dense_accuracy"]), textcoords="offset points",
                         xytext=(-8, 4), ha="right", fontsize=8)
-        for fmt in _format_order({p[2] for points in curves.values() for p in points}):
+        for fmt in format_order({p[2] for points in curves.values() for p in points}, results):
             ax.plot([], [], marker=markers[fmt], color="black", linestyle="none", label=f"fastest: {fmt}")
-        _log_axis(ax, "{:g}", axis="x")
+        log_axis(ax, "{:g}", axis="x")
         ax.set_xlabel(f"median latency of the fastest format ({unit}, log scale)")
         ax.set_ylabel("test accuracy (%)")
         ax.set_title(f"batch {batch}")
-    _figure_legend(fig, axes)
-    fig.suptitle(f"{_title(dataset)}: accuracy against measured latency of the recovered networks, "
-                 f"{_threads(threads)} (labels: sparsity)")
+    figure_legend(fig, axes)
+    fig.suptitle(f"{dataset_title(dataset)}: accuracy against measured latency of the recovered networks, "
+                 f"{threads_label(threads)} (labels: sparsity)")
     return fig
 
 
 def recovery_figure_names(results: Mapping) -> list[tuple[str, Callable[[], Figure]]]:
-    """The recovery- and tradeoff- entries of ``bench.plots.figure_names`` (stems explained there)."""
+    """The recovery- and tradeoff- entries of :func:`bench.report.plots.figure_names` (stems explained there)."""
     recovered = _recovered_datasets(results)
-    names = [(f"recovery-{_stem(d)}", partial(recovery_figure, results, d)) for d in sorted(recovered)]
-    timed_recovered = [r for r in _records(results, "latency", stages=STAGES[1:])
-                       if r["dataset"] in recovered and r["batch"] in _TRADEOFF_BATCHES]
-    for d, group in sorted(_group(timed_recovered, "dataset").items()):
+    names = [(f"recovery-{file_stem(d)}", partial(recovery_figure, results, d)) for d in sorted(recovered)]
+    timed_recovered = [r for r in checked_records(results, "latency", stages=STAGES[1:]) if r["dataset"] in recovered]
+    for d, group in sorted(group_by(timed_recovered, "dataset").items()):
         found = sorted({r["threads"] for r in group})
-        names += [(f"tradeoff-{_stem(d)}" + (f"-t{t}" if len(found) > 1 else ""),
+        names += [(f"tradeoff-{file_stem(d)}" + (f"-t{t}" if len(found) > 1 else ""),
                    partial(tradeoff_figure, results, d, threads=t)) for t in found]
     return names
 
@@ -165,10 +163,10 @@ def recovery_figure_names(results: Mapping) -> list[tuple[str, Callable[[], Figu
 # --- helpers ---------------------------------------------------------------------------------
 
 def _recovered_datasets(results: Mapping) -> set[str]:
-    return {r["dataset"] for r in _records(results, "accuracy", stages=STAGES[1:])}
+    return {r["dataset"] for r in checked_records(results, "accuracy", stages=STAGES[1:])}
 
 
-def _fastest_points(rows, accuracy: Mapping) -> dict[tuple[str, str], list[tuple]]:
+def _fastest_points(rows, accuracy: Mapping, results: Mapping) -> dict[tuple[str, str], list[tuple]]:
     """(method, stage) -> [(sparsity, fastest median_s, its format, accuracy %)] in sparsity order.
 
     Points without an accuracy record are left out: they have no place on an accuracy axis.
@@ -180,7 +178,8 @@ def _fastest_points(rows, accuracy: Mapping) -> dict[tuple[str, str], list[tuple
         if key not in fastest or r["median_s"] < fastest[key]["median_s"]:
             fastest[key] = r
     curves: dict = {}
-    for key in sorted(fastest, key=lambda k: (_rank(k[0], _METHOD_STYLES), STAGES.index(k[1]), k[2:])):
+    methods = method_order({k[0] for k in fastest}, results)
+    for key in sorted(fastest, key=lambda k: (methods.index(k[0]), STAGES.index(k[1]), k[2:])):
         method, stage, s, scope = key
         acc = accuracy.get((method, scope, s, stage))
         if acc is not None:
@@ -188,14 +187,14 @@ def _fastest_points(rows, accuracy: Mapping) -> dict[tuple[str, str], list[tuple
     return curves
 
 
-def _tradeoff_curve(ax, points, scale: float, method: str, stage: str, markers: Mapping) -> None:
+def _tradeoff_curve(ax, points, scale: float, method: str, stage: str, markers: Mapping, line: str) -> None:
     """One (method, stage): a line through its points, a marker per fastest format, sparsity labels."""
-    color = _STAGE_COLORS[stage]
+    color = STAGE_COLORS[stage]
     xs = [p[1] * scale for p in points]
     ys = [p[3] for p in points]
-    ax.plot(xs, ys, color=color, linestyle=_METHOD_LINES.get(method, "-."), label=f"{method} pruning, "
+    ax.plot(xs, ys, color=color, linestyle=line, label=f"{method} pruning, "
             f"{STAGE_LABELS[stage]}")
     dy = 5 if stage == "finetuned" else -11  # fine-tuned labels above the points, gradual below
     for (s, _, fmt, _), x, y in zip(points, xs, ys):
         ax.plot([x], [y], marker=markers[fmt], color=color, markersize=7, linestyle="none")
-        ax.annotate(_percent(s), (x, y), textcoords="offset points", xytext=(5, dy), fontsize=8, color=color)
+        ax.annotate(percent(s), (x, y), textcoords="offset points", xytext=(5, dy), fontsize=8, color=color)

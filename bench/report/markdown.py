@@ -1,4 +1,4 @@
-"""Markdown building blocks shared by the report's sections (bench.render, bench.render_recovery)."""
+"""Markdown building blocks shared by the report's sections (render, render_recovery)."""
 
 from __future__ import annotations
 

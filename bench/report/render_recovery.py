@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from bench._markdown import MISSING, format_time, image_links, table
-from bench.stages import STAGE_LABELS, STAGES, dense_latency, record_stage, stage_budgets
+from bench.report.formats import baseline_format, method_order
+from bench.report.markdown import MISSING, format_time, image_links, table
+from bench.report.stages import STAGE_LABELS, STAGES, dense_latency, record_stage, stage_budgets
 
 __all__ = ["recovery_section"]
-
-_OPERATING_BATCHES = (1, 64)  # the batch sizes recovered networks are timed at
 
 
 def recovery_section(results: dict, figures: list[str]) -> str:
@@ -28,7 +27,7 @@ def recovery_section(results: dict, figures: list[str]) -> str:
                  f"{MISSING} where a stage was not run at that sparsity.")
     out = ["## Accuracy recovery: fine-tuning and gradual pruning", " ".join(intro)]
     for dataset in dict.fromkeys(r["dataset"] for r in recovered):
-        out += [f"### {dataset}", _budget_line(results, dataset), _recovery_table(results["accuracy"], dataset)]
+        out += [f"### {dataset}", _budget_line(results, dataset), _recovery_table(results, dataset)]
     out.append(_operating_points(results))
     out += [image_links(figures, "recovery-"), image_links(figures, "tradeoff-")]
     return "\n\n".join(p for p in out if p)
@@ -42,11 +41,12 @@ def _budget_line(results: dict, dataset: str) -> str:
         f"{STAGE_LABELS[st]} {budgets[st]}" for st in STAGES[1:] if st in budgets) + "."
 
 
-def _recovery_table(accuracy: list[dict], dataset: str) -> str:
-    recs = [r for r in accuracy if r["dataset"] == dataset]
+def _recovery_table(results: dict, dataset: str) -> str:
+    recs = [r for r in results["accuracy"] if r["dataset"] == dataset]
     cell = {(r["method"], r["scope"], r["sparsity"], record_stage(r)): r["accuracy"] for r in recs}
-    points = sorted({(r["method"], r["scope"], r["sparsity"]) for r in recs if record_stage(r) != "oneshot"},
-                    key=lambda p: (p[0] != "weight", p))
+    points = {(r["method"], r["scope"], r["sparsity"]) for r in recs if record_stage(r) != "oneshot"}
+    methods = method_order({p[0] for p in points}, results)
+    points = sorted(points, key=lambda p: (methods.index(p[0]), p))
     scopes = len({p[1] for p in points}) > 1  # a scope column only when it varies
     rows = [[m] + [sc] * scopes + [f"{s:.2f}"] + [_percent_or_missing(cell.get((m, sc, s, st))) for st in STAGES]
             for m, sc, s in points]
@@ -57,9 +57,10 @@ def _operating_points(results: dict) -> str:
     """Each recovered network with its accuracy and, per batch, the fastest measured format."""
     latency = results["latency"]
     recovered = [r for r in latency if record_stage(r) != "oneshot"]
-    batches = [b for b in _OPERATING_BATCHES if any(r["batch"] == b for r in recovered)]
+    batches = sorted({r["batch"] for r in recovered})
     if not batches:
         return ""
+    baseline = baseline_format(results)
     accuracy = {(r["dataset"], r["method"], r["scope"], r["sparsity"], record_stage(r)): r["accuracy"]
                 for r in results["accuracy"]}
     median = defaultdict(dict)
@@ -68,12 +69,13 @@ def _operating_points(results: dict) -> str:
             (r["batch"], r["format"])] = r["median_s"]
     rows = []
     for dataset in dict.fromkeys(r["dataset"] for r in recovered):
-        dense = {b: dense_latency(latency, dataset, b) for b in batches}
+        dense = {b: dense_latency(latency, dataset, b, baseline) for b in batches}
         model = next((m for m in results["models"] if m["dataset"] == dataset), {})
         rows.append([dataset, MISSING, "dense", "0.00", _percent_or_missing(model.get("dense_accuracy"))]
-                    + [_latency_cell("dense", dense[b], dense[b]) for b in batches])
-        keys = sorted((k for k in median if k[0] == dataset),
-                      key=lambda k: (k[1] != "weight", k[1], STAGES.index(k[2]), k[3], k[4]))
+                    + [_latency_cell(baseline, dense[b], dense[b]) for b in batches])
+        keys = [k for k in median if k[0] == dataset]
+        methods = method_order({k[1] for k in keys}, results)
+        keys = sorted(keys, key=lambda k: (methods.index(k[1]), k[1], STAGES.index(k[2]), k[3], k[4]))
         for key in keys:
             _, method, stage, s, scope = key
             rows.append([dataset, method, stage, f"{s:.2f}",
@@ -82,7 +84,7 @@ def _operating_points(results: dict) -> str:
     return "\n\n".join([
         "### Operating points",
         "Per recovered network: its test accuracy and, per batch size, the fastest format measured, its median "
-        "latency and in brackets its speed-up over the dense network run by the `dense` format (one-shot "
+        f"latency and in brackets its speed-up over the dense network run by the `{baseline}` format (one-shot "
         "records at sparsity 0).",
         table(["dataset", "method", "stage", "sparsity", "accuracy"] + [f"batch {b}" for b in batches], rows)])
 

@@ -1,10 +1,13 @@
-"""Input checks shared by every module, with one message style: what was found, what was expected."""
+"""Input checks shared by every module and by bench/, with one message style: what was found, what was expected."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+from .layers import kind_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from .model import Network
@@ -38,6 +41,10 @@ def check_network(net: Network) -> None:
     if len(net.layers) == 0:
         raise ValueError("a Network needs at least one layer, found 0")
     for i, layer in enumerate(net.layers):
+        try:
+            kind_of(layer)
+        except ValueError as exc:
+            raise ValueError(f"layer {i}: {exc}") from None
         w, b = layer.weight, layer.bias
         if not isinstance(w, np.ndarray) or w.ndim != 2:
             raise ValueError(f"layer {i}: weight must be a 2-D array (n_out, n_in), "

@@ -2,11 +2,15 @@
 
 For one forward pass of ``batch`` samples:
 
-- FLOP floor: ``2 * multiplied_weights * batch / gemm_peak``. Dense formats multiply every
-  stored weight (the zeros too); sparse formats only the kept ones (``nnz``).
+- FLOP floor: ``2 * multiplied_weights * batch / gemm_peak``. Dense formats (kind "baseline" or
+  "structured") multiply every stored weight (the zeros too); sparse formats (kind "sparse")
+  only the kept ones (``nnz``).
 - memory floor: ``weight_bytes / bandwidth``, with the cache bandwidth when the bytes fit in L3
   and the DRAM bandwidth otherwise. Dense formats read their matrices; sparse formats are
   charged ``nnz * (value + 2-byte index)``, the leanest CSR, whatever they actually store.
+
+Which cost model a format gets comes from its ``kind`` (:mod:`sparsenet.formats.base`); an
+"adaptive" format's work depends on its choice, and a format of unknown kind has no cost model.
   Activations are not counted, so at large batches the true floor is somewhat higher.
 
 ``efficiency = max(floors) / measured``: 100% would be the machine's limit.
@@ -14,21 +18,23 @@ For one forward pass of ``batch`` samples:
 
 from __future__ import annotations
 
-DENSE_FORMATS = ("dense", "shrunk")
-SPARSE_FORMATS = ("csr_scipy", "csr_numba", "csr_numba_par", "sparse")
+DENSE_KINDS = ("baseline", "structured")
+SPARSE_KINDS = ("sparse",)
 VALUE_BYTES = 4  # float32 networks
 INDEX_BYTES = 2
 
 
-def roofline_records(latency: list[dict], size: list[dict], machine: dict) -> list[dict]:
+def roofline_records(latency: list[dict], size: list[dict], machine: dict, kinds: dict[str, str]) -> list[dict]:
+    """One record per latency cell whose format has a cost model; ``kinds`` maps format names to kinds."""
     sizes = {(r["dataset"], r["method"], r["sparsity"], r["format"]): r for r in size}
     peak = machine["gemm_gflops"] * 1e9
     out = []
     for r in latency:
         s = sizes.get((r["dataset"], r["method"], r["sparsity"], r["format"]))
-        if s is None or r["format"] not in DENSE_FORMATS + SPARSE_FORMATS:
-            continue  # auto's work depends on its choice; unknown formats have no cost model
-        if r["format"] in DENSE_FORMATS:
+        kind = kinds.get(r["format"])
+        if s is None or kind not in DENSE_KINDS + SPARSE_KINDS:
+            continue  # adaptive formats' work depends on their choice; unknown ones have no cost model
+        if kind in DENSE_KINDS:
             weights, weight_bytes = s["bytes"] // VALUE_BYTES, s["bytes"]
         else:
             weights, weight_bytes = s["nnz"], s["nnz"] * (VALUE_BYTES + INDEX_BYTES)

@@ -1,17 +1,18 @@
 """Measure the machine's ceilings for the roofline view: dense GEMM peak and read bandwidth.
 
-Measured in the run that uses them (same threads, same load), with the same median rule as
-everywhere else. The bandwidth kernel is a plain parallel sum over a float32 array: one read
-of every byte, the cheapest thing a forward pass could do with its weights.
+Measured in the run that uses them (same threads, same load), with the library's one timing
+loop (:func:`sparsenet.host.median_seconds`). The bandwidth kernel is a plain parallel sum over
+a float32 array: one read of every byte, the cheapest thing a forward pass could do with its weights.
 """
 
 from __future__ import annotations
 
 import os
-import time
 
 import numba
 import numpy as np
+
+from sparsenet.host import median_seconds
 
 L3_FALLBACK_BYTES = 32 << 20
 
@@ -29,16 +30,6 @@ def _read_all(a, n_chunks):
     return partial.sum()
 
 
-def _median_seconds(fn, min_time: float = 0.2, min_rounds: int = 5) -> float:
-    fn()
-    times, deadline = [], time.perf_counter() + min_time
-    while len(times) < min_rounds or time.perf_counter() < deadline:
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
-
-
 def cache_bytes(level: int = 3) -> int:
     """Size of the CPU's cache ``level`` (index3 is L3 on x86 Linux), or a 32 MiB guess."""
     try:
@@ -54,13 +45,13 @@ def measure_machine() -> dict:
     rng = np.random.default_rng(0)
     a = rng.random((2048, 2048), dtype=np.float32)
     b = rng.random((2048, 2048), dtype=np.float32)
-    gemm_s = _median_seconds(lambda: a @ b)
+    gemm_s = median_seconds(np.matmul, a, b, min_time=0.2, min_rounds=5)
     l3 = cache_bytes(3)
     small = np.ones(l3 // 4 // 4, dtype=np.float32)  # a quarter of L3: stays cached
     big = np.ones(max(512 << 20, 16 * l3) // 4, dtype=np.float32)  # far beyond L3: DRAM
     chunks = 8 * numba.get_num_threads()
-    cache_s = _median_seconds(lambda: _read_all(small, chunks))
-    dram_s = _median_seconds(lambda: _read_all(big, chunks), min_time=0.5)
+    cache_s = median_seconds(_read_all, small, chunks, min_time=0.2, min_rounds=5)
+    dram_s = median_seconds(_read_all, big, chunks, min_time=0.5, min_rounds=5)
     return {
         "gemm_gflops": 2 * 2048**3 / gemm_s / 1e9,
         "cache_gbps": small.nbytes / cache_s / 1e9,

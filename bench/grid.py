@@ -1,0 +1,203 @@
+"""The benchmark grid, defined once for the suite (`pytest --benchmark-only`) and the report.
+
+A :class:`Grid` names the axes; :data:`GRIDS` are the named ones; :data:`OPTIONS` are the
+command-line options that override them, added to pytest's parser by ``bench/conftest.py`` and
+to argparse by ``python -m bench.report`` through :func:`add_options`, and read back through
+:func:`grid_from_options`, so both parse and check them the same way. The report hands its grid
+to the suite's child process with :func:`grid_args`.
+
+Formats and pruning methods are never listed here: a grid with ``formats=None`` or
+``methods=None`` takes every registered one, and :func:`cases` asks the registries which formats
+go with which method (``sparsenet.formats.formats_for``) and which are timed on the recovered
+networks (``Forward.operating_points``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from sparsenet import FORMATS, PRUNERS
+from sparsenet.data import DATASETS
+from sparsenet.formats import formats_for
+from sparsenet.recover import STAGES, RecoveryConfig
+from sparsenet.validation import check_choice, check_sparsity
+
+__all__ = ["BATCH1_INPUTS", "GRIDS", "OPTIONS", "RECOVERY_BATCH_SIZES", "RECOVERY_SCOPE", "SPARSITIES", "Case",
+           "Grid", "Option", "add_options", "cases", "grid_args", "grid_from_options", "recovery_config"]
+
+
+@dataclass(frozen=True)
+class Grid:
+    datasets: tuple[str, ...]
+    sparsities: tuple[float, ...]
+    batch_sizes: tuple[int, ...]
+    methods: tuple[str, ...] | None = None  # None: every registered pruning method
+    formats: tuple[str, ...] | None = None  # None: every registered format
+    epochs: int | None = None  # None: the training module's default per dataset
+    # accuracy recovery (sparsenet.recover): which stages (one-shot always runs), at which
+    # sparsities, with what budget
+    stages: tuple[str, ...] = ("oneshot",)
+    recovery_sparsities: tuple[float, ...] = (0.8, 0.9, 0.95, 0.98)
+    recovery_epochs: int = 5
+    recovery_samples: int | None = None  # train on the first N samples only (CI)
+
+    def resolved(self) -> Grid:
+        """The grid with ``None`` axes filled from the registries (at call time, so a format
+        registered later is included)."""
+        return dataclasses.replace(self, methods=tuple(sorted(PRUNERS)) if self.methods is None else self.methods,
+                                   formats=tuple(FORMATS) if self.formats is None else self.formats)
+
+
+SPARSITIES = (0.0, 0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.97, 0.99)
+# Recovered networks are timed where a user picks an operating point.
+RECOVERY_BATCH_SIZES = (1, 64)
+RECOVERY_SCOPE = "layer"
+# Distinct test images a batch-1 benchmark cycles through (bench/conftest.py: build).
+BATCH1_INPUTS = 64
+
+GRIDS: dict[str, Grid] = {
+    # what the committed report uses
+    "full": Grid(DATASETS, SPARSITIES, (1, 64, 1024), stages=STAGES),
+    # a few minutes end to end on 2 cores (after training): one recovery epoch at two sparsities
+    "quick": Grid(DATASETS, (0.0, 0.5, 0.9, 0.99), (1, 64), stages=STAGES, recovery_sparsities=(0.9, 0.95),
+                  recovery_epochs=1),
+    # CI: one dataset, a 1-epoch model, the benchmark path run once per case without timing;
+    # recovery on a sixth of the training set, so every stage runs for real in seconds
+    "ci": Grid(("mnist",), (0.0, 0.9), (1, 64), epochs=1, stages=STAGES, recovery_sparsities=(0.9,),
+               recovery_epochs=1, recovery_samples=10_000),
+}
+
+
+class Option(NamedTuple):
+    """One command-line option: ``--flag`` sets ``dest``; ``item`` is the type of each
+    comma-separated item (lists) or of the value (``single``)."""
+
+    flag: str
+    dest: str
+    item: type
+    help: str
+    single: bool = False
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("--grid", "grid", str, f"named grid: {', '.join(GRIDS)} (default: full)", single=True),
+    Option("--datasets", "datasets", str, f"comma-separated, from {', '.join(DATASETS)}"),
+    Option("--methods", "methods", str, "comma-separated pruning methods (see sparsenet.PRUNERS)"),
+    Option("--sparsities", "sparsities", float, "comma-separated fractions in [0, 1)"),
+    Option("--batch-sizes", "batch_sizes", int, "comma-separated batch sizes"),
+    Option("--formats", "formats", str, "comma-separated formats (see sparsenet.FORMATS)"),
+    Option("--epochs", "epochs", int, "training epochs of the dense networks (default: per dataset)", single=True),
+    Option("--stages", "stages", str, f"comma-separated from {','.join(STAGES)} (one-shot always runs); "
+                                      "recovered networks are trained on first use, then cached"),
+    Option("--recovery-sparsities", "recovery_sparsities", float, "comma-separated sparsities of the recovered "
+                                                                  "networks (default: 0.8,0.9,0.95,0.98)"),
+    Option("--recovery-epochs", "recovery_epochs", int, "training budget of each recovered network (default: 5)",
+           single=True),
+    Option("--threads", "threads", int, "numba and BLAS threads for the whole run (default: all cores)", single=True),
+    Option("--data-dir", "data_dir", str, "directory holding the datasets (also: $SPARSENET_DATA_DIR)", single=True),
+    Option("--model-cache", "model_cache", str, "trained-model cache (default: $SPARSENET_CACHE or "
+                                                "~/.cache/sparsenet)", single=True),
+    Option("--weights", "weights", str, "your own networks instead of training: DATASET=PATH.npz[,...]", single=True),
+)
+_GRID_FIELDS = {f.name for f in dataclasses.fields(Grid)}
+
+
+def add_options(add: Callable[..., Any]) -> None:
+    """Register :data:`OPTIONS` with ``add`` (argparse's ``add_argument`` or pytest's ``addoption``).
+    Values arrive as strings (lists) or typed scalars; :func:`grid_from_options` checks them."""
+    for opt in OPTIONS:
+        add(opt.flag, dest=opt.dest, default=None, help=opt.help, **({"type": opt.item} if opt.single else {}))
+
+
+def parse_list(text: str, kind: type, name: str) -> tuple:
+    """'0,0.5,0.9' -> (0.0, 0.5, 0.9) with an error naming the option on a bad or empty list."""
+    items = [v.strip() for v in text.split(",")]
+    if not any(items):
+        raise ValueError(f"{name} needs at least one value, found {text!r}")
+    try:
+        return tuple(kind(v) for v in items if v)
+    except ValueError:
+        raise ValueError(f"{name} expects a comma-separated list of {kind.__name__}, found {text!r}") from None
+
+
+def grid_from_options(values: Mapping[str, Any], default: str = "full") -> Grid:
+    """The grid named by ``values["grid"]`` (else ``default``) with every given axis overridden,
+    resolved against the registries and checked; ValueError naming the first bad option."""
+    name = values.get("grid") or default
+    check_choice("grid", name, GRIDS)
+    fields = {}
+    for opt in OPTIONS:
+        value = values.get(opt.dest)
+        if opt.dest not in _GRID_FIELDS or value is None:
+            continue
+        fields[opt.dest] = value if opt.single else parse_list(value, opt.item, opt.flag)
+    grid = dataclasses.replace(GRIDS[name], **fields).resolved()
+    for stage in grid.stages:
+        check_choice("stage", stage, STAGES)
+    grid = dataclasses.replace(grid, stages=tuple(s for s in STAGES if s == "oneshot" or s in grid.stages))
+    for d in grid.datasets:
+        check_choice("dataset", d, DATASETS)
+    for m in grid.methods:
+        check_choice("pruning method", m, PRUNERS)
+    for f in grid.formats:
+        check_choice("format", f, FORMATS)
+    for s in grid.sparsities + grid.recovery_sparsities:
+        check_sparsity(s)
+    for what, value in (("batch sizes", min(grid.batch_sizes)), ("epochs", grid.epochs),
+                        ("recovery epochs", grid.recovery_epochs), ("threads", values.get("threads"))):
+        if value is not None and value < 1:
+            raise ValueError(f"{what} must be positive integers, found {value}")
+    return grid
+
+
+def grid_args(grid: Grid, name: str) -> list[str]:
+    """Command-line options that make the suite run exactly ``grid``, derived from the named grid
+    ``name`` (every axis with an option spelled out; the named grid supplies the rest)."""
+    args = [f"--grid={name}", f"--datasets={','.join(grid.datasets)}", f"--methods={','.join(grid.methods)}",
+            f"--sparsities={','.join(map(str, grid.sparsities))}",
+            f"--batch-sizes={','.join(map(str, grid.batch_sizes))}", f"--formats={','.join(grid.formats)}",
+            f"--stages={','.join(grid.stages)}",
+            f"--recovery-sparsities={','.join(map(str, grid.recovery_sparsities))}",
+            f"--recovery-epochs={grid.recovery_epochs}"]
+    if grid.epochs:
+        args.append(f"--epochs={grid.epochs}")
+    return args
+
+
+class Case(NamedTuple):
+    dataset: str
+    method: str
+    sparsity: float
+    batch: int
+    format: str
+    stage: str = "oneshot"
+
+    @property
+    def id(self) -> str:
+        return (f"{self.dataset}-{self.format}-{self.method}-s{self.sparsity:.2f}-b{self.batch}"
+                + ("" if self.stage == "oneshot" else f"-{self.stage}"))
+
+
+def _formats(grid: Grid, method: str, recovered: bool) -> tuple[str, ...]:
+    worth = formats_for(PRUNERS[method].structured)
+    return tuple(f for f in grid.formats if f in worth and (not recovered or FORMATS[f].operating_points))
+
+
+def cases(grid: Grid) -> list[Case]:
+    """Every benchmark case of ``grid``: the whole grid for one-shot networks, and for each
+    recovered stage its sparsities at RECOVERY_BATCH_SIZES in the formats that time operating
+    points (those the grid has)."""
+    grid = grid.resolved()
+    out = [Case(d, m, s, b, f) for d in grid.datasets for m in grid.methods for s in grid.sparsities
+           for b in grid.batch_sizes for f in _formats(grid, m, recovered=False)]
+    out += [Case(d, m, s, b, f, stage) for stage in grid.stages if stage != "oneshot" for d in grid.datasets
+            for m in grid.methods for s in grid.recovery_sparsities for b in RECOVERY_BATCH_SIZES
+            for f in _formats(grid, m, recovered=True)]
+    return out
+
+
+def recovery_config(grid: Grid) -> RecoveryConfig:
+    return RecoveryConfig(epochs=grid.recovery_epochs, train_samples=grid.recovery_samples)
