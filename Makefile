@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: setup data report test bench clean
+.PHONY: setup data report test lint bench clean
 
 setup: $(STAMP) data
 
@@ -21,12 +21,22 @@ data:
 report: setup
 	$(PY) -m bench.report $(ARGS)
 
-test: setup
-	$(PY) -m pytest tests -q
-	$(PY) -m pytest bench -q --benchmark-disable --grid ci
+# The unit tests and the CI benchmark grid share one throw-away cache (SPARSENET_TEST_CACHE, see
+# tests/conftest.py): the grid reuses the 1-epoch networks the report tests trained, and nothing
+# lands in the user's ~/.cache/sparsenet.
+test: setup lint
+	@cache=$$(mktemp -d) && trap 'rm -rf "$$cache"' EXIT && \
+	  SPARSENET_TEST_CACHE=$$cache $(PY) -m pytest tests -q && \
+	  SPARSENET_CACHE=$$cache/sparsenet-cache $(PY) -m pytest bench -q --benchmark-disable --grid ci
+
+lint: setup
+	$(PY) -m ruff check sparsenet bench tests
 
 bench: setup
 	$(PY) -m pytest bench --benchmark-only $(ARGS)
 
+# numba's on-disk kernel cache (__pycache__/*.nbi, *.nbc) goes too: it does not notice edits to
+# sparsenet/kernels/simd.py, which the cached kernels inline
 clean:
-	rm -rf $(VENV) .pytest_cache .benchmarks
+	rm -rf $(VENV) .pytest_cache .benchmarks .ruff_cache
+	find sparsenet bench tests -name '*.nbi' -delete -o -name '*.nbc' -delete
