@@ -2,6 +2,7 @@
 
 __version__ = "0.2.0"
 
+from .errors import FileFormatError
 from .formats import FORMATS, convert
 from .io import load_network, save_network
 from .layers import LAYER_KINDS
@@ -10,6 +11,7 @@ from .prune import PRUNERS, SCOPES, prune
 
 __all__ = [
     "FORMATS",
+    "FileFormatError",
     "LAYER_KINDS",
     "PRUNERS",
     "SCOPES",

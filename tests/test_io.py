@@ -119,3 +119,116 @@ def test_load_masked_names_what_is_wrong(rng, tmp_path):
     path = save_masked(tmp_path / "bad_bias.npz", no_bias_masks)
     with pytest.raises(ValueError, match="masks/bias0 must exist exactly where layer 0 has a bias"):
         load_masked(path)
+
+
+# --- issue 15: bounded, total readers -------------------------------------------------------------
+
+def _good_arrays(rng):
+    net = random_net(rng, (6, 5, 3), bias=True)
+    return {"format_version": np.array(1), "activations": np.array(["relu", "softmax"]),
+            **{f"layer{i}/{p}": getattr(layer, p) for i, layer in enumerate(net.layers) for p in ("weight", "bias")}}
+
+
+def _huge_header_npz(path, shape=(1 << 20, 1 << 20)):
+    """A .npz whose one member's header declares ``shape`` float64 but holds a few bytes."""
+    import io as _io
+    import zipfile
+
+    buf = _io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f8", "fortran_order": False, "shape": shape})
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("format_version.npy", _npy(np.array(1)))
+        z.writestr("activations.npy", _npy(np.array(["relu"])))
+        z.writestr("layer0/weight.npy", buf.getvalue() + b"\0" * 64)
+    return path
+
+
+def _npy(a):
+    import io as _io
+
+    buf = _io.BytesIO()
+    np.save(buf, a)
+    return buf.getvalue()
+
+
+def test_huge_declared_shape_is_refused_before_allocating(tmp_path):
+    from sparsenet.errors import FileFormatError
+
+    with pytest.raises(FileFormatError, match=r"layer0/weight.*cap"):
+        load_network(_huge_header_npz(tmp_path / "huge.npz"))
+
+
+def test_deflate_bomb_is_capped(tmp_path, monkeypatch):
+    """Compressed zeros that inflate past the cap (lowered to 16 MiB here, 1 GiB by default):
+    refused from the zip directory, before anything is inflated."""
+    import zipfile
+
+    from sparsenet.errors import FileFormatError
+
+    path = tmp_path / "bomb.npz"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("format_version.npy", _npy(np.array(1)))
+        z.writestr("activations.npy", _npy(np.array(["relu"])))
+        with z.open("layer0/weight.npy", "w", force_zip64=True) as f:
+            f.write(_npy(np.zeros((0,), np.float64)))
+            chunk = bytes(1 << 24)
+            for _ in range(2):
+                f.write(chunk)
+    monkeypatch.setattr("sparsenet.io.MAX_BYTES", 16 << 20)
+    with pytest.raises(FileFormatError, match="cap of 16777216"):
+        load_network(path)
+    small = save_network(tmp_path / "small.npz", random_net(np.random.default_rng(0), (10, 7, 3)))
+    with pytest.raises(FileFormatError, match="max_bytes"):
+        load_network(small, max_bytes=100)
+    assert load_network(small, max_bytes=10_000).widths == (10, 7, 3)
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"format_version": np.array([1, 1])}, "format_version must be an integer scalar"),
+    ({"format_version": np.array(1.5)}, "format_version must be an integer scalar"),
+    ({"activations": np.array([1, 2])}, "activations must be a 1-D str array"),
+    ({"layers_meta": np.array(1)}, r"unexpected keys \['layers_meta'\]"),
+    ({"layer0/weight": np.array([["a", "b"]] * 5)}, "layer 0"),
+])
+def test_malformed_fields_raise_the_library_error(rng, tmp_path, change, match):
+    from sparsenet.errors import FileFormatError
+
+    path = _write(tmp_path / "bad.npz", **{**_good_arrays(rng), **change})
+    with pytest.raises(FileFormatError, match=match):
+        load_network(path)
+
+
+def test_object_dtype_and_non_npz_files_are_named(rng, tmp_path):
+    from sparsenet.errors import FileFormatError
+
+    text = tmp_path / "text.npz"
+    text.write_text("hello, not a network\n")
+    with pytest.raises(FileFormatError, match="not a readable .npz"):
+        load_network(text)
+    obj = _write(tmp_path / "obj.npz", **{**_good_arrays(rng), "activations": np.array(["relu", None], dtype=object)})
+    with pytest.raises(FileFormatError, match="activations: dtype object"):
+        load_network(obj)
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"pruned_layers": np.array([99])}, "pruned_layers must be distinct layer indices in 0..1"),
+    ({"pruned_layers": np.array([-1])}, "pruned_layers must be distinct layer indices"),
+    ({"pruned_layers": np.array([0, 0])}, "pruned_layers must be distinct"),
+    ({"sparsity": np.array(np.nan)}, r"sparsity must be a float scalar in \[0, 1\)"),
+    ({"sparsity": np.array([0.5])}, "sparsity must be a float scalar"),
+    ({"pruning": np.array(["bogus", "layer"])}, "unknown pruning method 'bogus'"),
+    ({"pruning": np.array(["weight", "planet"])}, "unknown scope 'planet'"),
+    ({"pruning": np.array([1, 2])}, "pruning must be a str array"),
+    ({"masks/weight0": np.ones((5, 6), np.uint8)}, "masks/weight0 must be a bool array"),
+    ({"masks/weight7": np.ones((5, 6), bool)}, "name layers the network does not have"),
+])
+def test_masked_metadata_is_validated(rng, tmp_path, change, match):
+    from sparsenet.errors import FileFormatError
+
+    masked = prune(random_net(rng, (6, 5, 3)), "weight", 0.5)
+    path = save_masked(tmp_path / "m.npz", masked)
+    with np.load(path) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    bad = _write(tmp_path / "bad.npz", **{**arrays, **change})
+    with pytest.raises(FileFormatError, match=match):
+        load_masked(bad)

@@ -1,0 +1,34 @@
+"""The library's own error for files it reads: one class, so callers catch one thing.
+
+Every reader (IDX datasets, ``.npz`` networks and masked networks, cache manifests,
+``auto.json``) turns whatever goes wrong inside it into :class:`FileFormatError`, naming the
+file, the field and the rule. It subclasses ``ValueError`` so that code catching bad values
+keeps working.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+class FileFormatError(ValueError):
+    """A file sparsenet read is corrupt, truncated, too large or not what it should be.
+
+    ``path`` is the file, ``field`` the key/field at fault (or None for the whole file).
+    """
+
+    def __init__(self, path: str | os.PathLike | None, message: str, field: str | None = None):
+        self.path = None if path is None else str(path)
+        self.field = field
+        where = "" if path is None else f"{path}: "
+        what = "" if field is None else f"{field} " if message.startswith("must") else f"{field}: "
+        super().__init__(f"{where}{what}{message}")
+
+
+def error_line(exc: BaseException) -> str:
+    """One line for a command line's ``error: ...``: the first line of the message plus a hint
+    when the message had more (e.g. a dataset search that lists every place tried)."""
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        text = f"{exc.filename}: {exc.strerror}"
+    return text
