@@ -12,12 +12,21 @@
 5. a download into that cache (``download=True``).
 
 A place with a corrupt file is an error, never skipped: a silently different data source would
-make two reports disagree for no visible reason. When nothing is found,
-:class:`DatasetNotFoundError` lists every place and what was wrong there.
+make two reports disagree for no visible reason. A ``data_dir`` the caller named must hold the
+dataset: when it does not, the load fails there (:class:`DatasetNotFoundError`) instead of
+reading another place. When nothing is found, :class:`DatasetNotFoundError` lists every place
+and what was wrong there.
+
+Reading is bounded: a file larger than :data:`MAX_FILE_BYTES` is refused unread, a gzip IDX
+file is inflated in chunks of :data:`CHUNK_BYTES` and refused as soon as it yields more than its
+header declares (the header itself must declare the dataset's published shape), and bytes after
+the gzip stream are refused for every dataset. Every problem inside a file is a
+:class:`~sparsenet.errors.FileFormatError` (a ``ValueError``) naming the file and the rule.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import os
@@ -26,14 +35,15 @@ import sys
 import time
 import urllib.error
 import urllib.request
-import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .errors import FileFormatError
 from .files import atomic_path
+from .io import read_arrays
 from .validation import check_choice
 
 DATASETS = ("fashion_mnist", "mnist")
@@ -58,6 +68,11 @@ STANDARD_DIRS: dict[str, tuple[Path, ...]] = {
     "mnist": (Path("../shared/datasets/mnist"),
               Path(__file__).resolve().parents[2] / "shared" / "datasets" / "mnist"),
 }
+
+# Largest dataset file read at all (the biggest original, train-images, is 9.9 MB gzipped and
+# Keras' mnist.npz 11 MB); a user with a bigger file can raise it: sparsenet.data.MAX_FILE_BYTES = ...
+MAX_FILE_BYTES = 256 << 20
+CHUNK_BYTES = 1 << 20  # most bytes one inflate step may produce
 
 KERAS_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
 DOWNLOAD_TIMEOUT_S = 15.0
@@ -118,6 +133,7 @@ class _Place:
     path: Path  # a directory holding the four IDX files, or an mnist.npz file
     label: str  # where this place comes from, for messages
     remedy: str  # what to do when a file here is corrupt
+    last_of_user_dir: bool = False  # the last candidate under the caller's data_dir
 
 
 def load_dataset(name: str, data_dir: str | os.PathLike | None = None, download: bool = True) -> Dataset:
@@ -146,6 +162,11 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, download:
         if problem is None:
             return _read(name, place)
         tried.append(f"{place.path} ({place.label}): {problem}")
+        if place.last_of_user_dir:  # the caller named this directory: never read another one instead
+            raise DatasetNotFoundError(f"{TITLES[name]} not found in the data_dir given ({data_dir}). "
+                                       "Places tried:\n" + "".join(f"  - {t}\n" for t in tried)
+                                       + f"Put the four files ({', '.join(IDX_FILES.values())}) there, "
+                                       "or pass the directory that holds them.")
     keras_place = _keras_place(name)
     if not download:
         tried.append(f"download into {keras_place.path}: not attempted (download=False)")
@@ -167,10 +188,12 @@ def _places(name: str, data_dir: str | os.PathLike | None) -> list[_Place]:
         root = Path(root).expanduser()
         if root.suffix == ".npz":
             places.append(_Place(root, label, user_remedy))
-            continue
-        places += [_Place(d, label, user_remedy) for d in (root, *(root / sub for sub in SUBDIRS[name]))]
-        if name == "mnist":
-            places.append(_Place(root / "mnist.npz", label, user_remedy))
+        else:
+            places += [_Place(d, label, user_remedy) for d in (root, *(root / sub for sub in SUBDIRS[name]))]
+            if name == "mnist":
+                places.append(_Place(root / "mnist.npz", label, user_remedy))
+        if label == "data_dir argument":
+            places[-1] = dataclasses.replace(places[-1], last_of_user_dir=True)
     remedy = ("reinstall it: sudo apt-get install --reinstall dataset-fashion-mnist" if name == "fashion_mnist"
               else "replace it with an intact copy (md5 sums in SOURCE.md beside it)")
     seen = set()
@@ -206,10 +229,14 @@ def _read(name: str, place: _Place) -> Dataset:
     else:
         files = tuple(place.path / f for f in IDX_FILES.values())
     stats = tuple((str(f.resolve()), f.stat().st_mtime_ns, f.stat().st_size) for f in files)
+    for path, _, size in stats:
+        if size > MAX_FILE_BYTES:
+            raise FileFormatError(path, f"is {size} bytes, more than the {MAX_FILE_BYTES} a dataset file may have "
+                                  f"(sparsenet.data.MAX_FILE_BYTES); {place.remedy}")
     try:
         arrays = _decode_cached(name, stats)
     except ValueError as exc:
-        raise ValueError(f"{exc}; {place.remedy}") from None
+        raise FileFormatError(None, f"{exc}; {place.remedy}") from None
     return Dataset(name, *arrays, source=str(place.path))
 
 
@@ -241,55 +268,70 @@ def _decode_cached(name: str, stats: tuple[tuple[str, int, int], ...]) -> tuple[
 
 
 def _read_idx(path: Path, field: str) -> np.ndarray:
-    """Decode one gzip IDX file, checking the stream, magic number, dims, count and labels."""
+    """Decode one gzip IDX file, checking the stream, magic number, dims, count and labels,
+    inflating at most :data:`CHUNK_BYTES` at a time and never more than the header declares."""
     blob = path.read_bytes()
     if blob[:2] != b"\x1f\x8b":
-        raise ValueError(f"{path} is not a gzip file: it starts with {blob[:4]!r}, expected b'\\x1f\\x8b'")
-    # zlib rather than gzip.open: a truncated stream then yields what it holds, which we measure,
-    # instead of an EOFError; wbits=16+ reads the gzip container and checks its CRC and length.
-    stream = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-    try:
-        data = stream.decompress(blob)
-    except zlib.error as exc:
-        raise ValueError(f"{path} is corrupt: the gzip stream fails to decode ({exc})") from None
+        raise FileFormatError(path, f"is not a gzip file: it starts with {blob[:4]!r}, expected b'\\x1f\\x8b'")
     images = field.startswith("x")
     n_expected = N_TRAIN if field.endswith("train") else N_TEST
     header = 16 if images else 8
+    dims = (n_expected, ROWS, COLS) if images else (n_expected,)
+    size = header + int(np.prod(dims))  # what the header must declare; checked when it arrives
+    # zlib rather than gzip.open: a truncated stream then yields what it holds, which we measure,
+    # instead of an EOFError; wbits=16+ reads the gzip container and checks its CRC and length.
+    stream = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    data, feed, checked = bytearray(), blob, False
+    while True:
+        try:
+            part = stream.decompress(feed, CHUNK_BYTES)
+        except zlib.error as exc:
+            raise FileFormatError(path, f"is corrupt: the gzip stream fails to decode ({exc})") from None
+        data += part
+        feed = stream.unconsumed_tail
+        if not checked and len(data) >= header:
+            _check_idx_header(path, bytes(data[:header]), images, dims)
+            checked = True
+        if len(data) > size:
+            raise FileFormatError(path, f"has bytes after the {size - header} its header announces "
+                                  f"(it inflates to more than {size} bytes)")
+        if stream.eof or (not feed and not part):
+            break
     if len(data) < header:
-        raise ValueError(f"{path} is truncated: {len(data)} bytes decompress, less than the "
-                         f"{header}-byte IDX header")
-    magic, count = struct.unpack(">II", data[:8])
-    want_magic = IMAGES_MAGIC if images else LABELS_MAGIC
-    if magic != want_magic:
-        raise ValueError(f"{path} has IDX magic number {magic}, expected {want_magic} "
-                         f"({'images' if images else 'labels'}): wrong or damaged file")
-    dims = (count, *struct.unpack(">II", data[8:16])) if images else (count,)
-    if images and dims[1:] != (ROWS, COLS):
-        raise ValueError(f"{path} holds {dims[1]}x{dims[2]} images, expected {ROWS}x{COLS}")
-    if count != n_expected:
-        raise ValueError(f"{path} holds {count} items, expected {n_expected}")
-    size, found = int(np.prod(dims)), len(data) - header
-    if found < size:
-        raise ValueError(f"{path} is truncated: header says {'x'.join(map(str, dims))} = {size} bytes, "
-                         f"found {found}")
-    if found > size:
-        raise ValueError(f"{path} has {found - size} bytes after the {size} its header announces")
+        raise FileFormatError(path, f"is truncated: {len(data)} bytes decompress, less than the "
+                              f"{header}-byte IDX header")
+    if len(data) < size:
+        raise FileFormatError(path, f"is truncated: header says {'x'.join(map(str, dims))} = {size - header} "
+                              f"bytes, found {len(data) - header}")
     if not stream.eof:
-        raise ValueError(f"{path} is truncated: the data is complete but the gzip stream ends early "
-                         "(no end-of-stream marker and checksum)")
+        raise FileFormatError(path, "is truncated: the data is complete but the gzip stream ends early "
+                              "(no end-of-stream marker and checksum)")
+    if stream.unused_data or stream.unconsumed_tail:
+        raise FileFormatError(path, f"has {len(stream.unused_data) + len(stream.unconsumed_tail)} bytes after "
+                              "the end of its gzip stream: not the original file")
     arr = np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
     if not images and arr.max() > 9:
-        raise ValueError(f"{path} holds label {int(arr.max())}, expected class ids 0..9")
+        raise FileFormatError(path, f"holds label {int(arr.max())}, expected class ids 0..9")
     return arr
+
+
+def _check_idx_header(path: Path, head: bytes, images: bool, dims: tuple[int, ...]) -> None:
+    magic, count = struct.unpack(">II", head[:8])
+    want_magic = IMAGES_MAGIC if images else LABELS_MAGIC
+    if magic != want_magic:
+        raise FileFormatError(path, f"has IDX magic number {magic}, expected {want_magic} "
+                              f"({'images' if images else 'labels'}): wrong or damaged file")
+    if images:
+        found = struct.unpack(">II", head[8:16])
+        if found != (ROWS, COLS):
+            raise FileFormatError(path, f"holds {found[0]}x{found[1]} images, expected {ROWS}x{COLS}")
+    if count != dims[0]:
+        raise FileFormatError(path, f"holds {count} items, expected {dims[0]}")
 
 
 def _read_mnist_npz(path: Path) -> dict[str, np.ndarray]:
     """Keras' mnist.npz: uint8 x_train (60000, 28, 28), y_train (60000,), x_test, y_test."""
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {key: npz[key] for key in npz.files}
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, zlib.error) as exc:
-        raise ValueError(f"{path} is not a readable .npz archive ({exc}): corrupt or truncated") from None
+    arrays = read_arrays(path, max_bytes=MAX_FILE_BYTES)
     for field in IDX_FILES:
         n = N_TRAIN if field.endswith("train") else N_TEST
         shape = (n, ROWS, COLS) if field.startswith("x") else (n,)

@@ -20,8 +20,10 @@ class FileFormatError(ValueError):
     def __init__(self, path: str | os.PathLike | None, message: str, field: str | None = None):
         self.path = None if path is None else str(path)
         self.field = field
-        where = "" if path is None else f"{path}: "
-        what = "" if field is None else f"{field} " if message.startswith("must") else f"{field}: "
+        # "<file> is truncated", "<file>: <field> must be ...", "<file>: <field>: bad header"
+        verb = message.startswith(("is ", "has ", "holds ", "must ", "declares "))
+        where = "" if path is None else f"{path} " if verb and field is None else f"{path}: "
+        what = "" if field is None else f"{field} " if verb else f"{field}: "
         super().__init__(f"{where}{what}{message}")
 
 

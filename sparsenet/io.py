@@ -160,8 +160,13 @@ def _save(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> Path:
     return path
 
 
+def read_arrays(path: str | os.PathLike, max_bytes: int | None = None) -> dict[str, np.ndarray]:
+    """Every array of the ``.npz`` at ``path``, each checked from its header before it is read
+    (module docstring): ``FileFormatError`` for anything wrong, ``FileNotFoundError`` if absent."""
+    return _read(Path(path), max_bytes)
+
+
 def _read(path: Path, max_bytes: int | None = None) -> dict[str, np.ndarray]:
-    """Every array of the archive, each checked from its header before it is read (module docstring)."""
     if not path.is_file():
         raise FileNotFoundError(f"no network file at {path}; train and export one with "
                                 "`python -m sparsenet.train --dataset mnist` or pass the right path")

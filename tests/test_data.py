@@ -106,20 +106,68 @@ def test_data_dir_argument_comes_before_env(real_dirs, isolated, monkeypatch):
 
 
 def test_nothing_found_lists_every_place_and_remedies(isolated, monkeypatch):
-    (isolated / "arg").mkdir()
+    (isolated / "env").mkdir()
     monkeypatch.setenv("SPARSENET_DATA_DIR", str(isolated / "env"))
     with pytest.raises(DatasetNotFoundError) as info:
-        load_dataset("fashion_mnist", data_dir=isolated / "arg", download=False)
+        load_dataset("fashion_mnist", download=False)
     assert isinstance(info.value, FileNotFoundError)
     message = str(info.value)
     keras_cache = isolated / "home" / "keras" / "datasets" / "fashion-mnist"
-    for place in (isolated / "arg", isolated / "arg" / "fashion-mnist", isolated / "arg" / "fashion_mnist",
-                  isolated / "env", isolated / "env" / "fashion-mnist", isolated / "std" / "fashion",
-                  keras_cache):
+    for place in (isolated / "env", isolated / "env" / "fashion-mnist", isolated / "env" / "fashion_mnist",
+                  isolated / "std" / "fashion", keras_cache):
         assert f"{place} (" in message, place
-    assert "holds none of the 4" in message  # arg exists but is empty
+    assert "holds none of the 4" in message  # env exists but is empty
     assert "download=False" in message
     assert "apt-get install dataset-fashion-mnist" in message and "SPARSENET_DATA_DIR" in message
+
+
+@pytest.mark.parametrize("make", [False, True])
+def test_a_named_data_dir_must_hold_the_data(real_dirs, isolated, monkeypatch, make):
+    """Missing or empty, the directory the caller named is an error, even when the data is elsewhere."""
+    linked_copy(idx_dir(real_dirs, "mnist"), isolated / "env")
+    monkeypatch.setenv("SPARSENET_DATA_DIR", str(isolated / "env"))
+    named = isolated / "typo"
+    if make:
+        named.mkdir()
+    with pytest.raises(DatasetNotFoundError, match=rf"MNIST not found in the data_dir given \({named}\)"):
+        load_dataset("mnist", data_dir=named, download=False)
+
+
+def test_bytes_after_the_gzip_stream_are_refused_for_every_dataset(real_dirs, isolated):
+    from sparsenet.errors import FileFormatError
+
+    for name in data.DATASETS:
+        d = linked_copy(idx_dir(real_dirs, name), isolated / name)
+        blob = (idx_dir(real_dirs, name) / "t10k-labels-idx1-ubyte.gz").read_bytes()
+        replace_file(d, "t10k-labels-idx1-ubyte.gz", blob + b"extra")
+        with pytest.raises(FileFormatError, match=r"has 5 bytes after the end of its gzip stream"):
+            load_dataset(name, data_dir=d, download=False)
+
+
+def test_gzip_bomb_is_stopped_at_the_declared_size(real_dirs, isolated):
+    """A valid header followed by 400 MB of zeros: refused after inflating ~header size, fast and small."""
+    import time
+    import tracemalloc
+    import zlib
+
+    from sparsenet.errors import FileFormatError
+
+    d = linked_copy(idx_dir(real_dirs, "mnist"), isolated / "d")
+    head = (2049).to_bytes(4, "big") + (10000).to_bytes(4, "big")
+    comp = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    chunk = bytes(1 << 22)
+    bomb = comp.compress(head) + b"".join(comp.compress(chunk) for _ in range(100)) + comp.flush()
+    replace_file(d, "t10k-labels-idx1-ubyte.gz", bomb)
+    tracemalloc.start()
+    start = time.perf_counter()
+    try:
+        with pytest.raises(FileFormatError, match="has bytes after the 10000 its header announces"):
+            load_dataset("mnist", data_dir=d, download=False)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert time.perf_counter() - start < 10
+    assert peak < 200 << 20, peak  # the train files are read (47 MB decoded); never the 400 MB
 
 
 def test_incomplete_directory_names_missing_files(real_dirs, isolated):
