@@ -31,7 +31,7 @@ import numpy as np
 
 from . import _keras
 from ._masked_mlp import gradual_callback, masked_model
-from .cache import cache_root, read_manifest
+from .cache import cache_root, entry_lock, read_manifest
 from .data import N_TRAIN, Dataset, load_dataset
 from .files import write_json
 from .io import load_masked, save_masked
@@ -155,22 +155,23 @@ def recovered_network(net: Network, stage: str, method: str, sparsity: float, sc
     check_choice("recovery stage", stage, RECOVERED_STAGES)
     key = recovery_key(net, stage, method, sparsity, scope, config)
     directory = cache_root(cache_dir) / "recovered" / f"{dataset}-{stage}-{method}-{scope}-s{sparsity:g}-{key}"
-    manifest = read_manifest(directory / "manifest.json", key, key_field="key")
-    if manifest is not None:
-        try:
-            masked = load_masked(directory / "network.npz")
-        except (OSError, ValueError) as exc:
-            print(f"cache entry {directory} is unusable ({exc}); training again", flush=True)
-        else:
-            return masked, manifest
-    data = load_dataset(dataset, data_dir=data_dir)
-    if progress:
-        print(f"  {stage} {dataset} {method}/{scope} at {sparsity:g}: {config.epochs} epochs "
-              f"(cached in {directory})", flush=True)
-    masked, manifest = recover(net, stage, method, sparsity, scope, data, config, progress)
-    save_masked(directory / "network.npz", masked)
-    write_json(directory / "manifest.json", {**manifest, "key": key})
-    return masked, {**manifest, "key": key}
+    with entry_lock(directory, "this recovered network"):  # concurrent runs train it once
+        manifest = read_manifest(directory / "manifest.json", key, key_field="key")
+        if manifest is not None:
+            try:
+                masked = load_masked(directory / "network.npz")
+            except (OSError, ValueError) as exc:
+                print(f"cache entry {directory} is unusable ({exc}); training again", flush=True)
+            else:
+                return masked, manifest
+        data = load_dataset(dataset, data_dir=data_dir)
+        if progress:
+            print(f"  {stage} {dataset} {method}/{scope} at {sparsity:g}: {config.epochs} epochs "
+                  f"(cached in {directory})", flush=True)
+        masked, manifest = recover(net, stage, method, sparsity, scope, data, config, progress)
+        save_masked(directory / "network.npz", masked)
+        write_json(directory / "manifest.json", {**manifest, "key": key})
+        return masked, {**manifest, "key": key}
 
 
 def recovery_key(net: Network, stage: str, method: str, sparsity: float, scope: str,

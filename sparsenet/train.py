@@ -24,7 +24,7 @@ import numpy as np
 
 from . import _keras
 from .activations import ACTIVATIONS
-from .cache import cache_root, read_manifest
+from .cache import TRAINED_FIELDS, cache_root, entry_lock, read_manifest
 from .data import DATASETS, N_TRAIN, Dataset, load_dataset
 from .files import write_json
 from .io import load_network, save_network
@@ -201,8 +201,13 @@ def trained_network(config: TrainConfig, cache_dir: str | os.PathLike | None = N
     manifest is written last, so a directory without a valid one counts as absent.
     """
     directory = model_dir(config, cache_dir)
+    with entry_lock(directory, f"the {config.dataset} network"):  # concurrent runs train it once
+        return _cached_or_trained(config, directory, data_dir, progress)
+
+
+def _cached_or_trained(config: TrainConfig, directory: Path, data_dir, progress: bool) -> tuple[Network, dict]:
     weights, manifest_path = directory / "weights.npz", directory / "manifest.json"
-    manifest = read_manifest(manifest_path, config_key(config))
+    manifest = read_manifest(manifest_path, config_key(config), fields=TRAINED_FIELDS)
     if manifest is not None:
         try:
             net = load_network(weights)

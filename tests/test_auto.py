@@ -71,4 +71,20 @@ def test_auto_decisions_go_under_the_cache_root(rng, tmp_path, monkeypatch):
     assert Path(auto.cache_file()) == tmp_path / "auto.json"
     forward = convert(prune(random_net(rng, (20, 10, 4)), "weight", 0.5), "auto")
     forward(rng.random((2, 20)).astype(np.float32))
-    assert [p.name for p in tmp_path.iterdir()] == ["auto.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["auto.json", "auto.json.lock"]  # + its process lock
+
+
+@pytest.mark.parametrize("content", ['{"k": ["dense"]}', '[1, 2]', '{"k": {"a": 1}}', '"dense"'])
+def test_auto_ignores_non_string_decisions(rng, capsys, content):
+    """Before: ``["dense"] in candidates`` raised TypeError: unhashable, on every auto benchmark."""
+    forward = convert(prune(random_net(rng, (20, 10, 4)), "weight", 0.5), "auto")
+    key = f"{auto._machine_key()}|{forward.fingerprint}|b2"
+    path = auto.cache_file()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(content.replace('"k"', json.dumps(key)))
+    x = rng.random((2, 20)).astype(np.float32)
+    assert_forward_close(forward(x), forward.candidates["dense"](x))
+    assert forward.choice(2) in forward.candidates
+    assert "auto: ignoring" in capsys.readouterr().err
+    assert isinstance(json.loads(open(path).read())[key], str), "the decision is rewritten as a name"

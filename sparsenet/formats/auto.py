@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import sys
 import threading
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -22,7 +24,7 @@ from typing import ClassVar
 import numba
 import numpy as np
 
-from ..cache import cache_root
+from ..cache import cache_root, entry_lock
 from ..files import write_json
 from ..host import cpu_name, median_seconds
 from ..model import MaskedNetwork
@@ -118,20 +120,39 @@ def _bucket(n_batch: int) -> int:
     return 1 << max(0, int(n_batch) - 1).bit_length()
 
 
-def _read_cache() -> dict:
+MAX_CACHE_BYTES = 16 << 20  # auto.json holds one short line per network, machine and bucket
+
+
+def _read_cache() -> dict[str, str]:
+    """The stored decisions: only ``str -> str`` entries count; a damaged file is reported (one
+    line) and measured over, never fatal."""
+    path = cache_file()
     try:
-        with open(cache_file()) as f:
+        if os.path.getsize(path) > MAX_CACHE_BYTES:
+            raise ValueError(f"{os.path.getsize(path)} bytes, more than {MAX_CACHE_BYTES}")
+        with open(path, encoding="utf-8") as f:
             data = json.load(f)
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):  # absent or unreadable: measure again
+        if not isinstance(data, dict):
+            raise ValueError(f"a JSON {type(data).__name__}, expected an object")
+    except FileNotFoundError:
         return {}
+    except (OSError, ValueError, RecursionError) as exc:  # unreadable: measure again (and rewrite it)
+        print(f"auto: ignoring {path} ({exc})", file=sys.stderr, flush=True)
+        return {}
+    good = {k: v for k, v in data.items() if isinstance(v, str)}
+    if len(good) != len(data):
+        print(f"auto: ignoring {len(data) - len(good)} entries of {path} that are not format names",
+              file=sys.stderr, flush=True)
+    return good
 
 
 def _store(key: str, name: str) -> None:
+    # the thread lock for this process, the file lock for other processes writing the same file
     with _DISK_LOCK:
-        data = _read_cache()
-        data[key] = name
         try:
-            write_json(cache_file(), data)
+            with entry_lock(cache_file(), "auto's decisions"):
+                data = _read_cache()
+                data[key] = name
+                write_json(cache_file(), data)
         except OSError:  # a read-only home still gets in-memory caching
             pass
