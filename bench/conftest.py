@@ -22,11 +22,12 @@ from bench.grid import (
     grid_from_options,
     recovery_config,
 )
-from bench.models import load_eval_data, load_models, parse_weights
+from bench.models import load_study, parse_weights
 from bench.runtime import fix_threads
 from sparsenet import convert, prune
 from sparsenet.formats import baseline
 from sparsenet.recover import recovered_network
+from sparsenet.userdata import LabelledData
 
 
 def pytest_addoption(parser):
@@ -68,19 +69,27 @@ def grid(pytestconfig) -> Grid:
 
 
 @pytest.fixture(scope="session")
-def models(pytestconfig, grid):
-    """Trained dense networks per dataset (from the training cache; trained on first use)."""
-    return load_models(grid.datasets, grid.epochs, pytestconfig.getoption("data_dir"),
-                       pytestconfig.getoption("model_cache"), parse_weights(pytestconfig.getoption("weights")))
+def study(pytestconfig, grid):
+    """``(models, data)``: dense networks per dataset (ours from the training cache, trained on
+    first use; or the user's --weights / --model) and each one's dataset."""
+    opt = pytestconfig.getoption
+    return load_study(grid.datasets, grid.epochs, opt("data_dir"), opt("model_cache"), parse_weights(opt("weights")),
+                      opt("model"), opt("data"), opt("train_data"))
 
 
 @pytest.fixture(scope="session")
-def eval_data(pytestconfig, grid):
-    return load_eval_data(grid.datasets, pytestconfig.getoption("data_dir"))
+def models(study):
+    return study[0]
 
 
 @pytest.fixture(scope="session")
-def build(pytestconfig, grid, models, eval_data):
+def eval_data(study):
+    """Test inputs per dataset (float32, (n, n_in)): what every latency is measured on."""
+    return {name: data.x_test for name, data in study[1].items()}
+
+
+@pytest.fixture(scope="session")
+def build(pytestconfig, grid, models, eval_data, study):
     """``build(dataset, method, sparsity, fmt, batch, stage) -> (forward, xs, dense_outputs, masked)``.
 
     ``xs`` is a stack of distinct input batches, ``(k, batch, n_in)``, that a timed loop cycles
@@ -101,7 +110,9 @@ def build(pytestconfig, grid, models, eval_data):
         net = models[dataset][0]
         if stage == "oneshot":
             return prune(net, method, sparsity)
-        return recovered_network(net, stage, method, sparsity, RECOVERY_SCOPE, dataset, recovery,
+        data = study[1][dataset]
+        data = data if isinstance(data, LabelledData) else dataset  # a user's data travels as itself
+        return recovered_network(net, stage, method, sparsity, RECOVERY_SCOPE, data, recovery,
                                  cache_dir=model_cache, data_dir=data_dir)[0]
 
     @functools.lru_cache(maxsize=8)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from sparsenet import FORMATS, PRUNERS
@@ -26,7 +27,7 @@ from sparsenet.recover import STAGES, RecoveryConfig
 from sparsenet.validation import check_choice, check_sparsity
 
 __all__ = ["BATCH1_INPUTS", "GRIDS", "OPTIONS", "RECOVERY_BATCH_SIZES", "RECOVERY_SCOPE", "SPARSITIES", "Case",
-           "Grid", "Option", "add_options", "cases", "grid_args", "grid_from_options", "recovery_config"]
+           "Grid", "Option", "add_options", "cases", "data_label", "grid_args", "grid_from_options", "recovery_config"]
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("--model-cache", "model_cache", str, "trained-model cache (default: $SPARSENET_CACHE or "
                                                 "~/.cache/sparsenet)", single=True),
     Option("--weights", "weights", str, "your own networks instead of training: DATASET=PATH.npz[,...]", single=True),
+    Option("--model", "model", str, "report on your own model alone (.keras, .h5, .onnx or a sparsenet .npz) "
+                                    "instead of ours; needs --data", single=True),
+    Option("--data", "data", str, "with --model: its test data, an .npz with arrays x and y (integer labels), "
+                                  f"or a built-in dataset ({', '.join(DATASETS)})", single=True),
+    Option("--train-data", "train_data", str, "with --model: training data (.npz with x and y) for fine-tuning "
+                                              "and gradual pruning; without it only one-shot pruning runs",
+           single=True),
 )
 _GRID_FIELDS = {f.name for f in dataclasses.fields(Grid)}
 
@@ -134,11 +142,20 @@ def grid_from_options(values: Mapping[str, Any], default: str = "full") -> Grid:
         if opt.dest not in _GRID_FIELDS or value is None:
             continue
         fields[opt.dest] = value if opt.single else parse_list(value, opt.item, opt.flag)
+    own = values.get("model")
+    if own is not None or values.get("data") is not None or values.get("train_data") is not None:
+        if own is None or values.get("data") is None:
+            raise ValueError("--model, --data and --train-data go together: --model needs --data (its test data)")
+        if values.get("datasets") is not None or values.get("weights") is not None:
+            raise ValueError("--model reports on your model alone: leave out --datasets and --weights")
+        fields["datasets"] = (data_label(values["data"]),)
+        if values.get("train_data") is None:
+            fields["stages"] = ("oneshot",)  # recovery needs training data
     grid = dataclasses.replace(GRIDS[name], **fields).resolved()
     for stage in grid.stages:
         check_choice("stage", stage, STAGES)
     grid = dataclasses.replace(grid, stages=tuple(s for s in STAGES if s == "oneshot" or s in grid.stages))
-    for d in grid.datasets:
+    for d in grid.datasets if own is None else ():
         check_choice("dataset", d, DATASETS)
     for m in grid.methods:
         check_choice("pruning method", m, PRUNERS)
@@ -153,10 +170,18 @@ def grid_from_options(values: Mapping[str, Any], default: str = "full") -> Grid:
     return grid
 
 
-def grid_args(grid: Grid, name: str) -> list[str]:
+def data_label(data: str) -> str:
+    """What a run calls the user's ``--data``: a built-in dataset's name, or the file's stem."""
+    return data if data in DATASETS else Path(data).stem
+
+
+def grid_args(grid: Grid, name: str, own_model: bool = False) -> list[str]:
     """Command-line options that make the suite run exactly ``grid``, derived from the named grid
-    ``name`` (every axis with an option spelled out; the named grid supplies the rest)."""
-    args = [f"--grid={name}", f"--datasets={','.join(grid.datasets)}", f"--methods={','.join(grid.methods)}",
+    ``name`` (every axis with an option spelled out; the named grid supplies the rest). With
+    ``own_model`` the datasets and stages follow from ``--model``/``--data``/``--train-data``,
+    which the caller passes on."""
+    args = [f"--grid={name}", *([] if own_model else [f"--datasets={','.join(grid.datasets)}"]),
+            f"--methods={','.join(grid.methods)}",
             f"--sparsities={','.join(map(str, grid.sparsities))}",
             f"--batch-sizes={','.join(map(str, grid.batch_sizes))}", f"--formats={','.join(grid.formats)}",
             f"--stages={','.join(grid.stages)}",

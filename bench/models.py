@@ -1,13 +1,20 @@
-"""The trained networks and evaluation images the benchmarks and the report run on."""
+"""The trained networks and evaluation data the benchmarks and the report run on.
+
+Either ours (trained with TensorFlow on first use and cached, per built-in dataset; or the
+user's ``--weights DATASET=PATH.npz`` for a built-in dataset), or the user's own model alone
+(``--model PATH --data TEST`` [``--train-data TRAIN``]): :func:`load_study` returns both as
+``{name: (network, manifest)}`` and ``{name: dataset}``, so everything after it is the same.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
+from bench.grid import data_label
 from sparsenet import Network, convert, load_network, prune
-from sparsenet.data import load_dataset
+from sparsenet.data import DATASETS, load_dataset
+from sparsenet.formats import baseline
+from sparsenet.userdata import user_dataset
 
 
 def parse_weights(text: str | None) -> dict[str, Path]:
@@ -30,11 +37,67 @@ def user_model(dataset: str, path: Path, data_dir=None) -> tuple[Network, dict]:
     if net.widths[0] != data.x_test.shape[1] or net.widths[-1] != 10:
         raise ValueError(f"{path}: network maps {net.widths[0]} inputs to {net.widths[-1]} outputs; "
                          f"{dataset} needs {data.x_test.shape[1]} inputs and 10 classes")
-    forward = convert(prune(net, "weight", 0.0), "dense")
-    accuracy = float((forward(data.x_test.astype(net.dtype)).argmax(axis=1) == data.y_test).mean())
+    accuracy = dense_accuracy(net, data)
     print(f"using your {dataset} network from {path} (test accuracy {accuracy:.2%})", flush=True)
     return net, {"dataset": dataset, "architecture": list(net.widths), "epochs": None,
                  "test_accuracy_numpy": accuracy, "source": str(path)}
+
+
+def dense_accuracy(net: Network, data) -> float:
+    forward = convert(prune(net, "weight", 0.0), baseline())
+    return float((forward(data.x_test.astype(net.dtype)).argmax(axis=1) == data.y_test).mean())
+
+
+def read_model(path: Path) -> tuple[Network, dict]:
+    """A user's model file: a sparsenet .npz, or (with the import extras) Keras or ONNX."""
+    if path.suffix == ".npz":
+        return load_network(path), {"framework": "sparsenet", "input_shape": None}
+    try:
+        from sparsenet import load_model
+    except ImportError:
+        raise ValueError(f"{path}: this sparsenet reads sparsenet .npz networks only; Keras and ONNX models "
+                         "need sparsenet.load_model (the model-import extra)") from None
+    imported = load_model(path)
+    net = getattr(imported, "network", imported)
+    return net, {"framework": getattr(imported, "framework", path.suffix.lstrip(".")),
+                 "input_shape": list(getattr(imported, "input_shape", None) or []) or None}
+
+
+def own_model(model: str, data: str, train_data: str | None, data_dir=None) -> tuple[dict, dict]:
+    """``--model``: the user's network alone, evaluated on ``data`` (an .npz or a built-in dataset)."""
+    path = Path(model).expanduser()
+    if not path.is_file():
+        raise ValueError(f"--model: no file at {path}")
+    net, info = read_model(path)
+    name = data_label(data)
+    if data in DATASETS:
+        if train_data is not None:
+            raise ValueError(f"--train-data goes with an .npz --data; {data} brings its own training split")
+        dataset = load_dataset(data, data_dir=data_dir)
+        if dataset.x_test.shape[1] != net.widths[0]:
+            raise ValueError(f"{path}: network takes {net.widths[0]} inputs, {data} has {dataset.x_test.shape[1]}")
+    else:
+        dataset = user_dataset(data, train_data, n_in=net.widths[0], n_classes=net.widths[-1])
+    accuracy = dense_accuracy(net, dataset)
+    classes = int(net.widths[-1])
+    print(f"using your model {path}: {'-'.join(map(str, net.widths))}, activations "
+          f"{', '.join(layer.activation for layer in net.layers)}; test accuracy {accuracy:.2%} on "
+          f"{dataset.x_test.shape[0]} samples of {name}", flush=True)
+    manifest = {"dataset": name, "architecture": list(net.widths), "epochs": None, "test_accuracy_numpy": accuracy,
+                "source": str(path), "data_source": dataset.source, "classes": classes,
+                "activations": [layer.activation for layer in net.layers], "test_samples": int(dataset.x_test.shape[0]),
+                **info}
+    return {name: (net, manifest)}, {name: dataset}
+
+
+def load_study(datasets, epochs: int | None, data_dir=None, cache_dir=None, weights=None, model=None, data=None,
+               train_data=None) -> tuple[dict, dict]:
+    """``({name: (network, manifest)}, {name: dataset})`` for a run: the user's ``model`` alone,
+    or one network per built-in dataset (``weights`` where given, else ours)."""
+    if model is not None:
+        return own_model(model, data, train_data, data_dir)
+    models = load_models(datasets, epochs, data_dir, cache_dir, weights)
+    return models, {name: load_dataset(name, data_dir=data_dir) for name in datasets}
 
 
 def load_models(datasets, epochs: int | None, data_dir=None, cache_dir=None,
@@ -53,7 +116,3 @@ def load_models(datasets, epochs: int | None, data_dir=None, cache_dir=None,
         out[name] = trained_network(config, cache_dir=cache_dir, data_dir=data_dir, progress=True)
     return out
 
-
-def load_eval_data(datasets, data_dir=None) -> dict[str, np.ndarray]:
-    """Test images (float32, (10000, 784)) per dataset: the inputs every latency is measured on."""
-    return {name: load_dataset(name, data_dir=data_dir).x_test for name in datasets}

@@ -141,20 +141,37 @@ def gradual(net: Network, method: str, sparsity: float, scope: str, dataset: Dat
 
 def recover(net: Network, stage: str, method: str, sparsity: float, scope: str, dataset: Dataset,
             config: RecoveryConfig = RecoveryConfig(), progress: bool = True) -> tuple[MaskedNetwork, dict]:
-    """The network of ``stage`` (see :data:`RECOVERED_STAGES`) for the dense ``net``."""
+    """The network of ``stage`` (see :data:`RECOVERED_STAGES`) for the dense ``net``.
+
+    A training set smaller than ``config`` assumes (a user's own data) sets ``train_samples``,
+    so that the steps per epoch, and the gradual schedule built on them, are the real ones."""
     check_choice("recovery stage", stage, RECOVERED_STAGES)
+    n = int(dataset.x_train.shape[0])
+    if n == 0:
+        raise ValueError(f"{stage} needs training data, and {dataset.name} has none")
+    if n < (config.train_samples or N_TRAIN):
+        config = dataclasses.replace(config, train_samples=n)
     if stage == "finetuned":
         return finetune(prune(net, method, sparsity, scope), dataset, config, progress)
     return gradual(net, method, sparsity, scope, dataset, config, progress)
 
 
-def recovered_network(net: Network, stage: str, method: str, sparsity: float, scope: str, dataset: str,
+def recovered_network(net: Network, stage: str, method: str, sparsity: float, scope: str, dataset: str | Dataset,
                       config: RecoveryConfig = RecoveryConfig(), cache_dir: str | os.PathLike | None = None,
                       data_dir: str | os.PathLike | None = None, progress: bool = True) -> tuple[MaskedNetwork, dict]:
-    """:func:`recover`, cached under ``<cache>/recovered/``, keyed by the dense weights and every setting."""
+    """:func:`recover`, cached under ``<cache>/recovered/``, keyed by the dense weights and every setting.
+
+    ``dataset`` is a built-in dataset's name, or the data itself (a user's, e.g. from
+    :func:`sparsenet.userdata.user_dataset`), whose training arrays then join the key."""
     check_choice("recovery stage", stage, RECOVERED_STAGES)
     key = recovery_key(net, stage, method, sparsity, scope, config)
-    directory = cache_root(cache_dir) / "recovered" / f"{dataset}-{stage}-{method}-{scope}-s{sparsity:g}-{key}"
+    name = dataset if isinstance(dataset, str) else dataset.name
+    if not isinstance(dataset, str):
+        digest = hashlib.sha256(key.encode())
+        for a in (dataset.x_train, dataset.y_train):
+            digest.update(np.ascontiguousarray(a).tobytes())
+        key = digest.hexdigest()[:12]
+    directory = cache_root(cache_dir) / "recovered" / f"{name}-{stage}-{method}-{scope}-s{sparsity:g}-{key}"
     with entry_lock(directory, "this recovered network"):  # concurrent runs train it once
         manifest = read_manifest(directory / "manifest.json", key, key_field="key")
         if manifest is not None:
@@ -164,9 +181,9 @@ def recovered_network(net: Network, stage: str, method: str, sparsity: float, sc
                 print(f"cache entry {directory} is unusable ({exc}); training again", flush=True)
             else:
                 return masked, manifest
-        data = load_dataset(dataset, data_dir=data_dir)
+        data = load_dataset(dataset, data_dir=data_dir) if isinstance(dataset, str) else dataset
         if progress:
-            print(f"  {stage} {dataset} {method}/{scope} at {sparsity:g}: {config.epochs} epochs "
+            print(f"  {stage} {name} {method}/{scope} at {sparsity:g}: {config.epochs} epochs "
                   f"(cached in {directory})", flush=True)
         masked, manifest = recover(net, stage, method, sparsity, scope, data, config, progress)
         save_masked(directory / "network.npz", masked)

@@ -189,3 +189,70 @@ def test_report_rejects_bad_weights_option(tmp_path, weights, message):
     result = run_report("--grid", "ci", "--out", str(tmp_path), "--weights", weights)
     assert result.returncode == 2 and message in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def small_classifier(tmp_path, rng, n_in=30, hidden=48, classes=5, activation="relu"):
+    """A network and labelled data it classifies well (labels are its own argmax), as a user brings them."""
+    import numpy as np
+
+    from sparsenet import Layer, Network, save_network
+
+    w1 = (rng.standard_normal((hidden, n_in)) / 5).astype(np.float32)
+    w2 = (rng.standard_normal((classes, hidden)) / 7).astype(np.float32)
+    net = Network((Layer(w1, np.zeros(hidden, np.float32), activation),
+                   Layer(w2, np.zeros(classes, np.float32), "softmax")))
+    x = rng.standard_normal((600, n_in)).astype(np.float32)
+    y = (np.maximum(x @ w1.T, 0) @ w2.T).argmax(axis=1)
+    np.savez(tmp_path / "test.npz", x=x[:200], y=y[:200])
+    np.savez(tmp_path / "train.npz", x=x[200:], y=y[200:])
+    return save_network(tmp_path / "model.npz", net)
+
+
+def test_report_on_a_users_own_model_and_data(tmp_path):
+    """--model with --data and --train-data: that network alone, none of ours trained, recovery on the
+    user's training data, and the report says what the model is."""
+    import numpy as np
+
+    model = small_classifier(tmp_path, np.random.default_rng(1))
+    out = tmp_path / "reports"
+    result = run_report("--model", str(model), "--data", str(tmp_path / "test.npz"), "--train-data",
+                        str(tmp_path / "train.npz"), "--grid", "ci", "--max-time", "0.01", "--sparsities", "0,0.9",
+                        "--batch-sizes", "1,8", "--formats", "dense,sparse,shrunk", "--out", str(out))
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "training mnist" not in result.stdout, "none of our networks is trained"
+    (run,) = out.iterdir()
+    results = json.loads((run / "results.json").read_text())
+    (m,) = results["models"]
+    assert m["dataset"] == "test" and m["architecture"] == [30, 48, 5] and m["dense_accuracy"] == 1.0
+    assert m["manifest"]["classes"] == 5 and m["manifest"]["activations"] == ["relu", "softmax"]
+    stages = {r["stage"] for r in results["accuracy"]}
+    assert stages == {"oneshot", "finetuned", "gradual"}
+    assert {r["dataset"] for r in results["latency"]} == {"test"}
+    md = (run / "report.md").read_text()
+    assert "Your model" in md and "30 inputs, 5 classes" in md and "(200 samples)" in md
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "MODEL"], "--model needs --data"),
+    (["--model", "MODEL", "--data", "WIDE"], "samples have 20 values"),
+    (["--model", "MODEL", "--data", "TEST", "--datasets", "mnist"], "leave out --datasets"),
+    (["--model", "/nonexistent.keras", "--data", "TEST"], "--model: no file at /nonexistent.keras"),
+])
+def test_report_refuses_a_bad_own_model_or_data_before_any_work(tmp_path, args, message):
+    import numpy as np
+
+    model = small_classifier(tmp_path, np.random.default_rng(2))
+    np.savez(tmp_path / "wide.npz", x=np.zeros((4, 20), np.float32), y=np.zeros(4, int))
+    names = {"MODEL": str(model), "TEST": str(tmp_path / "test.npz"), "WIDE": str(tmp_path / "wide.npz")}
+    out = tmp_path / "reports"
+    result = run_report("--out", str(out), *[names.get(a, a) for a in args])
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_the_sparsenet_command_is_the_report_on_a_model(tmp_path):
+    from bench.report.cli import console
+
+    assert console(["--help"]) == 0
+    assert console(["frobnicate"]) == 2
+    assert console(["report", str(tmp_path / "missing.npz"), "--data", "x.npz", "--out", str(tmp_path)]) == 2

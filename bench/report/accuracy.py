@@ -7,9 +7,9 @@ from collections.abc import Iterable
 import numpy as np
 
 from sparsenet import convert, prune
-from sparsenet.data import load_dataset
 from sparsenet.formats import baseline
 from sparsenet.recover import RecoveryConfig, recovered_network
+from sparsenet.userdata import LabelledData
 
 
 def accuracy(forward, x: np.ndarray, y: np.ndarray, chunk: int = 2000) -> float:
@@ -19,19 +19,19 @@ def accuracy(forward, x: np.ndarray, y: np.ndarray, chunk: int = 2000) -> float:
     return hits / len(x)
 
 
-def accuracy_records(models: dict, methods: Iterable[str], scopes: Iterable[str], sparsities: Iterable[float],
-                     data_dir=None, progress=print) -> list[dict]:
+def accuracy_records(models: dict, data: dict, methods: Iterable[str], scopes: Iterable[str],
+                     sparsities: Iterable[float], progress=print) -> list[dict]:
     """One record per one-shot setting, measured with the ``dense`` format (formats agree;
     tests prove it). ``epochs`` is the dense training budget (None: a network of the user's)."""
     records = []
     for dataset, (net, manifest) in models.items():
-        data = load_dataset(dataset, data_dir=data_dir)
+        x_test, y_test = data[dataset].x_test.astype(net.dtype, copy=False), data[dataset].y_test
         for method in methods:
             for scope in scopes:
                 row = []
                 for sparsity in sparsities:
                     masked = prune(net, method, sparsity, scope)
-                    acc = accuracy(convert(masked, baseline()), data.x_test, data.y_test)
+                    acc = accuracy(convert(masked, baseline()), x_test, y_test)
                     records.append({
                         "dataset": dataset, "method": method, "scope": scope, "sparsity": sparsity,
                         "achieved_sparsity": round(masked.achieved_sparsity(), 6),
@@ -44,21 +44,22 @@ def accuracy_records(models: dict, methods: Iterable[str], scopes: Iterable[str]
     return records
 
 
-def recovery_records(models: dict, methods: Iterable[str], stages: Iterable[str], sparsities: Iterable[float],
-                     scope: str, config: RecoveryConfig, data_dir=None, cache_dir=None,
+def recovery_records(models: dict, data: dict, methods: Iterable[str], stages: Iterable[str],
+                     sparsities: Iterable[float], scope: str, config: RecoveryConfig, data_dir=None, cache_dir=None,
                      progress=print) -> list[dict]:
     """Accuracy of the fine-tuned and gradually pruned networks (trained on first use, then cached)."""
     records = []
     for dataset, (net, manifest) in models.items():
-        data = load_dataset(dataset, data_dir=data_dir)
+        own = data[dataset] if isinstance(data[dataset], LabelledData) else dataset  # a user's data travels as is
+        x_test, y_test = data[dataset].x_test.astype(net.dtype, copy=False), data[dataset].y_test
         dense_epochs = manifest.get("epochs")
         for method in methods:
             for stage in stages:
                 row = []
                 for sparsity in sparsities:
-                    masked, info = recovered_network(net, stage, method, sparsity, scope, dataset, config,
+                    masked, info = recovered_network(net, stage, method, sparsity, scope, own, config,
                                                      cache_dir=cache_dir, data_dir=data_dir)
-                    acc = accuracy(convert(masked, baseline()), data.x_test.astype(net.dtype, copy=False), data.y_test)
+                    acc = accuracy(convert(masked, baseline()), x_test, y_test)
                     records.append({
                         "dataset": dataset, "method": method, "scope": scope, "sparsity": sparsity,
                         "achieved_sparsity": round(masked.achieved_sparsity(), 6),

@@ -29,7 +29,7 @@ from bench.grid import (
     parse_list,
     recovery_config,
 )
-from bench.models import load_models, parse_weights
+from bench.models import load_study, parse_weights
 from bench.report.accuracy import accuracy_records, recovery_records
 from bench.report.formats import describe_methods, describe_registry
 from bench.report.machine import measure_machine
@@ -41,9 +41,12 @@ from sparsenet import SCOPES
 from sparsenet.files import write_json, write_text
 from sparsenet.validation import check_choice
 
-__all__ = ["main", "parse_args"]
+__all__ = ["console", "main", "parse_args"]
 
 REPO = Path(__file__).resolve().parents[2]
+SUITE = Path(__file__).resolve().parents[1] / "test_forward.py"
+# in a checkout, runs go to its reports/; installed (the `sparsenet` command), to ./reports
+DEFAULT_OUT = REPO / "reports" if (REPO / "pyproject.toml").is_file() else Path("reports")
 SCHEMA_VERSION = 1
 
 
@@ -56,7 +59,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="accuracy sweep scopes (default: layer,global)")
     p.add_argument("--max-time", type=float, default=0.25,
                    help="pytest-benchmark seconds per case (default 0.25; at least 5 rounds always)")
-    p.add_argument("--out", default=str(REPO / "reports"), help="parent folder of the run folder")
+    p.add_argument("--out", default=str(DEFAULT_OUT), help=f"parent folder of the run folder (default: {DEFAULT_OUT})")
     p.add_argument("--tag", help="name suffix of the run folder (default: the grid name)")
     return p.parse_args(argv)
 
@@ -67,17 +70,19 @@ def grid_name(args) -> str:
 
 def run_benchmarks(grid: Grid, args, threads: int, raw_json: Path) -> None:
     """Run bench/test_forward.py in a fresh process with pytest-benchmark; its JSON is the only output."""
-    cmd = [sys.executable, "-m", "pytest", str(REPO / "bench" / "test_forward.py"), "--benchmark-only",
+    cmd = [sys.executable, "-m", "pytest", str(SUITE), "--benchmark-only",
            "-p", "no:cacheprovider", "-q", "--no-header",
            f"--benchmark-json={raw_json}", f"--benchmark-max-time={args.max_time}",
            "--benchmark-min-rounds=5", "--benchmark-disable-gc", "--benchmark-sort=name",
-           "--benchmark-columns=median,iqr,rounds", f"--threads={threads}", *grid_args(grid, grid_name(args))]
+           "--benchmark-columns=median,iqr,rounds", "--benchmark-warmup=on", f"--threads={threads}",
+           *grid_args(grid, grid_name(args), own_model=args.model is not None)]
     for opt, value in (("--data-dir", args.data_dir), ("--model-cache", args.model_cache),
-                       ("--weights", args.weights)):
+                       ("--weights", args.weights), ("--model", args.model), ("--data", args.data),
+                       ("--train-data", args.train_data)):
         if value:
             cmd.append(f"{opt}={value}")
     print("  $ " + shlex.join(cmd[2:]), flush=True)
-    result = subprocess.run(cmd, cwd=REPO)
+    result = subprocess.run(cmd, cwd=REPO if (REPO / "pyproject.toml").is_file() else None)
     if result.returncode != 0:
         raise SystemExit(f"benchmark suite failed (pytest exit {result.returncode}); see its output above")
 
@@ -113,7 +118,10 @@ def main(argv=None) -> int:
             check_choice("dataset", dataset, grid.datasets)
             if not path.is_file():
                 raise ValueError(f"--weights: no file at {path}")
-    except ValueError as exc:
+        # a user's own model and data are read and checked before any work starts
+        study = load_study((), None, args.data_dir, args.model_cache, None, args.model, args.data,
+                           args.train_data) if args.model else None
+    except (ValueError, TypeError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     tag = args.tag or grid_name(args)
@@ -124,18 +132,22 @@ def main(argv=None) -> int:
     started = time.time()
     try:
         threads = fix_threads(args.threads)
-        print(f"[1/5] models for {', '.join(grid.datasets)} (trained once, then cached)", flush=True)
-        models = load_models(grid.datasets, grid.epochs, args.data_dir, args.model_cache, weights)
+        if study is None:
+            print(f"[1/5] models for {', '.join(grid.datasets)} (trained once, then cached)", flush=True)
+            study = load_study(grid.datasets, grid.epochs, args.data_dir, args.model_cache, weights)
+        else:
+            print(f"[1/5] your model {args.model} on {', '.join(grid.datasets)}", flush=True)
+        models, data = study
         recovered = grid.stages[1:]
         sparsities = tuple(sorted(set(grid.sparsities) | (set(grid.recovery_sparsities) if recovered else set())))
         print(f"[2/5] one-shot accuracy: {len(grid.methods)} methods x {len(scopes)} scopes x "
               f"{len(sparsities)} sparsities per dataset", flush=True)
-        accuracy = accuracy_records(models, grid.methods, scopes, sparsities, args.data_dir)
+        accuracy = accuracy_records(models, data, grid.methods, scopes, sparsities)
         config = recovery_config(grid)
         n_recovered = len(recovered) * len(grid.datasets) * len(grid.methods) * len(grid.recovery_sparsities)
         print(f"[3/5] recovery: {n_recovered} networks ({', '.join(recovered) or 'none'}), {config.epochs} epochs "
               f"each on top of the dense training (trained once, then cached)", flush=True)
-        accuracy += recovery_records(models, grid.methods, recovered, grid.recovery_sparsities,
+        accuracy += recovery_records(models, data, grid.methods, recovered, grid.recovery_sparsities,
                                      RECOVERY_SCOPE, config, args.data_dir, args.model_cache)
         n_cases = len(cases(grid))
         print(f"[4/5] latency: {n_cases} benchmark cases, {threads} threads", flush=True)
@@ -182,4 +194,30 @@ def main(argv=None) -> int:
         raise
     print(f"report: {run_dir / 'report.md'}  ({results['elapsed_s']:.0f} s)")
     return 0
+
+
+CONSOLE_USAGE = """usage: sparsenet report MODEL --data TEST [--train-data TRAIN] [--quick] [options]
+
+  MODEL   your trained network: a Keras model (.keras, .h5), an ONNX graph (.onnx) or a sparsenet .npz
+  TEST    its test data: an .npz with arrays x (inputs) and y (integer labels), or mnist / fashion_mnist
+
+Prunes MODEL at every sparsity of the grid, checks and times every format on this machine and
+writes a report folder (accuracy, latency, sizes, plots). `sparsenet report --help` lists every
+option; `python -m bench.report --model MODEL --data TEST` is the same job.
+"""
+
+
+def console(argv=None) -> int:
+    """The ``sparsenet`` command: ``sparsenet report MODEL --data TEST [...]``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(CONSOLE_USAGE, end="")
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command != "report":
+        print(f"error: unknown command {command!r}; commands: report\n\n{CONSOLE_USAGE}", file=sys.stderr, end="")
+        return 2
+    if rest and not rest[0].startswith("-"):
+        rest = ["--model", rest[0], *rest[1:]]
+    return main(rest)
 

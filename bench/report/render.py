@@ -44,7 +44,17 @@ def models_section(results: dict) -> str:
              f"{m['manifest']['train_seconds']:.0f} s" if "train_seconds" in m["manifest"]
              else f"user weights: `{m['manifest'].get('source')}`"]
             for m in results["models"]]
-    return "## Dense networks\n\n" + table(["dataset", "architecture", "epochs", "test accuracy", "training"], rows)
+    out = "## Dense networks\n\n" + table(["dataset", "architecture", "epochs", "test accuracy", "training"], rows)
+    for m in results["models"]:
+        man = m["manifest"]
+        if "activations" in man:  # a user's own model (--model): say what it is and what it was tested on
+            shape = f"input shape {tuple(man['input_shape'])}, " if man.get("input_shape") else ""
+            out += (f"\n\nYour model `{man['source']}` ({man.get('framework', 'sparsenet')}): {shape}"
+                    f"{m['architecture'][0]} inputs, {man['classes']} classes, layers "
+                    f"{'-'.join(map(str, m['architecture']))} with activations {', '.join(man['activations'])}; "
+                    f"test data `{man['data_source']}` ({man['test_samples']} samples), dense test accuracy "
+                    f"{100 * m['dense_accuracy']:.2f}%.")
+    return out
 
 
 def accuracy_section(results: dict, figures: list[str]) -> str:
