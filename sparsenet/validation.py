@@ -12,7 +12,8 @@ from .layers import kind_of
 if TYPE_CHECKING:  # pragma: no cover
     from .model import Network
 
-ACTIVATION_NAMES = ("linear", "relu", "softmax")
+# the keys of sparsenet.activations.ACTIVATIONS (tests/test_validation.py checks they agree)
+ACTIVATION_NAMES = ("gelu", "gelu_tanh", "linear", "relu", "sigmoid", "softmax", "tanh")
 
 
 def check_choice(kind: str, value: str, choices: Iterable[str]) -> str:
@@ -73,7 +74,7 @@ def check_network(net: Network) -> None:
             # softmax would silently be computed as linear, so refuse it
             raise ValueError(f"layer {i}: softmax is only supported as the output layer's activation "
                              f"(forward passes return logits), found it on a hidden layer (the output "
-                             f"layer is {len(net.layers) - 1}); use 'relu' or 'linear' there")
+                             f"layer is {len(net.layers) - 1}); use another activation there, e.g. 'relu'")
         if i > 0 and net.layers[i - 1].n_out != layer.n_in:
             raise ValueError(f"layer {i}: expects {layer.n_in} inputs but layer {i - 1} "
                              f"has {net.layers[i - 1].n_out} outputs")

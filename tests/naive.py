@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from sparsenet import MaskedNetwork, Masks
@@ -17,10 +19,23 @@ def forward(masked, x: np.ndarray) -> np.ndarray:
             out[:, i] = h @ w
             if layer.bias is not None and bkeep[i]:
                 out[:, i] += layer.bias[i]
-        if layer.activation == "relu":
-            out = np.maximum(out, 0.0)
-        h = out
+        h = activate(layer.activation, out)
     return h.astype(x.dtype)
+
+
+def activate(name: str, h: np.ndarray) -> np.ndarray:
+    """An activation of a float64 array, element by element from its textbook formula
+    (softmax: identity, forward passes return logits)."""
+    if name in ("linear", "softmax"):
+        return h
+    f = {
+        "relu": lambda v: max(v, 0.0),
+        "tanh": math.tanh,
+        "sigmoid": lambda v: 1.0 / (1.0 + math.exp(-v)) if v >= 0 else math.exp(v) / (1.0 + math.exp(v)),
+        "gelu": lambda v: 0.5 * v * (1.0 + math.erf(v / math.sqrt(2.0))),
+        "gelu_tanh": lambda v: 0.5 * v * (1.0 + math.tanh(math.sqrt(2.0 / math.pi) * (v + 0.044715 * v ** 3))),
+    }[name]
+    return np.vectorize(f, otypes=[np.float64])(h)
 
 
 def forward_net(net, x: np.ndarray) -> np.ndarray:

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from sparsenet import FORMATS, PRUNERS, Layer, MaskedNetwork, Masks, Network, convert, prune
-from sparsenet.formats import auto
+from sparsenet.activations import ACTIVATIONS
+from sparsenet.formats import auto, formats_for
 from sparsenet.testing import assert_forward_close
 
 import naive
@@ -38,6 +39,40 @@ def test_format_matches_reference(rng, fmt, method, scope, sparsity, n_batch):
     assert_forward_close(y, naive.forward(masked, x))
     assert forward.nnz == sum(int(k.sum()) for k in masked.masks.weight) or fmt == "shrunk"
     assert forward.nbytes > 0
+
+
+def with_activation(net: Network, activation: str, output: str | None = None) -> Network:
+    """``net`` with every hidden layer's activation replaced (and the output layer's, if given)."""
+    last = len(net.layers) - 1
+    return Network(tuple(Layer(layer.weight, layer.bias, (output or layer.activation) if i == last else activation)
+                         for i, layer in enumerate(net.layers)))
+
+
+@pytest.mark.parametrize("fmt", sorted(FORMATS))
+@pytest.mark.parametrize("activation", sorted(set(ACTIVATIONS) - {"softmax"}))
+@pytest.mark.parametrize("method", sorted(PRUNERS))
+@pytest.mark.parametrize("n_batch", [1, 7])
+def test_format_runs_the_activations_it_declares(rng, fmt, activation, method, n_batch):
+    """Every activation on the hidden layers and on the output layer (a tanh output is no logit),
+    weights scaled up so that the activations' non-linear ranges are reached."""
+    net = with_activation(random_net(rng, (23, 31, 17, 5), bias=True, scale=3.0), activation, activation)
+    masked = prune(net, method, 0.5)
+    cls = FORMATS[fmt]
+    used = {layer.activation for layer in net.layers}
+    if activation not in cls.activations:
+        assert fmt not in formats_for(PRUNERS[method].structured, activations=used)
+        with pytest.raises(NotImplementedError, match=f"runs activations .*also uses \\['{activation}'\\]"):
+            convert(masked, fmt)
+        return
+    assert fmt in formats_for(True, activations=used)
+    x = rng.standard_normal((n_batch, 23)).astype(np.float32)
+    assert_forward_close(convert(masked, fmt)(x), naive.forward(masked, x))
+
+
+def test_formats_for_keeps_todays_default():
+    assert formats_for(False) == formats_for(False, activations={"relu", "softmax"})
+    assert "sparse" in formats_for(False) and "sparse" not in formats_for(False, activations={"relu", "gelu"})
+    assert "shrunk" in formats_for(True, activations={"sigmoid"}) and "shrunk" not in formats_for(False)
 
 
 @pytest.mark.parametrize("fmt", sorted(FORMATS))
@@ -269,12 +304,12 @@ def test_shrunk_batch1_kernel_equals_blas_path(rng, dtype, sparsity):
     assert forward.nbytes == flat.nbytes
 
 
-def test_shrunk_with_a_hidden_softmax_falls_back_to_blas(rng):
-    """The fallback for a hidden activation with act(0) != 0. Network refuses the only such one
-    today (a hidden softmax, see test_validation), so the layer is edited past that check."""
-    net = random_net(rng, (12, 8, 10), bias=True)
-    object.__setattr__(net.layers[0], "activation", "softmax")
-    masked = prune(net, "weight", 0.5)
+@pytest.mark.parametrize("hidden, output", [("sigmoid", "softmax"), ("relu", "tanh")])
+def test_shrunk_falls_back_to_blas_where_its_kernel_cannot_apply_the_activation(rng, hidden, output):
+    """The batch-1 kernel applies ReLU or nothing: any other activation, the output layer's
+    included (a tanh output is no logit), runs through BLAS and numpy."""
+    net = with_activation(random_net(rng, (12, 8, 10), bias=True), hidden, output)
+    masked = prune(net, "unit", 0.5)
     forward = convert(masked, "shrunk")
     assert forward.packed is None
     x = rng.standard_normal((1, 12)).astype(np.float32)

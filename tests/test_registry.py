@@ -33,6 +33,7 @@ class ToyCOOForward:
     name: ClassVar[str] = "toy_coo"
     kind: ClassVar[str] = "sparse"
     layer_kinds: ClassVar[frozenset[str]] = frozenset({"dense"})
+    activations: ClassVar[frozenset[str]] = frozenset({"relu", "linear", "softmax"})
     pruning: ClassVar[str] = "any"
     summary: ClassVar[str] = "a throw-away coordinate-list format that a test registered"
     style: ClassVar[tuple[str, str]] = ("tab:pink", "X")

@@ -49,8 +49,15 @@ def test_layers_must_chain(rng):
 def test_bias_shape_and_activation_checked():
     with pytest.raises(ValueError, match="bias must have shape \\(4,\\)"):
         Network((Layer(np.ones((4, 3), np.float32), np.ones(3, np.float32), "relu"),))
-    with pytest.raises(ValueError, match="unknown activation 'tanh'"):
-        Network((Layer(np.ones((4, 3), np.float32), None, "tanh"),))
+    with pytest.raises(ValueError, match="unknown activation 'swish'"):
+        Network((Layer(np.ones((4, 3), np.float32), None, "swish"),))
+
+
+def test_activation_names_are_the_registry():
+    from sparsenet.activations import ACTIVATIONS
+    from sparsenet.validation import ACTIVATION_NAMES
+
+    assert sorted(ACTIVATION_NAMES) == sorted(ACTIVATIONS)
 
 
 HIDDEN_SOFTMAX = (r"layer 0: softmax is only supported as the output layer's activation "

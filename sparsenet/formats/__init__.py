@@ -31,11 +31,14 @@ def baseline() -> str:
     return name
 
 
-def formats_for(method_structured: bool, layer_kinds=frozenset({"dense"})) -> tuple[str, ...]:
+def formats_for(method_structured: bool, layer_kinds=frozenset({"dense"}),
+                activations=frozenset({"relu", "linear", "softmax"})) -> tuple[str, ...]:
     """The registered formats worth running for a pruning method (structured or not) on a network
-    made of ``layer_kinds``, in registry order."""
+    made of ``layer_kinds`` whose layers use ``activations`` (``{layer.activation for layer in
+    net.layers}``; the default is the classic ReLU MLP's), in registry order."""
     return tuple(name for name, cls in FORMATS.items()
-                 if (cls.pruning == "any" or method_structured) and set(layer_kinds) <= cls.layer_kinds)
+                 if (cls.pruning == "any" or method_structured) and set(layer_kinds) <= cls.layer_kinds
+                 and set(activations) <= cls.activations)
 
 
 def convert(masked: MaskedNetwork, fmt: str) -> Forward:
@@ -48,6 +51,10 @@ def convert(masked: MaskedNetwork, fmt: str) -> Forward:
     if unsupported:
         raise NotImplementedError(f"format {fmt!r} runs layer kinds {sorted(cls.layer_kinds)}; this network "
                                   f"also has {unsupported}")
+    missing = sorted({layer.activation for layer in masked.net.layers} - cls.activations)
+    if missing:
+        raise NotImplementedError(f"format {fmt!r} runs activations {sorted(cls.activations)}; this network "
+                                  f"also uses {missing}")
     return cls.build(masked)
 
 

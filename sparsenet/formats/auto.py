@@ -70,7 +70,9 @@ class AutoForward(FormatDefaults):
 
     @classmethod
     def build(cls, masked: MaskedNetwork) -> AutoForward:
-        candidates = {"dense": DenseForward.build(masked), "sparse": FusedSparseForward.build(masked)}
+        candidates = {"dense": DenseForward.build(masked)}
+        if {layer.activation for layer in masked.net.layers} <= FusedSparseForward.activations:
+            candidates["sparse"] = FusedSparseForward.build(masked)
         shrunk = ShrunkDenseForward.build(masked)
         if shrunk.widths != masked.net.widths:  # units really were deleted
             candidates["shrunk"] = shrunk
@@ -108,7 +110,7 @@ class AutoForward(FormatDefaults):
 
     @property
     def nnz(self) -> int:
-        return self.candidates["sparse"].nnz
+        return next(iter(self.candidates.values())).nnz  # every candidate stores the kept weights
 
     @property
     def nbytes(self) -> int:

@@ -10,6 +10,9 @@ the report's tables, break-even and roofline, the plot legends) is derived from 
     run time, so it has no cost model of its own.
 ``layer_kinds``
     the layer kinds (:data:`sparsenet.layers.LAYER_KINDS`) it can run.
+``activations``
+    the activations (keys of :data:`sparsenet.activations.ACTIVATIONS`) it can run; by default
+    all of them (a format applying ``ACTIVATIONS[...]`` runs any), fewer where a kernel fuses them.
 ``pruning``
     ``"any"``, or ``"structured"`` when it only pays after a structured pruning method
     (:attr:`sparsenet.prune.Pruner.structured`): weight pruning leaves no unit to delete.
@@ -26,6 +29,7 @@ from typing import ClassVar, Protocol
 
 import numpy as np
 
+from ..activations import ACTIVATIONS
 from ..model import MaskedNetwork
 
 KINDS = ("baseline", "sparse", "structured", "adaptive")
@@ -42,6 +46,7 @@ class Forward(Protocol):
     name: ClassVar[str]
     kind: ClassVar[str]
     layer_kinds: ClassVar[frozenset[str]]
+    activations: ClassVar[frozenset[str]]
     pruning: ClassVar[str]
     summary: ClassVar[str]
     style: ClassVar[tuple[str, str]]
@@ -64,19 +69,22 @@ class FormatDefaults:
     any pruning method, not timed on recovered networks. A format overrides what differs."""
 
     layer_kinds: ClassVar[frozenset[str]] = frozenset({"dense"})
+    activations: ClassVar[frozenset[str]] = frozenset(ACTIVATIONS)
     pruning: ClassVar[str] = "any"
     operating_points: ClassVar[bool] = False
 
 
 def describe(cls: type[Forward]) -> dict:
     """The self-description of a format class as plain data (what a report stores next to its records)."""
-    return {"kind": cls.kind, "layer_kinds": sorted(cls.layer_kinds), "pruning": cls.pruning,
+    return {"kind": cls.kind, "layer_kinds": sorted(cls.layer_kinds),
+            "activations": sorted(cls.activations), "pruning": cls.pruning,
             "summary": cls.summary, "style": list(cls.style), "operating_points": cls.operating_points}
 
 
 def check_format_class(cls: type) -> None:
     """ValueError naming the first attribute a format class lacks or holds out of range."""
-    for attr in ("name", "kind", "layer_kinds", "pruning", "summary", "style", "operating_points", "build"):
+    for attr in ("name", "kind", "layer_kinds", "activations", "pruning", "summary", "style", "operating_points",
+                 "build"):
         if not hasattr(cls, attr):
             raise ValueError(f"format class {cls.__name__} lacks {attr!r} (see sparsenet.formats.base)")
     if cls.kind not in KINDS:

@@ -167,6 +167,8 @@ class FusedSparseForward(FormatDefaults):
                               "1 skips zero activations, larger batches run CSR on SIMD tiles held in registers")
     style: ClassVar[tuple[str, str]] = ("tab:brown", "P")
     operating_points: ClassVar[bool] = True
+    # the kernels fuse ReLU (or nothing); the output layer's softmax is linear, as in every format
+    activations: ClassVar[frozenset[str]] = frozenset({"relu", "linear", "softmax"})
     shape: kernels.NetworkShape
     csr: kernels.BlockedCSR  # batched: per layer, input block by input block
     csc: kernels.CSCParts  # batch 1, layers kept sparse (parts: row blocks, one per thread on large layers)
@@ -185,8 +187,8 @@ class FusedSparseForward(FormatDefaults):
         if vector_bits not in (128, 256, 512):
             raise ValueError(f"vector_bits must be 128, 256 or 512, found {vector_bits!r}")
         net = masked.net
-        for i, layer in enumerate(net.layers[:-1]):
-            if layer.activation not in ("relu", "linear"):
+        for i, layer in enumerate(net.layers):  # the output layer too: a tanh there is no logit
+            if layer.activation not in cls.activations:
                 raise NotImplementedError(f"the sparse format fuses ReLU/linear only; layer {i} is "
                                           f"{layer.activation!r}")
         widths = np.array(net.widths, dtype=np.int64)

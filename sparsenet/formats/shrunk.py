@@ -1,9 +1,12 @@
 """Physically shrunk dense layers: dead units are deleted, not multiplied by zero.
 
-A unit (row ``i`` of layer ``l``) is dead when its whole weight row is pruned and its bias is
-pruned or absent: its pre-activation is exactly 0 and, since unit pruning only touches layers
-with act(0) == 0, so is its output. Deleting row ``i`` of layer ``l`` and column ``i`` of layer
-``l + 1`` then changes no output. What is left is plain BLAS on smaller matrices, except at
+A hidden unit (row ``i`` of layer ``l``) is dead when its whole weight row is pruned: its
+pre-activation is the constant ``b_i`` (its bias if kept, else 0) and its output the constant
+``act(b_i)``, which is 0 for ReLU without a bias but not for sigmoid (0.5) or a kept bias.
+Deleting row ``i`` of layer ``l`` and column ``i`` of layer ``l + 1`` after folding that
+constant into the next layer's bias (``bias[l + 1] += weight[l + 1][:, i] * act(b_i)``,
+creating the bias where the layer had none) changes no output, for any elementwise activation.
+What is left is plain BLAS on smaller matrices, except at
 batch 1: there one compiled call runs every layer (:func:`sparsenet.kernels.dense_forward_vector`),
 because five BLAS calls plus their numpy glue cost more than the arithmetic of a shrunk
 network (80% of units removed: 14.9 us through numpy, measured here).
@@ -18,24 +21,45 @@ from typing import ClassVar, NamedTuple
 import numpy as np
 
 from .. import kernels
-from ..activations import ZERO_PRESERVING
+from ..activations import activate
 from ..model import MaskedNetwork
 from ..validation import check_batch
 from .dense import DenseLayer, DenseLayersForward, dense_forward
 
 
 def live_units(masked: MaskedNetwork) -> list[np.ndarray]:
-    """Indices of the surviving output units of each layer (the logits layer keeps all)."""
+    """Indices of the surviving output units of each layer: a hidden unit survives while it keeps
+    a weight (the logits layer keeps all; a layer with every unit dead keeps its first, so that
+    no layer has width 0)."""
     live = []
     last = len(masked.net.layers) - 1
-    for l, (layer, keep, bkeep) in enumerate(zip(masked.net.layers, masked.masks.weight, masked.masks.bias)):
+    for l, keep in enumerate(masked.masks.weight):
         alive = keep.any(axis=1)
-        if bkeep is not None:
-            alive |= bkeep
-        if l == last or layer.activation not in ZERO_PRESERVING:
-            alive[:] = True  # outputs are the logits; a unit with act(0) != 0 still emits a value
+        if l == last:
+            alive[:] = True  # outputs are the logits
+        elif not alive.any():
+            alive[0] = True
         live.append(np.flatnonzero(alive))
     return live
+
+
+def folded_biases(masked: MaskedNetwork, live: list[np.ndarray]) -> list[np.ndarray | None]:
+    """The masked biases, each layer's plus the constant outputs ``act(b_i)`` of the previous
+    layer's dead units through their (masked) outgoing weights, summed in float64."""
+    weights, biases = masked.masked_weights(), list(masked.masked_biases())
+    for l, layer in enumerate(masked.net.layers[:-1]):
+        dead = np.setdiff1d(np.arange(layer.n_out), live[l])
+        if dead.size == 0:
+            continue
+        pre = np.zeros(dead.size) if biases[l] is None else biases[l][dead].astype(np.float64)
+        const = activate(layer.activation, pre)
+        if not const.any():
+            continue
+        carried = weights[l + 1][:, dead].astype(np.float64) @ const
+        if biases[l + 1] is not None:
+            carried += biases[l + 1]
+        biases[l + 1] = carried.astype(masked.net.dtype)
+    return biases
 
 
 class Batch1Arrays(NamedTuple):
@@ -77,7 +101,7 @@ class ShrunkDenseForward(DenseLayersForward):
         live = live_units(masked)
         cols = np.arange(masked.net.layers[0].n_in)  # inputs of layer 0 are never removed
         layers = []
-        for l, (layer, w, b) in enumerate(zip(masked.net.layers, masked.masked_weights(), masked.masked_biases())):
+        for l, (layer, w, b) in enumerate(zip(masked.net.layers, masked.masked_weights(), folded_biases(masked, live))):
             rows = live[l]
             small = w[np.ix_(rows, cols)]
             keep = masked.masks.weight[l][np.ix_(rows, cols)]
@@ -92,9 +116,9 @@ class ShrunkDenseForward(DenseLayersForward):
 def _pack(layers: list[DenseLayer], widths: tuple[int, ...]):
     """``(layers, arrays)``: every ``weight_t`` moved into one flat array (the layers keep
     C-contiguous views of it, so nothing is stored twice) plus the other arrays of
-    kernels.dense_forward_vector; arrays is None unless every hidden layer is ReLU/linear (the
-    output layer's softmax is linear here, as in every format: forward passes return logits)."""
-    if any(layer.activation not in ("relu", "linear") for layer in layers[:-1]):
+    kernels.dense_forward_vector; arrays is None unless every layer is ReLU/linear (the output
+    layer's softmax is linear here, as in every format: forward passes return logits)."""
+    if any(layer.activation not in ("relu", "linear", "softmax") for layer in layers):
         return tuple(layers), None
     dtype = layers[0].weight_t.dtype
     sizes = [layer.weight_t.size for layer in layers]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..activations import ZERO_PRESERVING
 from ..layers import kind_of
 from ..model import Masks, Network
 from ._common import keep_all, n_to_remove
@@ -17,14 +16,15 @@ def unit_l2_masks(net: Network, sparsity: float, scope: str, layers: tuple[int, 
     row ``i`` of ``weight`` (a column of the Keras kernel). ``scope="layer"`` removes
     ``round(sparsity * n_out)`` units of every listed layer (at least one survives);
     ``scope="global"`` ranks the units of all listed layers together by norm. Ties fall to the
-    lower index (stable sort). The bias goes with the unit, so deleting the unit outright
-    (the ``shrunk`` format) gives exactly the same outputs as zeroing it, because every
-    pruned layer's activation maps 0 to 0.
+    lower index (stable sort). The bias goes with the unit. Any elementwise activation will do:
+    a pruned unit emits the constant ``act(0)`` (0 for ReLU, 0.5 for sigmoid), which the
+    ``shrunk`` format folds into the next layer's bias when it deletes the unit, so deleting
+    gives the same outputs as zeroing.
     """
     for i in layers:
-        if net.layers[i].activation not in ZERO_PRESERVING:
-            raise ValueError(f"unit pruning needs act(0) == 0 in every pruned layer; layer {i} uses "
-                             f"{net.layers[i].activation!r} (allowed: {sorted(ZERO_PRESERVING)})")
+        if net.layers[i].activation == "softmax":  # not elementwise: a unit's output depends on the others
+            raise ValueError(f"unit pruning needs an elementwise activation in every pruned layer; layer {i} "
+                             f"uses 'softmax'")
     masks, bias = keep_all(net)
     units = {i: kind_of(net.layers[i]).unit_weights for i in layers}  # (n_units, fan_in) views, any layer kind
     norms = {i: np.linalg.norm(units[i](net.layers[i].weight).astype(np.float64), axis=1) for i in layers}
