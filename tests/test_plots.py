@@ -410,3 +410,28 @@ def test_every_stage_has_a_label_and_a_colour():
     from sparsenet.recover import STAGES
 
     assert list(STAGE_LABELS) == list(STAGE_COLORS) == list(STAGES)
+
+
+def test_weight_distributions_keep_the_tails_and_draw_one_panel_per_pruned_layer(rng):
+    from bench.report.plots import figure_names, weights_figure
+    from bench.report.render import weights_section
+    from bench.report.weights import weight_records
+
+    from conftest import random_net
+
+    net = random_net(rng, (40, 30, 20, 10))
+    recs = weight_records({"mnist": (net, {})}, "weight", [0.5, 0.9])
+    assert {(r["layer"], r["sparsity"]) for r in recs} == {(l, s) for l in (0, 1) for s in (0.0, 0.5, 0.9)}
+    for r in recs:
+        assert sum(r["counts"]) == r["kept"] and len(r["bin_edges"]) == len(r["counts"]) + 1
+        dense = next(d for d in recs if d["layer"] == r["layer"] and d["sparsity"] == 0.0)
+        assert r["bin_edges"] == dense["bin_edges"], "one set of bins per layer"
+        if r["sparsity"] > 0:  # magnitude pruning empties the middle bins first
+            middle = len(r["counts"]) // 2
+            assert r["counts"][middle] == 0 < dense["counts"][middle] and r["std"] > dense["std"]
+    fig = weights_figure({"weights": recs}, "mnist")
+    assert len(fig.axes) == 2
+    assert ("weights-mnist" in [stem for stem, _ in figure_names({"weights": recs})])
+    assert "kept at 0.90" in weights_section({"weights": recs}, [])
+    with pytest.raises(ValueError, match="no weight-distribution records for 'cifar'"):
+        weights_figure({"weights": recs}, "cifar")

@@ -38,7 +38,7 @@ def test_report_writes_a_complete_run_folder(report_runs):
     files = {p.name for p in runs[0].iterdir()}
     assert {"results.json", "report.md", "raw-benchmarks.json", "accuracy-mnist.png"} <= files
     assert {"latency-mnist-weight.png", "speedup-mnist-unit.png", "size-mnist-unit.png",
-            "roofline-mnist-weight.png", "recovery-mnist.png", "tradeoff-mnist.png"} <= files
+            "roofline-mnist-weight.png", "recovery-mnist.png", "tradeoff-mnist.png", "weights-mnist.png"} <= files
     raw = json.loads((runs[0] / "raw-benchmarks.json").read_text())
     assert raw["benchmarks"] and all("data" not in b["stats"] and "median" in b["stats"] for b in raw["benchmarks"])
     for step in ("[1/5]", "[2/5]", "[3/5]", "[4/5]", "[5/5]"):

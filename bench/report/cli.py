@@ -9,11 +9,13 @@ and an earlier run is never overwritten.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -36,8 +38,10 @@ from bench.report.machine import measure_machine
 from bench.report.render import render_markdown
 from bench.report.results import compact_raw, latency_and_size, recovery_summary
 from bench.report.roofline import roofline_records
+from bench.report.weights import weight_records
 from bench.runtime import environment, fix_threads
-from sparsenet import SCOPES
+from sparsenet import PRUNERS, SCOPES
+from sparsenet.errors import cli_error
 from sparsenet.files import write_json, write_text
 from sparsenet.validation import check_choice
 
@@ -48,6 +52,8 @@ SUITE = Path(__file__).resolve().parents[1] / "test_forward.py"
 # in a checkout, runs go to its reports/; installed (the `sparsenet` command), to ./reports
 DEFAULT_OUT = REPO / "reports" if (REPO / "pyproject.toml").is_file() else Path("reports")
 SCHEMA_VERSION = 1
+PARENT_PID_ENV = "SPARSENET_PARENT_PID"  # read by bench/conftest.py: the benchmark child dies with the report
+OWNER_FILE = ".owner"  # "<pid> <start time>" of the run that owns an .incomplete-* folder
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -82,17 +88,92 @@ def run_benchmarks(grid: Grid, args, threads: int, raw_json: Path) -> None:
         if value:
             cmd.append(f"{opt}={value}")
     print("  $ " + shlex.join(cmd[2:]), flush=True)
-    result = subprocess.run(cmd, cwd=REPO if (REPO / "pyproject.toml").is_file() else None)
+    result = run_child(cmd, cwd=REPO if (REPO / "pyproject.toml").is_file() else None)
     if result.returncode != 0:
         raise SystemExit(f"benchmark suite failed (pytest exit {result.returncode}); see its output above")
 
 
+def run_child(cmd: list[str], cwd=None) -> subprocess.CompletedProcess:
+    """Run ``cmd`` in its own process group, and kill that group whenever this process stops
+    waiting for it: at its end (leftover grandchildren), on Ctrl-C or any exception. The child
+    also learns this process's PID (``$SPARSENET_PARENT_PID``) so that bench/conftest.py can
+    have it killed if this process is killed outright (SIGKILL runs no ``finally``)."""
+    env = {**os.environ, PARENT_PID_ENV: str(os.getpid())}
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, start_new_session=True)
+    try:
+        # wait without reaping: while the child is a zombie its PID (= the group's id) cannot be reused
+        os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
+    finally:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    return subprocess.CompletedProcess(cmd, proc.returncode)
+
+
 def new_run_dir(out: Path, tag: str) -> Path:
+    """The run folder's final name, unique even for runs started in the same second: its
+    ``.incomplete-<name>`` work folder is created here exclusively (``mkdir``, retried with a
+    suffix), with this process's identity inside, after folders of dead runs are removed."""
+    out.mkdir(parents=True, exist_ok=True)
+    clean_stale_runs(out)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H%M%SZ")
-    run, n = out / f"{stamp}-{tag}", 2
-    while run.exists():
-        run, n = out / f"{stamp}-{tag}-{n}", n + 1
-    return run
+    for n in range(1, 10_000):
+        run = out / (f"{stamp}-{tag}" if n == 1 else f"{stamp}-{tag}-{n}")
+        if run.exists():
+            continue
+        try:
+            (out / f".incomplete-{run.name}").mkdir()
+        except FileExistsError:  # another run took this name first
+            continue
+        (out / f".incomplete-{run.name}" / OWNER_FILE).write_text(_identity(os.getpid()))
+        return run
+    raise FileExistsError(f"{out}: no free run folder name for {stamp}-{tag}")
+
+
+def finish_run(work: Path, run_dir: Path) -> None:
+    """Rename the finished work folder onto its final name (without its owner file)."""
+    (work / OWNER_FILE).unlink(missing_ok=True)
+    os.replace(work, run_dir)
+
+
+def clean_stale_runs(out: Path) -> list[Path]:
+    """Remove ``.incomplete-*`` folders whose owner is dead (killed runs); never a live run's."""
+    removed = []
+    for work in out.glob(".incomplete-*"):
+        try:
+            owner = (work / OWNER_FILE).read_text().split()
+            pid = int(owner[0])
+        except (OSError, ValueError, IndexError):
+            # no owner file: a run from before owner files, or one between its mkdir and the write
+            try:
+                if time.time() - work.stat().st_mtime < 60:
+                    continue
+            except OSError:
+                continue
+        else:
+            if _identity(pid) == " ".join(owner):
+                continue  # alive (and the same process, not a new one that reused the PID)
+        shutil.rmtree(work, ignore_errors=True)
+        removed.append(work)
+    if removed:
+        print(f"removed {len(removed)} unfinished run folder(s) of runs that died: "
+              f"{', '.join(p.name for p in removed)}", flush=True)
+    return removed
+
+
+def _identity(pid: int) -> str:
+    """``"<pid> <start time>"`` of a live process (start time from /proc on Linux), else ``""``."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return ""
+    except PermissionError:
+        pass  # alive, another user's
+    try:
+        start = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        start = "?"
+    return f"{pid} {start}"
 
 
 def write_figures(results: dict, folder: Path) -> list[str]:
@@ -118,6 +199,8 @@ def main(argv=None) -> int:
             check_choice("dataset", dataset, grid.datasets)
             if not path.is_file():
                 raise ValueError(f"--weights: no file at {path}")
+        if args.data_dir is not None and not Path(args.data_dir).expanduser().exists():
+            raise ValueError(f"--data-dir: no such directory or file: {args.data_dir}")
         # a user's own model and data are read and checked before any work starts
         study = load_study((), None, args.data_dir, args.model_cache, None, args.model, args.data,
                            args.train_data) if args.model else None
@@ -126,9 +209,11 @@ def main(argv=None) -> int:
         return 2
     tag = args.tag or grid_name(args)
     out = Path(args.out)
-    run_dir = new_run_dir(out, tag)
+    try:
+        run_dir = new_run_dir(out, tag)
+    except OSError as exc:  # --out is a file, unwritable, ...
+        return cli_error(exc)
     work = out / f".incomplete-{run_dir.name}"
-    work.mkdir(parents=True)
     started = time.time()
     try:
         threads = fix_threads(args.threads)
@@ -143,6 +228,8 @@ def main(argv=None) -> int:
         print(f"[2/5] one-shot accuracy: {len(grid.methods)} methods x {len(scopes)} scopes x "
               f"{len(sparsities)} sparsities per dataset", flush=True)
         accuracy = accuracy_records(models, data, grid.methods, scopes, sparsities)
+        unstructured = [m for m in grid.methods if not PRUNERS[m].structured] or list(grid.methods)
+        weights = weight_records(models, unstructured[0], [s for s in (0.5, 0.9, max(sparsities)) if s in sparsities])
         config = recovery_config(grid)
         n_recovered = len(recovered) * len(grid.datasets) * len(grid.methods) * len(grid.recovery_sparsities)
         print(f"[3/5] recovery: {n_recovered} networks ({', '.join(recovered) or 'none'}), {config.epochs} epochs "
@@ -172,6 +259,7 @@ def main(argv=None) -> int:
                         "dense_accuracy": m["test_accuracy_numpy"], "manifest": m}
                        for d, (_, m) in models.items()],
             "accuracy": accuracy,
+            "weights": weights,
             **({"recovery": recovery_summary(grid, config, models)} if recovered else {}),
             "latency": latency,
             "size": size,
@@ -184,11 +272,10 @@ def main(argv=None) -> int:
         figures = write_figures(results, work)
         write_json(work / "results.json", results)
         write_text(work / "report.md", render_markdown(results, figures))
-        os.replace(work, run_dir)
-    except (FileNotFoundError, ValueError) as exc:  # missing/corrupt data or model files: say so, no traceback
+        finish_run(work, run_dir)
+    except (ValueError, OSError) as exc:  # bad or corrupt data, model or path (FileFormatError too): one line
         shutil.rmtree(work, ignore_errors=True)
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return cli_error(exc)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise

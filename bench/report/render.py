@@ -188,6 +188,28 @@ def roofline_section(results: dict, figures: list[str]) -> str:
     return "\n\n".join(out)
 
 
+def weights_section(results: dict, figures: list[str]) -> str:
+    """Per layer, the spread (standard deviation) of the dense weights and of those kept."""
+    rows = results.get("weights") or []
+    if not rows:
+        return ""
+    out = ["## Weight distributions",
+           "Per layer, the standard deviation of the dense network's weights and of the weights kept after "
+           f"`{rows[0]['method']}` pruning ({rows[0]['scope']} scope); the figures show the histograms. Magnitude "
+           "pruning keeps the tails, so how heavy they are (a flat-topped distribution against a Gaussian one) "
+           "decides how early accuracy drops."]
+    for dataset in dict.fromkeys(r["dataset"] for r in rows):
+        recs = [r for r in rows if r["dataset"] == dataset]
+        sparsities = sorted({r["sparsity"] for r in recs})
+        cell = {(r["layer"], r["sparsity"]): r for r in recs}
+        table_rows = [[f"{layer} ({'×'.join(map(str, cell[(layer, 0.0)]['shape']))})"]
+                      + [f"{cell[(layer, s)]['std']:.4f}" if (layer, s) in cell else "–" for s in sparsities]
+                      for layer in sorted({r["layer"] for r in recs})]
+        out += [f"### {dataset}", table(["layer"] + ["dense" if s == 0 else f"kept at {s:.2f}" for s in sparsities],
+                                        table_rows), image_links(figures, f"weights-{dataset}")]
+    return "\n\n".join(out)
+
+
 def render_markdown(results: dict, figures: list[str]) -> str:
     title = f"# sparsenet report: {', '.join(m['dataset'] for m in results['models'])}"
     oneshot = oneshot_view(results)
@@ -196,5 +218,5 @@ def render_markdown(results: dict, figures: list[str]) -> str:
              "folder. Never edited by hand.",
              environment_section(results), models_section(results), accuracy_section(oneshot, figures),
              recovery_section(results, figures), break_even_section(oneshot), latency_section(oneshot, figures),
-             roofline_section(oneshot, figures), size_section(oneshot, figures)]
+             roofline_section(oneshot, figures), size_section(oneshot, figures), weights_section(results, figures)]
     return "\n\n".join(p for p in parts if p) + "\n"

@@ -18,9 +18,10 @@ from bench.report.plots.oneshot import accuracy_figure, latency_figure, roofline
 from bench.report.plots.records import checked_records, group_by
 from bench.report.plots.recovery import recovery_figure, recovery_figure_names, tradeoff_figure
 from bench.report.plots.style import file_stem
+from bench.report.plots.weights import weights_figure
 
 __all__ = ["accuracy_figure", "figure_names", "latency_figure", "recovery_figure", "roofline_figure", "size_figure",
-           "speedup_figure", "tradeoff_figure"]
+           "speedup_figure", "tradeoff_figure", "weights_figure"]
 
 
 def figure_names(results: Mapping) -> list[tuple[str, Callable[[], Figure]]]:
@@ -31,7 +32,8 @@ def figure_names(results: Mapping) -> list[tuple[str, Callable[[], Figure]]]:
     with ``-t<threads>`` appended to latency and speedup stems only when a (dataset, method) was timed at several
     thread counts. Datasets with fine-tuned or gradual accuracy records add ``recovery-<dataset>``
     and, with such latency records at batch 1 or 64, ``tradeoff-<dataset>`` (``-t<threads>`` as above).
-    Combinations without data are left out; speedup needs the baseline format and at least
+    Datasets with weight-distribution records add ``weights-<dataset>``. Combinations without
+    data are left out; speedup needs the baseline format and at least
     one other format. Figures are built only when the callable is called.
     """
     baseline = baseline_format(results)
@@ -55,4 +57,6 @@ def figure_names(results: Mapping) -> list[tuple[str, Callable[[], Figure]]]:
               for d, m in sorted({(r["dataset"], r["method"]) for r in size})]
     names += [(f"roofline-{file_stem(d)}-{file_stem(m)}", partial(roofline_figure, results, d, m))
               for d, m in sorted({(r["dataset"], r["method"]) for r in checked_records(results, "roofline")})]
+    names += [(f"weights-{file_stem(d)}", partial(weights_figure, results, d))
+              for d in sorted({r["dataset"] for r in results.get("weights") or ()})]
     return names
