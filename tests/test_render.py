@@ -128,3 +128,17 @@ def test_unknown_stage_is_named():
     with pytest.raises(ValueError, match=r"unknown stage 'retrained' in record mnist/weight/0.98; "
                                          r"expected one of \['oneshot', 'finetuned', 'gradual'\]"):
         render_markdown(results, [])
+
+
+def test_the_committed_reference_report_re_renders_with_the_same_numbers():
+    """Every table row and heading of the committed reference report comes back from its results.json."""
+    import json
+    from pathlib import Path
+
+    run = Path(__file__).resolve().parents[1] / "reports" / "2026-11-21T170434Z-full"
+    results = json.loads((run / "results.json").read_text())
+    figures = sorted(p.name for p in run.glob("*.png"))
+    old, new = (run / "report.md").read_text().splitlines(), render_markdown(results, figures).splitlines()
+    kept = [line for line in old if line.startswith(("|", "#", "!["))]
+    assert kept == [line for line in new if line.startswith(("|", "#", "!["))]
+    assert len(kept) > 300

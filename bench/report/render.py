@@ -47,7 +47,7 @@ def models_section(results: dict) -> str:
     out = "## Dense networks\n\n" + table(["dataset", "architecture", "epochs", "test accuracy", "training"], rows)
     for m in results["models"]:
         man = m["manifest"]
-        if "activations" in man:  # a user's own model (--model): say what it is and what it was tested on
+        if "classes" in man and "data_source" in man:  # a user's own model (--model): what it is, what it ran on
             shape = f"input shape {tuple(man['input_shape'])}, " if man.get("input_shape") else ""
             out += (f"\n\nYour model `{man['source']}` ({man.get('framework', 'sparsenet')}): {shape}"
                     f"{m['architecture'][0]} inputs, {man['classes']} classes, layers "
