@@ -7,7 +7,13 @@ exactly that way.
 
 from __future__ import annotations
 
+import ctypes
 import functools
+import os
+import signal
+import sys
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -28,6 +34,31 @@ from sparsenet import convert, prune
 from sparsenet.formats import baseline
 from sparsenet.recover import recovered_network
 from sparsenet.userdata import LabelledData
+
+
+def pytest_sessionstart(session):
+    """Die with the report: ``python -m bench.report`` names its PID in ``$SPARSENET_PARENT_PID``
+    (bench/report/cli.py, which runs this suite in its own process group). Killed outright
+    (SIGKILL), the report cannot kill this process itself, so ask Linux to (PR_SET_PDEATHSIG),
+    and everywhere watch the parent PID from a thread."""
+    parent = os.environ.get("SPARSENET_PARENT_PID")
+    if not parent or not parent.isdigit():
+        return
+    parent = int(parent)
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # the parent died before the request above
+        os._exit(1)
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
 
 
 def pytest_addoption(parser):

@@ -9,6 +9,7 @@ keeps working.
 from __future__ import annotations
 
 import os
+import sys
 
 
 class FileFormatError(ValueError):
@@ -27,10 +28,16 @@ class FileFormatError(ValueError):
         super().__init__(f"{where}{what}{message}")
 
 
-def error_line(exc: BaseException) -> str:
-    """One line for a command line's ``error: ...``: the first line of the message plus a hint
-    when the message had more (e.g. a dataset search that lists every place tried)."""
-    text = str(exc) or type(exc).__name__
-    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+def cli_error(exc: BaseException, prog: str | None = None) -> int:
+    """What a command line does with an error it expects (the library's :class:`FileFormatError`
+    and other ``ValueError``, an ``OSError`` for a bad path): print ``error: ...`` to stderr,
+    no traceback, and return exit status 2 (usage error, as argparse does)."""
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror and not isinstance(
+            exc, FileNotFoundError | NotADirectoryError | IsADirectoryError | FileExistsError | PermissionError):
         text = f"{exc.filename}: {exc.strerror}"
-    return text
+    elif isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        text = f"{exc.filename}: {exc.strerror.lower()}"
+    else:
+        text = str(exc) or type(exc).__name__
+    print(f"{prog + ': ' if prog else ''}error: {text}", file=sys.stderr, flush=True)
+    return 2

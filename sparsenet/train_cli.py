@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .data import DATASETS, DatasetNotFoundError
+from .data import DATASETS
+from .errors import cli_error
 from .files import atomic_path
 from .train import DEFAULT_EPOCHS, TrainConfig, model_dir, trained_network
 
@@ -43,17 +43,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                              train_samples=args.train_samples, **extra)
     except ValueError as exc:
         parser.error(str(exc))
+    if args.data_dir is not None and not args.data_dir.expanduser().exists():
+        parser.error(f"--data-dir: no such directory or file: {args.data_dir}")
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        parser.error(f"--out: {args.out} is a file, expected a directory")
     try:
         _, manifest = trained_network(config, cache_dir=args.cache_dir, data_dir=args.data_dir)
-    except DatasetNotFoundError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    directory = model_dir(config, args.cache_dir)
-    if args.out is not None:
-        for name in ("weights.npz", "manifest.json"):
-            with atomic_path(args.out / name) as tmp:
-                shutil.copyfile(directory / name, tmp)
-        directory = args.out
+        directory = model_dir(config, args.cache_dir)
+        if args.out is not None:
+            for name in ("weights.npz", "manifest.json"):
+                with atomic_path(args.out / name) as tmp:
+                    shutil.copyfile(directory / name, tmp)
+            directory = args.out
+    except (ValueError, OSError) as exc:  # missing or corrupt data (FileFormatError), unwritable paths
+        return cli_error(exc)
     epoch_s = manifest["epoch_seconds"]
     print(f"{config.dataset}: test accuracy {manifest['test_accuracy']:.2%} (numpy export "
           f"{manifest['test_accuracy_numpy']:.2%}), {manifest['epochs']} epochs, "
