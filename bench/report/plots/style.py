@@ -20,7 +20,7 @@ from bench.report.stages import STAGES
 
 __all__ = ["BASELINE_LINE", "DATASET_TITLES", "EXTRA_STYLES", "MAX_COLUMNS", "MIN_REMAINING", "PANEL_HEIGHT_IN",
            "SCOPE_LINES", "SPARSITY_MINOR_TICKS", "SPARSITY_TICKS", "WIDTH_IN", "X_LABELS", "assign_styles",
-           "baseline_reference", "batch_panels", "dataset_title", "dense_accuracy_lines", "figure_legend",
+           "baseline_reference", "batch_panels", "panels", "dataset_title", "dense_accuracy_lines", "figure_legend",
            "file_stem", "format_order", "format_styles", "log_axis", "method_lines", "method_styles", "percent",
            "remaining_log", "remaining_log_inverse", "sparsity_axis", "style_rank", "threads_label", "time_unit"]
 
@@ -153,15 +153,21 @@ def time_unit(seconds: float) -> tuple[float, str]:
     return 1e6, "µs"
 
 
-def batch_panels(rows) -> tuple[Figure, list, list]:
-    batches = sorted({r["batch"] for r in rows})
-    ncols = min(len(batches), MAX_COLUMNS)
-    nrows = -(-len(batches) // ncols)
+def panels(n: int) -> tuple[Figure, list]:
+    """A figure with ``n`` panels, at most MAX_COLUMNS to a row, and no empty ones."""
+    ncols = min(n, MAX_COLUMNS)
+    nrows = -(-n // ncols)
     fig = Figure(figsize=(WIDTH_IN, PANEL_HEIGHT_IN * nrows + 1.2), layout="constrained")
     axes = list(fig.subplots(nrows, ncols, squeeze=False).ravel())
-    for ax in axes[len(batches):]:
+    for ax in axes[n:]:
         fig.delaxes(ax)
-    return fig, axes[:len(batches)], batches
+    return fig, axes[:n]
+
+
+def batch_panels(rows) -> tuple[Figure, list, list]:
+    """One panel per batch size in ``rows``."""
+    batches = sorted({r["batch"] for r in rows})
+    return (*panels(len(batches)), batches)
 
 
 def figure_legend(fig: Figure, axes) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 from matplotlib.figure import Figure
 
-from bench.report.plots.style import BASELINE_LINE, MAX_COLUMNS, PANEL_HEIGHT_IN, WIDTH_IN, dataset_title, percent
+from bench.report.plots.style import BASELINE_LINE, dataset_title, panels, percent
 
 __all__ = ["weights_figure"]
 
@@ -20,12 +20,7 @@ def weights_figure(results: Mapping, dataset: str) -> Figure:
         raise ValueError(f"no weight-distribution records for {dataset!r}")
     layers = sorted({r["layer"] for r in rows})
     sparsities = sorted({r["sparsity"] for r in rows})
-    ncols = min(len(layers), MAX_COLUMNS)
-    nrows = -(-len(layers) // ncols)
-    fig = Figure(figsize=(WIDTH_IN, PANEL_HEIGHT_IN * nrows + 1.2), layout="constrained")
-    axes = list(fig.subplots(nrows, ncols, squeeze=False).ravel())
-    for ax in axes[len(layers):]:
-        fig.delaxes(ax)
+    fig, axes = panels(len(layers))
     colors = dict(zip([s for s in sparsities if s > 0], ("tab:blue", "tab:orange", "tab:red", "tab:purple")))
     for ax, layer in zip(axes, layers):
         for r in sorted((r for r in rows if r["layer"] == layer), key=lambda r: r["sparsity"]):
