@@ -4,6 +4,7 @@ __version__ = "0.2.0"
 
 from .errors import FileFormatError
 from .formats import FORMATS, convert
+from .importers import ImportedModel, load_model
 from .io import load_network, save_network
 from .layers import LAYER_KINDS
 from .model import Layer, MaskedNetwork, Masks, Network
@@ -11,6 +12,7 @@ from .prune import PRUNERS, SCOPES, prune
 
 __all__ = [
     "FORMATS",
+    "ImportedModel",
     "FileFormatError",
     "LAYER_KINDS",
     "PRUNERS",
@@ -20,6 +22,7 @@ __all__ = [
     "Masks",
     "Network",
     "convert",
+    "load_model",
     "load_network",
     "prune",
     "save_network",
