@@ -3,6 +3,7 @@
 __version__ = "0.2.0"
 
 from .errors import FileFormatError
+from .export import load_pruned, save_pruned
 from .formats import FORMATS, convert
 from .importers import ImportedModel, load_model
 from .io import load_network, save_network
@@ -24,7 +25,9 @@ __all__ = [
     "convert",
     "load_model",
     "load_network",
+    "load_pruned",
     "prune",
     "save_network",
+    "save_pruned",
     "__version__",
 ]
