@@ -12,13 +12,15 @@ def const(name: str, value) -> object:
     return helper.make_node("Constant", [], [name], name=name, value=value)
 
 
-def graph(nodes, inits: dict, in_shape, out_width: int, opset: int = 17):
-    """A model from ``nodes`` reading input ``x`` of shape (N, *in_shape) and writing ``y``."""
+def graph(nodes, inits: dict, in_shape, out_width: int, opset: int = 17, ints: dict | None = None):
+    """A model from ``nodes`` reading input ``x`` of shape (N, *in_shape) and writing ``y``;
+    ``inits`` become float32 initializers, ``ints`` int64 ones (e.g. a Reshape's shape)."""
     from onnx import TensorProto, helper, numpy_helper
 
     g = helper.make_graph(nodes, "test", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", *in_shape])],
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", out_width])],
-                          [numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in inits.items()])
+                          [numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in inits.items()]
+                          + [numpy_helper.from_array(np.asarray(v, np.int64), k) for k, v in (ints or {}).items()])
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
 
 

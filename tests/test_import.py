@@ -19,8 +19,9 @@ def _run_everything(imported):
     net = imported.network
     acts = {layer.activation for layer in net.layers}
     x = np.random.default_rng(1).standard_normal((5, net.widths[0])).astype(np.float32)
-    for method in sorted(PRUNERS):
-        masked = prune(net, method, 0.5)
+    one_layer = len(net.layers) == 1  # only its logits layer: weight pruning with prune_logits=True
+    for method in ["weight"] if one_layer else sorted(PRUNERS):
+        masked = prune(net, method, 0.5, prune_logits=one_layer)
         for fmt in formats_for(True, net.layer_kinds, acts):
             assert_forward_close(convert(masked, fmt)(x), naive.forward(masked, x))
     assert formats_for(True, net.layer_kinds, acts), "some format runs it"
@@ -152,6 +153,10 @@ def onnx_files(tmp_path_factory):
         (9, 15, 8, 6, 5, 2), ["sigmoid", "relu", "gelu_tanh", "gelu", "linear"])
     graphs["conv"] = (og.graph([helper.make_node("Conv", ["x", "K"], ["y"], name="conv0")], {"K": r(1, 1, 3, 3)},
                                [1, 5, 5], 9), None, None)
+    graphs["reshape_one_layer"] = (og.graph(
+        [helper.make_node("Reshape", ["x", "shape"], ["f"], name="reshape"),
+         helper.make_node("Gemm", ["f", "W0"], ["y"], transB=1, name="fc0")],
+        {"W0": r(3, 20)}, [4, 5], 3, ints={"shape": [-1, 20]}), (20, 3), ["linear"])
     graphs["unknown_op"] = (og.graph(
         [helper.make_node("Gemm", ["x", "W0"], ["g0"], transB=1, name="fc0"),
          helper.make_node("LeakyRelu", ["g0"], ["a0"], name="leaky"),
@@ -170,7 +175,7 @@ def onnx_files(tmp_path_factory):
     return paths
 
 
-@pytest.mark.parametrize("name", ["torch_like", "mixed"])
+@pytest.mark.parametrize("name", ["torch_like", "mixed", "reshape_one_layer"])
 def test_onnx_import_matches_the_reference_evaluator_and_runs_everywhere(onnx_files, name):
     path, widths, acts = onnx_files[name]
     imported = load_model(path)

@@ -115,7 +115,7 @@ def check_import(net: Network, reference, input_shape: tuple, source: str, seed:
     if flat.shape[1] != net.widths[0]:
         raise ImportCheckError(source, f"one input sample of shape {tuple(input_shape)} has {flat.shape[1]} values "
                                        f"but the first layer takes {net.widths[0]}")
-    ours = convert(prune(net, "weight", 0.0), "dense")(flat.astype(net.dtype))
+    ours = convert(prune(net, "weight", 0.0, prune_logits=True), "dense")(flat.astype(net.dtype))
     if net.layers[-1].activation == "softmax":  # sparsenet returns logits
         ours = softmax(ours)
     theirs = np.asarray(reference(x), dtype=np.float32).reshape(ours.shape)
