@@ -6,9 +6,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, settings
 
 from sparsenet import Layer, Network
 from sparsenet.train import TrainConfig
+
+# Property tests (tests/test_properties.py) are deterministic and cheap: the same examples on every
+# run, no example database, no deadline (the first example of a format pays its numba compile).
+settings.register_profile("sparsenet", derandomize=True, database=None, deadline=None, max_examples=25,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("sparsenet")
 
 # The one real training the suite shares (test_train, test_recover): ~2 s on 2 cores, ~89 % test
 # accuracy: small enough for CI, good enough to see learning and to win accuracy back after pruning.
