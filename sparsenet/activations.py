@@ -73,10 +73,8 @@ ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "tanh": tanh,
 }
 
-# act(0) == 0: a deleted unit of these contributes nothing downstream. Deleting a unit of any
-# other activation (sigmoid(0) = 0.5) is still exact once its constant output is folded into
-# the next layer's bias (sparsenet.formats.shrunk does).
-ZERO_PRESERVING = frozenset({"gelu", "gelu_tanh", "linear", "relu", "tanh"})
+# A deleted unit of any of these is exact: its constant output act(b_i) (sigmoid(0) = 0.5) is
+# folded into the next layer's bias by sparsenet.formats.shrunk, so no act(0) == 0 rule remains.
 
 
 def activate(name: str, h: np.ndarray) -> np.ndarray:
