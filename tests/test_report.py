@@ -149,7 +149,7 @@ def test_report_with_corrupt_data_fails_cleanly(tmp_path):
         (data / f.name).write_bytes(blob[: len(blob) // 2] if f.name.startswith("t10k-images") else blob)
     out = tmp_path / "reports"
     result = run_report("--grid", "ci", "--out", str(out), "--data-dir", str(tmp_path / "data"))
-    assert result.returncode == 1
+    assert result.returncode == 2  # a usage-level error: one line, exit 2 (issue 15)
     assert "t10k-images-idx3-ubyte.gz" in result.stderr and "Traceback" not in result.stderr
     assert list(out.iterdir()) == []
 
