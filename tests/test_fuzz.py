@@ -29,6 +29,7 @@ import numpy as np
 import pytest
 
 from sparsenet import FileFormatError, prune, save_network
+from sparsenet import cache as cache_mod
 from sparsenet import data as data_mod
 from sparsenet import io as io_mod
 from sparsenet.cache import TRAINED_FIELDS, read_manifest
@@ -47,6 +48,8 @@ MAX_INPUT_S = 5.0  # one input taking longer than this counts as a hang
 def mutate(rng: np.random.Generator, blob: bytes) -> bytes:
     """One random mutation: flip, overwrite with an edge value, truncate, insert, repeat or append."""
     b = bytearray(blob)
+    if not b:  # an earlier mutation emptied it
+        return rng.bytes(int(rng.integers(1, 64)))
     kind = rng.integers(7)
     pos = int(rng.integers(len(b))) if b else 0
     if kind == 0:
@@ -202,8 +205,8 @@ def test_fuzz_manifest_json(tmp_path, capsys):
     def read():
         m = read_manifest(path, "abc", fields=TRAINED_FIELDS)
         assert m is None or isinstance(m["test_accuracy"], float | int)
-        if m is None:
-            raise FileFormatError(path, "counted absent")  # an absent entry is the reader's "error"
+        if m is None:  # an absent entry is this reader's "error": count it by its reason
+            raise FileFormatError(path, cache_mod._manifest_problem(path, "abc", "config_key", TRAINED_FIELDS)[0])
         return m
 
     counts = fuzz("manifest", good.encode(), lambda rng, b: mutate_text(rng, b.decode()).encode(), path.write_bytes,
