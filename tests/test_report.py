@@ -250,9 +250,18 @@ def test_report_refuses_a_bad_own_model_or_data_before_any_work(tmp_path, args, 
     assert not out.exists() or list(out.iterdir()) == []
 
 
-def test_the_sparsenet_command_is_the_report_on_a_model(tmp_path):
+def test_the_sparsenet_command_reports_on_and_exports_a_model(tmp_path, capsys):
+    import numpy as np
+
     from bench.report.cli import console
+    from sparsenet import load_network, load_pruned
 
     assert console(["--help"]) == 0
     assert console(["frobnicate"]) == 2
     assert console(["report", str(tmp_path / "missing.npz"), "--data", "x.npz", "--out", str(tmp_path)]) == 2
+    model = small_classifier(tmp_path, np.random.default_rng(3))
+    assert console(["export", str(model), "--sparsity", "0.9", "--out", str(tmp_path / "m.spz")]) == 0
+    pruned = load_pruned(tmp_path / "m.spz")
+    assert pruned.achieved_sparsity() == 0.9 and pruned.net.widths == load_network(model).widths
+    assert console(["export", str(model), "--sparsity", "1.5", "--out", str(tmp_path / "x.spz")]) == 2
+    assert "sparsity must be in [0, 1)" in capsys.readouterr().err and not (tmp_path / "x.spz").exists()

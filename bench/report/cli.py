@@ -284,6 +284,7 @@ def main(argv=None) -> int:
 
 
 CONSOLE_USAGE = """usage: sparsenet report MODEL --data TEST [--train-data TRAIN] [--quick] [options]
+       sparsenet export MODEL --sparsity S --out PATH [--method weight|unit] [--scope layer|global] [--shrink]
 
   MODEL   your trained network: a Keras model (.keras, .h5), an ONNX graph (.onnx) or a sparsenet .npz
   TEST    its test data: an .npz with arrays x (inputs) and y (integer labels), or mnist / fashion_mnist
@@ -291,18 +292,53 @@ CONSOLE_USAGE = """usage: sparsenet report MODEL --data TEST [--train-data TRAIN
 Prunes MODEL at every sparsity of the grid, checks and times every format on this machine and
 writes a report folder (accuracy, latency, sizes, plots). `sparsenet report --help` lists every
 option; `python -m bench.report --model MODEL --data TEST` is the same job.
+
+`sparsenet export` prunes MODEL once and writes it out: PATH ending in .keras (plain Keras, zeros
+in place), .onnx (an ONNX graph) or anything else (sparsenet's compact sparse file, e.g. .spz,
+which sparsenet.load_pruned reads back); --shrink deletes pruned units (Keras and ONNX).
 """
 
 
+def export_main(argv) -> int:
+    """``sparsenet export MODEL --sparsity S --out PATH``: prune a model once and save it."""
+    from bench.models import read_model
+    from sparsenet import prune, save_pruned
+
+    p = argparse.ArgumentParser(prog="sparsenet export", description="prune a model and save the pruned network")
+    p.add_argument("model", help="a Keras model (.keras, .h5), an ONNX graph or a sparsenet .npz")
+    p.add_argument("--sparsity", type=float, required=True, help="fraction of weights (or units) to remove")
+    p.add_argument("--method", default="weight", help="pruning method (see sparsenet.PRUNERS; default weight)")
+    p.add_argument("--scope", default="layer", help="layer or global (default layer)")
+    p.add_argument("--out", required=True, help="output file: .keras, .onnx, or a compact sparse file (.spz)")
+    p.add_argument("--shrink", action="store_true", help="delete pruned units (Keras and ONNX exports)")
+    args = p.parse_args(argv)
+    try:
+        path = Path(args.model).expanduser()
+        if not path.is_file():
+            raise ValueError(f"no model file at {path}")
+        net, _ = read_model(path)
+        masked = prune(net, args.method, args.sparsity, args.scope)
+        written = save_pruned(masked, args.out, shrink=args.shrink, source=str(path))
+    except (ValueError, TypeError, NotImplementedError, ImportError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{written}: {masked.method} pruning at {masked.achieved_sparsity():.2%} of the weights "
+          f"({Path(written).stat().st_size:,} bytes)")
+    return 0
+
+
 def console(argv=None) -> int:
-    """The ``sparsenet`` command: ``sparsenet report MODEL --data TEST [...]``."""
+    """The ``sparsenet`` command: ``sparsenet report MODEL --data TEST [...]`` and ``sparsenet export``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(CONSOLE_USAGE, end="")
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
+    if command == "export":
+        return export_main(rest)
     if command != "report":
-        print(f"error: unknown command {command!r}; commands: report\n\n{CONSOLE_USAGE}", file=sys.stderr, end="")
+        print(f"error: unknown command {command!r}; commands: report, export\n\n{CONSOLE_USAGE}", file=sys.stderr,
+              end="")
         return 2
     if rest and not rest[0].startswith("-"):
         rest = ["--model", rest[0], *rest[1:]]
