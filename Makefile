@@ -23,10 +23,11 @@ report: setup
 
 # The unit tests and the CI benchmark grid share one throw-away cache (SPARSENET_TEST_CACHE, see
 # tests/conftest.py): the grid reuses the 1-epoch networks the report tests trained, and nothing
-# lands in the user's ~/.cache/sparsenet.
+# lands in the user's ~/.cache/sparsenet. The tests run in two workers, a test file to each
+# (much of the suite waits on report subprocesses, TensorFlow start-up and numba compiles).
 test: setup lint
 	@cache=$$(mktemp -d) && trap 'rm -rf "$$cache"' EXIT && \
-	  SPARSENET_TEST_CACHE=$$cache $(PY) -m pytest tests -q && \
+	  SPARSENET_TEST_CACHE=$$cache $(PY) -m pytest tests -q -n 2 --dist loadfile && \
 	  SPARSENET_CACHE=$$cache/sparsenet-cache $(PY) -m pytest bench -q --benchmark-disable --grid ci
 
 lint: setup

@@ -77,7 +77,7 @@ def grid_name(args) -> str:
 def run_benchmarks(grid: Grid, args, threads: int, raw_json: Path) -> None:
     """Run bench/test_forward.py in a fresh process with pytest-benchmark; its JSON is the only output."""
     cmd = [sys.executable, "-m", "pytest", str(SUITE), "--benchmark-only",
-           "-p", "no:cacheprovider", "-q", "--no-header",
+           "-p", "no:cacheprovider", "-p", "no:xdist", "-q", "--no-header",
            f"--benchmark-json={raw_json}", f"--benchmark-max-time={args.max_time}",
            "--benchmark-min-rounds=5", "--benchmark-disable-gc", "--benchmark-sort=name",
            "--benchmark-columns=median,iqr,rounds", "--benchmark-warmup=on", f"--threads={threads}",
@@ -98,7 +98,10 @@ def run_child(cmd: list[str], cwd=None) -> subprocess.CompletedProcess:
     waiting for it: at its end (leftover grandchildren), on Ctrl-C or any exception. The child
     also learns this process's PID (``$SPARSENET_PARENT_PID``) so that bench/conftest.py can
     have it killed if this process is killed outright (SIGKILL runs no ``finally``)."""
-    env = {**os.environ, PARENT_PID_ENV: str(os.getpid())}
+    # a report started from inside a pytest-xdist worker (the test suite) must not make its child
+    # believe it is one: pytest-benchmark then refuses --benchmark-only
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")},
+           PARENT_PID_ENV: str(os.getpid())}
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, start_new_session=True)
     try:
         # wait without reaping: while the child is a zombie its PID (= the group's id) cannot be reused
