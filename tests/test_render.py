@@ -142,3 +142,18 @@ def test_the_committed_reference_report_re_renders_with_the_same_numbers():
     kept = [line for line in old if line.startswith(("|", "#", "!["))]
     assert kept == [line for line in new if line.startswith(("|", "#", "!["))]
     assert len(kept) > 300
+
+
+def test_formats_that_cannot_run_the_network_are_named_not_silently_missing():
+    import json
+    from pathlib import Path
+
+    from bench.report.formats import describe_registry
+
+    run = Path(__file__).resolve().parents[1] / "reports" / "2026-11-21T170434Z-full"
+    results = json.loads((run / "results.json").read_text())
+    assert "Not timed on" not in render_markdown(results, [])  # relu networks: every format runs
+    results["formats"] = describe_registry()
+    results["models"][0]["manifest"]["activations"] = ["tanh", "softmax"]
+    md = render_markdown(results, [])
+    assert "`sparse` (runs linear, relu, softmax only)" in md and "Not timed on fashion_mnist" in md

@@ -90,6 +90,12 @@ def latency_section(results: dict, figures: list[str]) -> str:
            "takes the next of 64 test images, so a kernel that skips zero activations cannot learn one "
            "image's pattern; larger batches: the first B test images); in brackets the "
            f"speed-up over `{baseline}` in the same run (> 1× is faster). {formats_text}."]
+    for m in results["models"]:  # say which formats sat out, and why, instead of leaving a silent gap
+        acts = set(m.get("manifest", {}).get("activations") or ())
+        out_ = [f"`{name}` (runs {', '.join(d['activations'])} only)" for name, d in info.items()
+                if d.get("activations") and acts - set(d["activations"])]
+        if out_:
+            out.append(f"Not timed on {m['dataset']} ({', '.join(sorted(acts))}): {', '.join(out_)}.")
     for (dataset, method), recs in _by_dataset_method(results["latency"]).items():
         out.append(f"### {dataset}, {method} pruning")
         formats = list(dict.fromkeys(r["format"] for r in recs))
