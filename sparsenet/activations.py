@@ -14,6 +14,11 @@ def relu(h: np.ndarray) -> np.ndarray:
     return np.maximum(h, 0, out=h)
 
 
+def relu6(h: np.ndarray) -> np.ndarray:
+    """``min(max(h, 0), 6)``: MobileNetV2's activation (Keras ``ReLU(6.0)``, ONNX ``Clip(0, 6)``)."""
+    return np.clip(h, 0, 6, out=h)
+
+
 def linear(h: np.ndarray) -> np.ndarray:
     return h
 
@@ -68,6 +73,7 @@ ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "gelu_tanh": gelu_tanh,
     "linear": linear,
     "relu": relu,
+    "relu6": relu6,
     "sigmoid": sigmoid,
     "softmax": linear,
     "tanh": tanh,

@@ -158,6 +158,9 @@ def _save_onnx(layers, path: Path) -> None:
         if act in ("relu", "tanh", "sigmoid"):
             op = {"relu": "Relu", "tanh": "Tanh", "sigmoid": "Sigmoid"}[act]
             nodes.append(helper.make_node(op, [z], [out], name=f"{act}{i}"))
+        elif act == "relu6":
+            scalar(f"relu6_{i}_lo", 0.0), scalar(f"relu6_{i}_hi", 6.0)
+            nodes.append(helper.make_node("Clip", [z, f"relu6_{i}_lo", f"relu6_{i}_hi"], [out], name=f"relu6_{i}"))
         elif act == "softmax":
             nodes.append(helper.make_node("Softmax", [z], [out], axis=-1, name=f"softmax{i}"))
         elif act == "gelu":

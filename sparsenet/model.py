@@ -1,8 +1,12 @@
 """The objects every stage hands to the next: plain arrays in frozen dataclasses.
 
-A :class:`Network` is a sequence of layers of registered kinds (:mod:`sparsenet.layers`; today
+A :class:`Network` is a sequence of layers of registered kinds (:mod:`sparsenet.layers`):
 ``dense``, whose :class:`Layer` computes ``y = activation(x @ weight.T + bias)`` with ``weight``
-``(n_out, n_in)``). Each kind's module documents its weight orientation once.
+``(n_out, n_in)``, and the spatial kinds ``conv2d`` (weight ``(C_out, kh, kw, C_in)``),
+``depthwise_conv2d`` (``(C, kh, kw)``) and ``global_avg_pool`` (no weights) on NHWC activations
+that travel flattened, so that widths chain for every kind. Each kind's module documents its
+weight orientation once; a ``conv2d`` layer's ``residual_from`` adds an earlier output (the
+inverted residual blocks of MobileNetV2), the one edge besides the chain.
 """
 
 from __future__ import annotations
@@ -40,6 +44,12 @@ class Network:
     def layer_kinds(self) -> frozenset[str]:
         """The kinds of layer this network is made of (keys of :data:`sparsenet.layers.LAYER_KINDS`)."""
         return frozenset(layer.kind for layer in self.layers)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """One sample's shape: ``(n_in,)`` for an MLP, ``(H, W, C)`` for a network that starts spatial
+        (formats take it flattened, C order)."""
+        return tuple(getattr(self.layers[0], "input_shape", (self.layers[0].n_in,)))
 
     @property
     def n_weights(self) -> int:
@@ -80,7 +90,7 @@ class MaskedNetwork:
 
     def layer_sparsity(self) -> tuple[float, ...]:
         """Fraction of removed weights in every layer (0.0 for layers that were not pruned)."""
-        return tuple(1.0 - float(keep.sum()) / keep.size for keep in self.masks.weight)
+        return tuple(1.0 - float(keep.sum()) / keep.size if keep.size else 0.0 for keep in self.masks.weight)
 
     def achieved_sparsity(self) -> float:
         """``1 - kept / total`` over the weight matrices that pruning was allowed to touch."""

@@ -13,7 +13,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .model import Network
 
 # the keys of sparsenet.activations.ACTIVATIONS (tests/test_validation.py checks they agree)
-ACTIVATION_NAMES = ("gelu", "gelu_tanh", "linear", "relu", "sigmoid", "softmax", "tanh")
+ACTIVATION_NAMES = ("gelu", "gelu_tanh", "linear", "relu", "relu6", "sigmoid", "softmax", "tanh")
 
 
 def check_choice(kind: str, value: str, choices: Iterable[str]) -> str:
@@ -37,23 +37,29 @@ def check_sparsity(sparsity: float) -> float:
 
 
 def check_network(net: Network) -> None:
-    """Layers chain, arrays are 2-D float matrices without NaN/inf, activations are known and
-    softmax is only the output layer's."""
+    """Layers chain (flat sizes, and (H, W, C) shapes between spatial layers), arrays are float
+    weights of the kind's rank without NaN/inf, activations are known, softmax is only the output
+    layer's, and every residual add reads an earlier output of the same shape."""
     if len(net.layers) == 0:
         raise ValueError("a Network needs at least one layer, found 0")
     for i, layer in enumerate(net.layers):
         try:
-            kind_of(layer)
+            kind = kind_of(layer)
         except ValueError as exc:
             raise ValueError(f"layer {i}: {exc}") from None
         w, b = layer.weight, layer.bias
-        if not isinstance(w, np.ndarray) or w.ndim != 2:
-            raise ValueError(f"layer {i}: weight must be a 2-D array (n_out, n_in), "
-                             f"found {type(w).__name__} with shape {getattr(w, 'shape', None)}")
+        if not isinstance(w, np.ndarray) or w.ndim != kind.weight_ndim:
+            raise ValueError(f"layer {i}: a {kind.name} weight must be a {kind.weight_ndim}-D array "
+                             f"({kind.summary}), found {type(w).__name__} with shape {getattr(w, 'shape', None)}")
         if w.dtype not in (np.float32, np.float64):
             raise TypeError(f"layer {i}: weight dtype must be float32 or float64, found {w.dtype}")
-        if w.shape[0] == 0 or w.shape[1] == 0:
+        if w.shape[0] == 0 or (kind.pruning != "never" and w.size == 0):
             raise ValueError(f"layer {i}: weight has an empty dimension, shape {w.shape}")
+        if hasattr(kind, "check"):
+            try:
+                kind.check(layer)
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f"layer {i} ({kind.name}): {exc}") from None
         if not np.isfinite(w).all():
             bad = int(np.size(w) - np.isfinite(w).sum())
             raise ValueError(f"layer {i}: weight holds {bad} NaN/inf values; "
@@ -78,8 +84,31 @@ def check_network(net: Network) -> None:
         if i > 0 and net.layers[i - 1].n_out != layer.n_in:
             raise ValueError(f"layer {i}: expects {layer.n_in} inputs but layer {i - 1} "
                              f"has {net.layers[i - 1].n_out} outputs")
+        before = getattr(net.layers[i - 1], "output_shape", None) if i else None
+        here = getattr(layer, "input_shape", None)
+        if before is not None and here is not None and len(before) == 3 and tuple(before) != tuple(here):
+            raise ValueError(f"layer {i}: expects input of shape {tuple(here)} (H, W, C) but layer {i - 1} "
+                             f"outputs {tuple(before)}")
+        _check_residual(net, i, layer)
         if w.dtype != net.layers[0].weight.dtype:
             raise TypeError(f"layer {i}: dtype {w.dtype} differs from layer 0 ({net.layers[0].weight.dtype})")
+
+
+def _check_residual(net: Network, i: int, layer) -> None:
+    r = getattr(layer, "residual_from", None)
+    if r is None:
+        return
+    if not isinstance(r, int | np.integer) or not -1 <= r < i:
+        raise ValueError(f"layer {i}: residual_from must be an earlier layer's index or -1 (the network "
+                         f"input), found {r!r}")
+    if r == -1:
+        first = net.layers[0]
+        source, shape = "the network input", getattr(first, "input_shape", (first.n_in,))
+    else:
+        source, shape = f"layer {r}", getattr(net.layers[r], "output_shape", (net.layers[r].n_out,))
+    if tuple(shape) != tuple(layer.output_shape):
+        raise ValueError(f"layer {i}: residual_from={r} adds {source} of shape {tuple(shape)} to an output "
+                         f"of shape {tuple(layer.output_shape)}; the shapes must be equal")
 
 
 def check_batch(x: np.ndarray, n_in: int, dtype: np.dtype) -> np.ndarray:

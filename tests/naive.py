@@ -30,6 +30,7 @@ def activate(name: str, h: np.ndarray) -> np.ndarray:
         return h
     f = {
         "relu": lambda v: max(v, 0.0),
+        "relu6": lambda v: min(max(v, 0.0), 6.0),
         "tanh": math.tanh,
         "sigmoid": lambda v: 1.0 / (1.0 + math.exp(-v)) if v >= 0 else math.exp(v) / (1.0 + math.exp(v)),
         "gelu": lambda v: 0.5 * v * (1.0 + math.erf(v / math.sqrt(2.0))),

@@ -151,7 +151,10 @@ def test_a_format_refuses_layer_kinds_it_does_not_declare(monkeypatch, rng):
 
 
 def test_every_registry_entry_describes_itself():
-    assert set(LAYER_KINDS) == {"dense"}
+    assert set(LAYER_KINDS) == {"dense", "conv2d", "depthwise_conv2d", "global_avg_pool"}
+    for name, kind in LAYER_KINDS.items():
+        assert kind.name == name and kind.layer.kind == name and kind.summary
+        assert kind.pruning in ("default", "optional", "never") and kind.weight_ndim >= 2
     assert sum(cls.kind == "baseline" for cls in FORMATS.values()) == 1
     for name, cls in FORMATS.items():
         assert cls.name == name and cls.summary and len(cls.style) == 2 and cls.layer_kinds <= set(LAYER_KINDS)

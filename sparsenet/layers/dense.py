@@ -39,6 +39,8 @@ class DenseKind:
     name: ClassVar[str] = "dense"
     layer: ClassVar[type] = Layer
     summary: ClassVar[str] = "fully connected, weight (n_out, n_in): a unit is a row"
+    weight_ndim: ClassVar[int] = 2
+    pruning: ClassVar[str] = "default"
 
     @staticmethod
     def unit_weights(weight: np.ndarray) -> np.ndarray:

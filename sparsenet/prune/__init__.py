@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..layers import kind_of
 from ..model import MaskedNetwork, Masks, Network
 from ..validation import check_choice, check_sparsity
 from .magnitude import magnitude_masks
@@ -45,21 +46,26 @@ SCOPES = ("global", "layer")
 
 
 def prune(net: Network, method: str, sparsity: float, scope: str = "layer",
-          prune_logits: bool = False) -> MaskedNetwork:
+          prune_logits: bool = False, include_depthwise: bool = False) -> MaskedNetwork:
     """Prune ``net`` and return the masks with what was asked and what was achieved.
 
     Parameters
     ----------
     method : str
         A key of :data:`PRUNERS`: ``"weight"`` zeroes the smallest |w|; ``"unit"`` zeroes the
-        hidden units (rows) with the smallest L2 norm, and their biases.
+        units with the smallest L2 norm (hidden units of a dense layer, output channels of a
+        convolution: filter pruning), and their biases.
     sparsity : float
         Fraction in [0, 1) of the eligible weights (or units, for a structured method) to remove.
     scope : {"layer", "global"}
-        Rank within each layer, or across all eligible layers at once.
+        Rank within each layer, or across all eligible layers at once (one threshold; the
+        sparsity each layer got is :meth:`MaskedNetwork.layer_sparsity`).
     prune_logits : bool
         Also prune the output layer (unstructured methods only: removing output units would
         delete classes).
+    include_depthwise : bool
+        Also prune the layers whose kind is pruned only when asked (``pruning = "optional"``:
+        depthwise kernels). Kinds without weights (pooling) are never pruned.
     """
     check_choice("pruning method", method, PRUNERS)
     check_choice("scope", scope, SCOPES)
@@ -69,8 +75,13 @@ def prune(net: Network, method: str, sparsity: float, scope: str = "layer",
     if prune_logits and pruner.structured:
         raise ValueError(f"{method} pruning removes whole units and cannot prune the logits layer: its units "
                          "are the classes; use method='weight' with prune_logits=True")
-    layers = tuple(range(last + 1)) if prune_logits else tuple(range(last))
+    allowed = ("default", "optional") if include_depthwise else ("default",)
+    layers = tuple(i for i, layer in enumerate(net.layers)
+                   if kind_of(layer).pruning in allowed and (i < last or prune_logits))
     if not layers:
-        raise ValueError("a one-layer network has only the logits layer; pass prune_logits=True "
-                         "(method='weight') to prune it")
+        if len(net.layers) == 1:
+            raise ValueError("a one-layer network has only the logits layer; pass prune_logits=True "
+                             "(method='weight') to prune it")
+        raise ValueError(f"no layer of this network may be pruned: its layer kinds are {sorted(net.layer_kinds)} "
+                         "besides the logits layer; pass include_depthwise=True or prune_logits=True")
     return MaskedNetwork(net, pruner(net, sparsity, scope, layers), method, sparsity, scope, layers)
