@@ -50,6 +50,9 @@ from .model import MaskedNetwork, Masks, Network
 
 COMPACT_FORMAT = "sparsenet-pruned"
 COMPACT_VERSION = 1
+# versions load_pruned reads: 1 (float weights, written by save_pruned) and 2 (int8 weights and
+# per-unit scales, written by sparsenet.export_int8.save_quantized; read back dequantized)
+READ_VERSIONS = (1, 2)
 ONNX_OPSET = 17
 EXPORT_FORMATS = ("compact", "keras", "onnx")
 _INDEX_DTYPES = (np.uint8, np.uint16, np.int32, np.int64)
@@ -135,7 +138,29 @@ def _save_keras(layers, path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------------------- ONNX
+def onnx_model_bytes(masked: MaskedNetwork, shrink: bool = False, logits: bool = False) -> bytes:
+    """The ONNX graph :func:`save_pruned` writes for ``masked``, serialized in memory (what
+    ``onnxruntime.InferenceSession`` takes).
+
+    With ``logits`` an output softmax is left out, so that the graph returns logits as sparsenet's
+    formats do (:mod:`sparsenet.formats.engines.ort`); ``shrink`` as for :func:`save_pruned`.
+    Needs the ``onnx`` package.
+    """
+    layers = dense_layers(masked, shrink)
+    if logits and layers[-1][2] == "softmax":
+        layers[-1] = layers[-1][:2] + ("linear",)
+    return _onnx_model(layers).SerializeToString()
+
+
 def _save_onnx(layers, path: Path) -> None:
+    model = _onnx_model(layers)  # first: it names the missing onnx package
+    import onnx
+
+    with atomic_path(path) as tmp:
+        onnx.save(model, str(tmp))
+
+
+def _onnx_model(layers):
     try:
         import onnx
         from onnx import TensorProto, helper, numpy_helper
@@ -191,8 +216,7 @@ def _save_onnx(layers, path: Path) -> None:
                               [helper.make_tensor_value_info("y", elem, ["N", int(layers[-1][0].shape[1])])], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET)], producer_name="sparsenet")
     onnx.checker.check_model(model)
-    with atomic_path(path) as tmp:
-        onnx.save(model, str(tmp))
+    return model
 
 
 # -------------------------------------------------------------------------------------- compact
@@ -256,6 +280,10 @@ def load_pruned(path: str | os.PathLike) -> MaskedNetwork:
     path = Path(path)
     with _open_zip(path) as zf:
         manifest = _manifest(path, zf)
+        if manifest["version"] == 2:
+            from .export_int8 import load_quantized
+
+            return load_quantized(path).dequantized()
         dtype = np.dtype(manifest["dtype"])
         layers, keeps, bkeeps = [], [], []
         for i, spec in enumerate(manifest["layers"]):
@@ -317,9 +345,9 @@ def _manifest(path: Path, zf: zipfile.ZipFile) -> dict:
     if not isinstance(manifest, dict) or manifest.get("format") != COMPACT_FORMAT:
         raise FileFormatError(path, f"is not a compact sparsenet file (format {COMPACT_FORMAT!r} expected)",
                               field="manifest.json")
-    if manifest.get("version") != COMPACT_VERSION:
-        raise FileFormatError(path, f"version {manifest.get('version')!r}; this sparsenet reads version "
-                                    f"{COMPACT_VERSION} (upgrade sparsenet)", field="manifest.json")
+    if manifest.get("version") not in READ_VERSIONS:
+        raise FileFormatError(path, f"version {manifest.get('version')!r}; this sparsenet reads versions "
+                                    f"{list(READ_VERSIONS)} (upgrade sparsenet)", field="manifest.json")
     for key in ("dtype", "layers", "method", "sparsity"):
         if key not in manifest:
             raise FileFormatError(path, f"lacks {key!r}", field="manifest.json")
@@ -355,4 +383,4 @@ def _array(path: Path, zf: zipfile.ZipFile, name: str, shape: tuple, dtype=None)
 
 
 __all__ = ["COMPACT_FORMAT", "COMPACT_VERSION", "EXPORT_FORMATS", "ONNX_OPSET", "dense_layers", "index_dtype",
-           "load_pruned", "read_manifest", "save_pruned"]
+           "load_pruned", "onnx_model_bytes", "read_manifest", "save_pruned"]
