@@ -64,3 +64,19 @@ def magnitude_keep(weights: list[np.ndarray], sparsity: float) -> list[np.ndarra
     for _, l, j in entries[:int(round(sparsity * len(entries)))]:
         keep[l][j] = False
     return [k.reshape(w.shape) for k, w in zip(keep, weights)]
+
+
+def forward_kinds(masked, x: np.ndarray) -> np.ndarray:
+    """Masked forward of a network of any layer kinds in float64: each kind's own reference
+    ``preactivation`` (one output position at a time for the spatial kinds), the textbook
+    activation, then the residual add of ``residual_from``; returns x's dtype."""
+    from sparsenet.layers import kind_of
+
+    h = x.astype(np.float64)
+    outputs = {-1: h}
+    for i, (layer, w, b) in enumerate(zip(masked.net.layers, masked.masked_weights(), masked.masked_biases())):
+        h = activate(layer.activation, kind_of(layer).preactivation(layer, h, w, b))
+        if getattr(layer, "residual_from", None) is not None:
+            h = h + outputs[layer.residual_from]
+        outputs[i] = h
+    return h.astype(x.dtype)

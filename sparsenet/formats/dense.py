@@ -8,6 +8,7 @@ from typing import ClassVar
 import numpy as np
 
 from ..activations import ACTIVATIONS
+from ..layers import LAYER_KINDS
 from ..model import MaskedNetwork
 from ..validation import check_batch
 from .base import FormatDefaults
@@ -53,17 +54,25 @@ class DenseLayersForward(FormatDefaults):
 
 @dataclass(frozen=True)
 class DenseForward(DenseLayersForward):
-    """Pruned weights stay in full dense matrices: what a framework does without sparse kernels."""
+    """Pruned weights stay in full dense matrices: what a framework does without sparse kernels.
+
+    Every layer kind runs: a network with spatial layers gets :class:`~.dense_conv.DenseConvForward`.
+    """
 
     name: ClassVar[str] = "dense"
     kind: ClassVar[str] = "baseline"
     summary: ClassVar[str] = "zeros kept, numpy/BLAS: the baseline every format is compared with"
     style: ClassVar[tuple[str, str]] = ("black", "")
     operating_points: ClassVar[bool] = True
+    layer_kinds: ClassVar[frozenset[str]] = frozenset(LAYER_KINDS)
     layers: tuple[DenseLayer, ...]
 
     @classmethod
     def build(cls, masked: MaskedNetwork) -> DenseForward:
+        if masked.net.layer_kinds != {"dense"}:
+            from .dense_conv import DenseConvForward
+
+            return DenseConvForward.build(masked)
         return cls(tuple(
             DenseLayer(np.ascontiguousarray(w.T), b, layer.activation, int(keep.sum()))
             for layer, w, b, keep in zip(masked.net.layers, masked.masked_weights(),

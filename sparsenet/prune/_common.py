@@ -10,7 +10,7 @@ from ..model import Network
 def keep_all(net: Network) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
     """Fresh all-True masks (weights and biases) for ``net``: the starting point of every method."""
     weight = [np.ones(layer.weight.shape, dtype=bool) for layer in net.layers]
-    bias = [None if layer.bias is None else np.ones(layer.n_out, dtype=bool) for layer in net.layers]
+    bias = [None if layer.bias is None else np.ones(layer.weight.shape[0], dtype=bool) for layer in net.layers]
     return weight, bias
 
 
