@@ -43,6 +43,7 @@ import numpy as np
 
 from .errors import FileFormatError
 from .files import atomic_path
+from .image_data import IMAGE_DATASETS, ImageDataset, load_image_dataset
 from .io import read_arrays
 from .validation import check_choice
 
@@ -136,8 +137,13 @@ class _Place:
     last_of_user_dir: bool = False  # the last candidate under the caller's data_dir
 
 
-def load_dataset(name: str, data_dir: str | os.PathLike | None = None, download: bool = True) -> Dataset:
+def load_dataset(name: str, data_dir: str | os.PathLike | None = None,
+                 download: bool = True) -> Dataset | ImageDataset:
     """Load ``name`` (one of :data:`DATASETS`) from the first place that holds it.
+
+    The image datasets of conv networks (``"cifar10"``, ``"fashion_mnist_32"``:
+    :data:`sparsenet.image_data.IMAGE_DATASETS`) are forwarded to
+    :func:`sparsenet.image_data.load_image_dataset` and come back as its ``ImageDataset``.
 
     Parameters
     ----------
@@ -155,7 +161,9 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, download:
     ValueError
         A file in the first place found is truncated, corrupt or not the expected dataset.
     """
-    check_choice("dataset", name, DATASETS)
+    if name in IMAGE_DATASETS:  # the datasets of conv networks: sparsenet.image_data
+        return load_image_dataset(name, data_dir, download)
+    check_choice("dataset", name, DATASETS + IMAGE_DATASETS)
     tried: list[str] = []
     for place in _places(name, data_dir):
         problem = _missing(place.path)

@@ -85,8 +85,8 @@ def test_load_is_cached_and_read_only():
 
 
 def test_unknown_dataset_lists_choices():
-    with pytest.raises(ValueError, match=r"unknown dataset 'cifar10'.*fashion_mnist.*mnist"):
-        load_dataset("cifar10")
+    with pytest.raises(ValueError, match=r"unknown dataset 'svhn'.*cifar10.*fashion_mnist.*fashion_mnist_32.*mnist"):
+        load_dataset("svhn")
 
 
 def test_sparsenet_data_dir_env_is_honoured_with_subdir(real_dirs, isolated, monkeypatch):
