@@ -59,7 +59,8 @@ def keras_models(tmp_path_factory):
         paths[name] = (path, widths, acts)
     seq.save(out / "sequential.h5")
     paths["h5"] = (out / "sequential.h5",) + paths["sequential"][1:]
-    conv = keras.Sequential([keras.Input((8, 8, 1)), layers.Conv2D(2, 3), layers.Flatten(), layers.Dense(3)])
+    conv = keras.Sequential([keras.Input((8, 8, 1)), layers.Conv2D(2, 3), layers.MaxPooling2D(), layers.Flatten(),
+                             layers.Dense(3)])
     conv.save(out / "conv.keras")
     branch_in = keras.Input((6,))
     branch = keras.Model(branch_in, layers.Add()([layers.Dense(4)(branch_in), layers.Dense(4)(branch_in)]))
@@ -86,8 +87,9 @@ def test_keras_import_matches_keras_and_runs_everywhere(keras_models, name):
 
 
 @pytest.mark.parametrize("name, match", [
-    ("conv", r"layer 'conv2d\w*' of type Conv2D is not supported.*sparsenet imports fully connected"),
-    ("branch", r"not a single chain"),
+    ("conv", r"layer 'max_pooling2d\w*' of type MaxPooling2D is not supported.*sparsenet imports convolutional"),
+    ("branch", r"layer 'dense\w*' of type Dense is not supported \(its input is not the newest layer's current "
+               r"output: the model branches"),
     ("swish", r"activation 'silu'.*supported activations: \['gelu'"),
 ])
 def test_keras_refuses_what_it_cannot_run_by_name(keras_models, name, match):

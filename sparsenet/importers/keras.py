@@ -5,7 +5,8 @@ walked layer by layer: a Sequential model, or a functional one whose layers form
 Dense layers become :class:`sparsenet.Layer` (the kernel ``(n_in, n_out)`` transposed once, as in
 :func:`sparsenet.io.from_keras`); an Activation/ReLU/Softmax layer sets the activation of the
 Dense layer before it; InputLayer, Flatten, Dropout and Reshape to a vector are what they are at
-inference (nothing, or a reshape of the input). Anything else is refused by name.
+inference (nothing, or a reshape of the input). Anything else is refused by name. A model with
+convolutions, batch norm, residual adds or pooling (MobileNetV2) is read by :mod:`.keras_conv`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 
 from ..errors import FileFormatError
 from ._stack import Stack
+from .keras_conv import CONV_TYPES, read_conv
 
 # Keras' own activation names; "gelu" is keras.activations.gelu, whose default is the exact erf form
 KERAS_ACTIVATIONS = {"relu": "relu", "linear": "linear", "softmax": "softmax", "tanh": "tanh",
@@ -50,6 +52,8 @@ def load(path: str | Path):
                                     "imports a model with one input of fixed shape (batch, features...)")
     if len(model.outputs) != 1:
         raise FileFormatError(path, f"the model has {len(model.outputs)} outputs; sparsenet imports one")
+    if any(type(layer).__name__ in CONV_TYPES for layer in model.layers):
+        return model, read_conv(model, str(path), input_shape, keras), input_shape
     shape = input_shape
     previous = _producer(model.inputs[0])  # the layer whose output the next layer must take
     for layer in model.layers:

@@ -1,0 +1,185 @@
+"""Train MobileNetV2 for 32x32 images with Keras, cached, and import it with batch norm folded.
+
+The model is ``keras.applications.MobileNetV2(weights=None, input_shape=(32, 32, C), classes=10,
+alpha=...)`` as published (stride 2 in the first convolution, so 32x32 ends at 1x1 before the
+pooling), trained with Adam and a cosine-decayed learning rate, seeded and deterministic like
+the MLPs (:mod:`sparsenet.train`). The cache entry, under
+:func:`sparsenet.cache.cache_root`, is ``models/<dataset>-mobilenetv2-<key>/`` holding the
+trained ``model.keras`` and ``manifest.json`` (written last); :func:`trained_conv_network` reads
+the Keras file through :func:`sparsenet.load_model`, which folds every batch norm into its
+convolution and checks the result against Keras on random inputs, so the cached artefact is the
+framework's own file and the network is always the checked import of it.
+
+tensorflow is imported only when training or reading the cached model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import json
+import os
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import _keras
+from .cache import RECOVERED_FIELDS, cache_root, entry_lock, read_manifest
+from .files import atomic_path, write_json
+from .image_data import IMAGE_DATASETS, ImageDataset, load_image_dataset
+from .model import Network
+from .validation import check_choice
+
+RECIPE_VERSION = 1
+MAX_EXPORT_MISMATCH = 1e-3  # as for the MLPs: near-tied logits may flip between Keras and numpy
+CONV_FIELDS = {**RECOVERED_FIELDS, "test_accuracy_numpy": RECOVERED_FIELDS["test_accuracy"]}
+
+
+@dataclass(frozen=True)
+class ConvTrainConfig:
+    """Everything that determines a trained MobileNetV2 (and so its cache key).
+
+    ``bn_momentum``: Keras' MobileNetV2 uses 0.999, whose moving statistics still lean on their
+    initial values after the few hundred steps of a 1-2 epoch run (inference accuracy then stays
+    near chance while training accuracy climbs); 0.99 forgets them within a few hundred steps.
+    ``channels``: None takes the dataset's (3 for cifar10, 1 for fashion_mnist_32; 3 replicates
+    Fashion-MNIST's one). ``train_samples``: the first ``n`` training images only (None: all).
+    """
+
+    dataset: str = "fashion_mnist_32"
+    alpha: float = 0.35
+    epochs: int = 2
+    seed: int = 0
+    batch_size: int = 128
+    learning_rate: float = 2e-3
+    bn_momentum: float = 0.99
+    channels: int | None = None
+    train_samples: int | None = None
+
+    def __post_init__(self) -> None:
+        check_choice("image dataset", self.dataset, IMAGE_DATASETS)
+        if not (0.0 < float(self.alpha) <= 2.0):
+            raise ValueError(f"alpha (the width multiplier) must be in (0, 2], found {self.alpha!r}; e.g. 0.35")
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int | np.integer) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, found {value!r}")
+        if self.channels is None:
+            object.__setattr__(self, "channels", 3 if self.dataset == "cifar10" else 1)
+        if self.train_samples is not None and self.train_samples < 1:
+            raise ValueError(f"train_samples must be positive or None (all), found {self.train_samples!r}")
+
+
+def config_key(config: ConvTrainConfig) -> str:
+    payload = {"config": dataclasses.asdict(config), "tensorflow": _keras.tf_version(), "recipe": RECIPE_VERSION,
+               "model": "keras.applications.MobileNetV2"}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def model_dir(config: ConvTrainConfig, cache_dir: str | os.PathLike | None = None) -> Path:
+    return cache_root(cache_dir) / "models" / f"{config.dataset}-mobilenetv2-{config_key(config)}"
+
+
+def mobilenet_v2(keras, config: ConvTrainConfig):
+    """The untrained Keras MobileNetV2 for ``config`` (softmax classifier, 10 classes)."""
+    model = keras.applications.MobileNetV2(input_shape=(32, 32, config.channels), alpha=config.alpha,
+                                           weights=None, classes=10, include_top=True)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = config.bn_momentum  # read when the layer runs, so this takes effect
+    return model
+
+
+def train_conv(config: ConvTrainConfig, dataset: ImageDataset, path: str | os.PathLike,
+               progress: bool = True) -> dict:
+    """Train ``config`` on ``dataset``, save the Keras model at ``path`` (atomically) and return the
+    manifest (accuracy by Keras and by sparsenet's dense format on the imported network)."""
+    if dataset.name != config.dataset or dataset.image_shape != (32, 32, config.channels):
+        raise ValueError(f"config is for {config.dataset!r} 32x32x{config.channels}, the dataset given is "
+                         f"{dataset.name!r} {dataset.image_shape}")
+    tf, keras = _keras.import_tf()
+    threads = _keras.configure_tf(tf, keras, config.seed)
+    shape = (-1, *dataset.image_shape)
+    x_train = dataset.x_train[:config.train_samples].reshape(shape)
+    y_train = dataset.y_train[:config.train_samples]
+    n = x_train.shape[0]
+    steps = config.epochs * -(-n // config.batch_size)
+    model = mobilenet_v2(keras, config)
+    lr = keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=steps, alpha=0.0)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=lr),
+                  loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
+    batches = (tf.data.Dataset.from_tensor_slices((x_train, y_train))
+               .shuffle(n, seed=config.seed, reshuffle_each_iteration=True).batch(config.batch_size).prefetch(2))
+    log = _keras.epoch_log(keras, config.epochs, progress)
+    start = time.perf_counter()
+    model.fit(batches, epochs=config.epochs, verbose=0, shuffle=False, callbacks=[log])
+    train_seconds = time.perf_counter() - start
+    x_test = dataset.x_test.reshape(shape)
+    _, test_accuracy = model.evaluate(x_test, dataset.y_test, batch_size=500, verbose=0)
+    keras_pred = model.predict(x_test, batch_size=500, verbose=0).argmax(axis=1)
+    with atomic_path(Path(path), suffix=".keras") as tmp:
+        model.save(tmp)
+    net = _import(path).network
+    numpy_pred = predict(net, dataset.x_test)
+    mismatches = int((numpy_pred != keras_pred).sum())
+    if mismatches > MAX_EXPORT_MISMATCH * len(numpy_pred):
+        raise RuntimeError(f"imported network disagrees with Keras on {mismatches} of {len(numpy_pred)} test "
+                           f"samples (tolerated: {MAX_EXPORT_MISMATCH:.1%}); the import is broken")
+    return {
+        "dataset": config.dataset, "data_source": dataset.source, "model": "keras.applications.MobileNetV2",
+        "alpha": config.alpha, "bn_momentum": config.bn_momentum, "channels": config.channels,
+        "epochs": config.epochs, "seed": config.seed,
+        "batch_size": config.batch_size, "learning_rate": config.learning_rate, "train_samples": n,
+        "optimizer": "Adam", "schedule": f"cosine decay from {config.learning_rate:g} to 0 over {steps} steps",
+        "parameters_keras": int(model.count_params()), "weights_sparsenet": int(net.n_weights),
+        "final_loss": log.history[-1]["loss"], "train_accuracy": log.history[-1]["accuracy"],
+        "test_accuracy": float(test_accuracy), "test_accuracy_numpy": float((numpy_pred == dataset.y_test).mean()),
+        "export_prediction_mismatches": mismatches,
+        "epoch_seconds": [round(h["seconds"], 3) for h in log.history], "train_seconds": round(train_seconds, 3),
+        "threads": threads,
+        "versions": {"python": platform.python_version(), "numpy": np.__version__, "tensorflow": tf.__version__,
+                     "keras": keras.__version__},
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "recipe_version": RECIPE_VERSION, "config_key": config_key(config),
+    }
+
+
+def predict(net: Network, x: np.ndarray, batch_size: int = 500) -> np.ndarray:
+    """Class ids from sparsenet's dense format (no pruning), in batches."""
+    from .formats import convert
+    from .prune import prune
+
+    forward = convert(prune(net, "weight", 0.0), "dense")
+    return np.concatenate([forward(x[i:i + batch_size]).argmax(axis=1) for i in range(0, len(x), batch_size)])
+
+
+def trained_conv_network(config: ConvTrainConfig, cache_dir: str | os.PathLike | None = None,
+                         data_dir: str | os.PathLike | None = None, progress: bool = True) -> tuple[Network, dict]:
+    """The imported (batch norm folded) network for ``config``: from the cache, else trained and cached."""
+    directory = model_dir(config, cache_dir)
+    with entry_lock(directory, f"the {config.dataset} MobileNetV2"):
+        path, manifest_path = directory / "model.keras", directory / "manifest.json"
+        manifest = read_manifest(manifest_path, config_key(config), fields=CONV_FIELDS)
+        if manifest is not None and path.is_file():
+            if progress:
+                print(f"reusing trained {config.dataset} MobileNetV2 from {directory} "
+                      f"(test accuracy {manifest['test_accuracy']:.2%})", flush=True)
+            return _import(path).network, manifest
+        dataset = load_image_dataset(config.dataset, data_dir, channels=config.channels)
+        if progress:
+            print(f"training MobileNetV2 alpha={config.alpha} on {dataset!r} for {config.epochs} epochs; "
+                  f"caching in {directory}", flush=True)
+        directory.mkdir(parents=True, exist_ok=True)
+        manifest = train_conv(config, dataset, path, progress)
+        write_json(manifest_path, manifest)
+        return _import(path).network, manifest
+
+
+def _import(path):
+    from .importers import load_model
+
+    return load_model(path)
