@@ -33,6 +33,7 @@ from bench.runtime import fix_threads
 from sparsenet import convert, prune
 from sparsenet.formats import baseline
 from sparsenet.recover import recovered_network
+from sparsenet.sizes import file_bytes
 from sparsenet.userdata import LabelledData
 
 
@@ -163,3 +164,21 @@ def build(pytestconfig, grid, models, eval_data, study):
                 masked_of(dataset, method, sparsity, stage))
 
     return _build
+
+
+@pytest.fixture(scope="session")
+def file_sizes():
+    """``file_sizes(masked, saved_as) -> (on_disk_bytes, zipped_bytes)`` of the pruned network
+    written as ``saved_as`` (:func:`sparsenet.sizes.file_bytes`): real files, written once per
+    network and file kind (the grid's neighbouring cases share a network), never timed."""
+    memo: dict = {}
+
+    def _sizes(masked, saved_as):
+        key = (id(masked), saved_as)
+        if key not in memo:
+            if len(memo) >= 8:
+                memo.clear()
+            memo[key] = (masked, file_bytes(masked, saved_as))  # masked kept alive: its id stays its own
+        return memo[key][1]
+
+    return _sizes

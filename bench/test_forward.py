@@ -23,7 +23,7 @@ class Cycle:
         return self.forward(self.xs[self.last])
 
 
-def test_forward(benchmark, case, build, threads):
+def test_forward(benchmark, case, build, threads, file_sizes):
     dataset, method, sparsity, batch, fmt, stage = case
     try:
         forward, xs, expected, masked = build(dataset, method, sparsity, fmt, batch, stage)
@@ -34,8 +34,12 @@ def test_forward(benchmark, case, build, threads):
     benchmark.extra_info.update(
         dataset=dataset, method=method, scope=masked.scope, sparsity=sparsity, stage=stage,
         achieved_sparsity=masked.achieved_sparsity(), format=fmt, batch=batch, threads=threads,
-        nnz=forward.nnz, bytes=forward.nbytes, inputs=len(xs),
+        nnz=forward.nnz, inputs=len(xs), saved_as=forward.saved_as,
     )
     step = Cycle(forward, xs)
     result = benchmark(step)
     assert_forward_close(result, expected[step.last])
+    if stage == "oneshot":  # sizes after the timed calls: auto counts the candidate it chose
+        on_disk, zipped = file_sizes(masked, forward.saved_as)
+        benchmark.extra_info.update(in_memory_bytes=forward.in_memory_bytes, on_disk_bytes=on_disk,
+                                    zipped_bytes=zipped)

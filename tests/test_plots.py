@@ -10,6 +10,7 @@ from matplotlib.figure import Figure
 
 from bench.report.plots import (
     accuracy_figure,
+    disk_figure,
     figure_names,
     latency_figure,
     recovery_figure,
@@ -75,8 +76,12 @@ def make_results(threads=(2,), extra_format=None):
             for s in SPARSITIES:
                 if fmt == "csr_scipy" and s == 0.25:
                     continue
+                saved_as = {"dense": "dense", "shrunk": "shrunk"}.get(fmt, "compact")
+                on_disk = {"dense": 4 * N_WEIGHTS, "compact": 6 * round((1 - s) * N_WEIGHTS),
+                           "shrunk": format_bytes("shrunk", s)}[saved_as]
                 size.append({"dataset": "mnist", "method": method, "sparsity": s, "format": fmt,
-                             "bytes": format_bytes(fmt, s)})
+                             "in_memory_bytes": format_bytes(fmt, s), "saved_as": saved_as, "on_disk_bytes": on_disk,
+                             "zipped_bytes": on_disk if saved_as == "compact" else round(on_disk * (1.05 - s))})
                 for batch in BATCHES:
                     for t in threads:
                         median = format_seconds(fmt, batch, s)
@@ -196,26 +201,51 @@ def test_size_figure_draws_formats_with_identical_bytes_once(results):
     np.testing.assert_allclose(shared.get_ydata(), [format_bytes("csr_numba", s) / 1e6 for s in SPARSITIES])
 
 
+def test_disk_figure_one_line_per_file_kind_zipped_where_it_shrinks_and_the_dense_star(results):
+    fig = disk_figure(results, "mnist", "unit")
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log"
+    labels = legend_labels(fig)
+    assert labels[:2] == ["dense file", "dense file, zipped"]
+    assert "compact .spz" in labels and "compact .spz, zipped" not in labels  # same bytes
+    assert "shrunk file" in labels
+    assert labels[-1] == f"dense float32 file ({4 * N_WEIGHTS / 1e6:.2f} MB)"
+    compact = line(ax, "compact .spz")
+    layer = sorted((r["sparsity"], 100 * r["accuracy"]) for r in results["accuracy"]
+                   if (r["dataset"], r["method"], r["scope"]) == ("mnist", "unit", "layer"))
+    np.testing.assert_allclose(compact.get_ydata(), [a for _, a in layer])  # accuracy at each sparsity, per-layer
+    np.testing.assert_allclose(compact.get_xdata(), [6 * round((1 - s) * N_WEIGHTS) / 1e6 for s, _ in layer])
+
+
+def test_disk_figure_without_file_sizes_says_so(results):
+    for r in results["size"]:
+        del r["on_disk_bytes"]
+    with pytest.raises(ValueError, match="no on-disk sizes"):
+        disk_figure(results, "mnist", "unit")
+    assert not any(stem.startswith("disk") for stem, _ in figure_names(results))
+
+
 def test_figure_names_lists_every_figure_with_data_and_skips_the_rest(results):
     assert [stem for stem, _ in figure_names(results)] == [
         "accuracy-fashion_mnist", "accuracy-mnist",
         "latency-mnist-unit", "latency-mnist-weight",
         "speedup-mnist-unit", "speedup-mnist-weight",
         "size-mnist-unit", "size-mnist-weight",
+        "disk-mnist-unit", "disk-mnist-weight",
     ]
 
 
 def test_figure_names_skips_speedup_without_dense_and_splits_threads():
     results = make_results(threads=(1, 2))
     results["latency"] = [r for r in results["latency"] if (r["method"], r["format"]) != ("unit", "dense")]
-    stems = [stem for stem, _ in figure_names(results) if not stem.startswith(("accuracy", "size"))]
+    stems = [stem for stem, _ in figure_names(results) if not stem.startswith(("accuracy", "size", "disk"))]
     assert stems == ["latency-mnist-unit-t1", "latency-mnist-unit-t2", "latency-mnist-weight-t1",
                      "latency-mnist-weight-t2", "speedup-mnist-weight-t1", "speedup-mnist-weight-t2"]
     assert figure_names({}) == []
 
 
 @pytest.mark.parametrize("stem", ["accuracy-mnist", "latency-mnist-unit", "speedup-mnist-weight",
-                                  "size-mnist-weight"])
+                                  "size-mnist-weight", "disk-mnist-weight"])
 def test_figures_save_as_png(results, stem):
     make = dict(figure_names(results))[stem]
     buffer = io.BytesIO()

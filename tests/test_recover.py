@@ -141,7 +141,7 @@ def test_shrunk_after_recovery_equals_masked_after_recovery(finetuned, mnist):
         x = np.ascontiguousarray(mnist.x_test[:batch])
         assert_forward_close(shrunk(x), masked_dense(x))
     assert shrunk.widths == (784, 16, 8, 10)  # three quarters of 64 and 32 hidden units gone, their inputs too
-    assert shrunk.nbytes < 0.6 * masked_dense.nbytes
+    assert shrunk.in_memory_bytes < 0.6 * masked_dense.in_memory_bytes
 
 
 def test_recovered_network_is_cached(dense, finetuned, tmp_path, monkeypatch):

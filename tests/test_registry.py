@@ -20,6 +20,7 @@ from sparsenet.formats import formats_for
 from sparsenet.host import median_seconds
 from sparsenet.layers import LAYER_KINDS
 from sparsenet.prune import Pruner
+from sparsenet.sizes import network_sizes
 from sparsenet.testing import assert_forward_close
 
 import naive
@@ -38,6 +39,7 @@ class ToyCOOForward:
     summary: ClassVar[str] = "a throw-away coordinate-list format that a test registered"
     style: ClassVar[tuple[str, str]] = ("tab:pink", "X")
     operating_points: ClassVar[bool] = False
+    saved_as: ClassVar[str] = "compact"
     layers: tuple
 
     @classmethod
@@ -63,7 +65,7 @@ class ToyCOOForward:
         return sum(layer[0].size for layer in self.layers)
 
     @property
-    def nbytes(self):
+    def in_memory_bytes(self):
         return sum(r.nbytes + c.nbytes + v.nbytes for r, c, v, *_ in self.layers)
 
 
@@ -92,7 +94,7 @@ def _records(net, formats, methods, sparsities, batches, rng):
                                     "min_s": t, "achieved_sparsity": masked.achieved_sparsity(),
                                     "stage": "oneshot"})
                 size.append({"dataset": "mnist", "method": method, "sparsity": s, "format": fmt,
-                             "bytes": forward.nbytes, "nnz": forward.nnz})
+                             "nnz": forward.nnz, **network_sizes(masked, forward)._asdict()})
     return latency, size
 
 

@@ -99,9 +99,15 @@ def test_report_results_schema(report_runs):
     for r in roof:
         assert r["floor_s"] == max(r["flop_floor_s"], r["memory_floor_s"]) > 0
         assert r["efficiency"] == pytest.approx(r["floor_s"] / r["median_s"])
-    size = {(r["method"], r["sparsity"], r["format"]): r["bytes"] for r in results["size"]}
-    assert size[("weight", 0.9, "csr_numba")] < size[("weight", 0.9, "dense")] / 3
-    assert size[("unit", 0.9, "shrunk")] < size[("unit", 0.9, "dense")] / 5
+    size = {(r["method"], r["sparsity"], r["format"]): r for r in results["size"]}
+    memory = {k: r["in_memory_bytes"] for k, r in size.items()}
+    assert memory[("weight", 0.9, "csr_numba")] < memory[("weight", 0.9, "dense")] / 3
+    assert memory[("unit", 0.9, "shrunk")] < memory[("unit", 0.9, "dense")] / 5
+    dense_file = size[("weight", 0.0, "dense")]["on_disk_bytes"]
+    assert size[("weight", 0.9, "csr_numba")]["on_disk_bytes"] < dense_file / 5  # the compact file
+    assert size[("weight", 0.9, "dense")]["zipped_bytes"] < dense_file / 3  # zeros in place zip well
+    assert size[("weight", 0.9, "dense")]["on_disk_bytes"] == dense_file  # ... but not unzipped
+    assert {r["saved_as"] for r in results["size"]} == {"dense", "shrunk", "compact"}
 
 
 def test_report_never_overwrites_an_earlier_run(report_runs):

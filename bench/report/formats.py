@@ -18,6 +18,11 @@ __all__ = ["baseline_format", "describe_methods", "describe_registry", "format_i
            "formats_of_kind", "method_info", "method_order", "structured_methods"]
 
 _RECORD_TABLES = ("latency", "size", "roofline")
+FILE_KINDS = {  # a format's saved_as (sparsenet.sizes.SAVED_AS) -> the file, as tables and legends name it
+    "dense": "dense file",
+    "shrunk": "shrunk file",
+    "compact": "compact .spz",
+}
 _UNKNOWN = {"kind": None, "layer_kinds": [], "pruning": "any", "summary": "", "style": None, "operating_points": False}
 
 

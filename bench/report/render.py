@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from bench.report.formats import baseline_format, format_info, formats_of_kind, method_info, method_order
+from bench.report.formats import FILE_KINDS, baseline_format, format_info, formats_of_kind, method_info, method_order
 from bench.report.markdown import format_time, image_links, table
 from bench.report.render_recovery import recovery_section
 from bench.report.stages import oneshot_view
@@ -156,17 +156,62 @@ def break_even_section(results: dict) -> str:
 
 
 def size_section(results: dict, figures: list[str]) -> str:
-    out = ["## Model size",
-           "Bytes of weight storage per format (values plus index arrays; biases excluded). Sizes depend "
-           "only on the architecture and the masks' counts, shown here per method for each dataset."]
-    for (dataset, method), recs in _by_dataset_method(results["size"]).items():
+    size = [r if "in_memory_bytes" in r else {**r, "in_memory_bytes": r["bytes"]} for r in results["size"]]
+    with_files = any("on_disk_bytes" in r for r in size)
+    if with_files:
+        intro = ("Bytes in memory at inference: every array the built format keeps (weights, indices, biases, "
+                 "every internal copy: `sparse` holds CSR for batches and CSC or dense blocks for batch 1; "
+                 "`auto` counts the candidate it chose at the smallest batch). On disk: the file each format is "
+                 "deployed from, written for real: the dense file keeps the pruned weights as zeros in place, the shrunk "
+                 "file has the dead units deleted, the compact .spz holds CSR with the narrowest index type; and the "
+                 "same file zipped (deflate, level 9: TensorFlow Model Optimization's strip-and-zip measure). Ratios "
+                 "are against the dense float32 file.")
+    else:
+        intro = ("Bytes of weight storage per format (values plus index arrays; biases excluded). Sizes depend "
+                 "only on the architecture and the masks' counts, shown here per method for each dataset.")
+    out = ["## Model size", intro]
+    accuracy = {(r["dataset"], r["method"], r.get("scope", "layer"), r["sparsity"]): r["accuracy"]
+                for r in results.get("accuracy", ())}
+    baseline = baseline_format(results)
+    for (dataset, method), recs in _by_dataset_method(size).items():
         formats = list(dict.fromkeys(r["format"] for r in recs))
-        cell = {(r["sparsity"], r["format"]): r["bytes"] for r in recs}
+        sparsities = sorted({r["sparsity"] for r in recs})
+        cell = {(r["sparsity"], r["format"]): r["in_memory_bytes"] for r in recs}
         rows = [[f"{s:.2f}"] + [f"{cell[(s, f)] / 1e6:.2f} MB" if (s, f) in cell else "–" for f in formats]
-                for s in sorted({r["sparsity"] for r in recs})]
-        out += [f"### {dataset}, {method} pruning", table(["sparsity"] + formats, rows),
-                image_links(figures, f"size-{dataset}-{method}")]
-    return "\n\n".join(out)
+                for s in sparsities]
+        out += [f"### {dataset}, {method} pruning", table(["sparsity"] + formats, rows)]
+        if with_files:
+            out.append(_file_size_table(recs, baseline, accuracy, dataset, method))
+        out.append(image_links(figures, f"size-{dataset}-{method}"))
+        if with_files:
+            out.append(image_links(figures, f"disk-{dataset}-{method}"))
+    return "\n\n".join(p for p in out if p)
+
+
+def _file_size_table(recs: list[dict], baseline: str, accuracy: dict, dataset: str, method: str) -> str:
+    """On disk and zipped, per file kind, with the accuracy at that sparsity and the best ratio to dense float32."""
+    files = {}  # (sparsity, saved_as) -> (on disk, zipped); every format saved the same way writes the same file
+    scope = {}
+    for r in recs:
+        if "on_disk_bytes" in r:
+            files.setdefault((r["sparsity"], r["saved_as"]), (r["on_disk_bytes"], r["zipped_bytes"]))
+            scope.setdefault(r["sparsity"], r.get("scope", "layer"))
+    reference = next((r["on_disk_bytes"] for r in recs if r["format"] == baseline and "on_disk_bytes" in r), None)
+    kinds = [k for k in FILE_KINDS if any(saved == k for _, saved in files)]
+    header = ["sparsity", "accuracy"] + [f"{FILE_KINDS[k]}: on disk / zipped" for k in kinds]
+    header += ["smallest vs dense float32"] if reference else []
+    rows = []
+    for s in sorted({s for s, _ in files}):
+        acc = accuracy.get((dataset, method, scope.get(s, "layer"), s))
+        row = [f"{s:.2f}", "–" if acc is None else f"{100 * acc:.2f}%"]
+        row += [f"{files[(s, k)][0] / 1e6:.3f} / {files[(s, k)][1] / 1e6:.3f} MB" if (s, k) in files else "–"
+                for k in kinds]
+        if reference:
+            smallest = min(min(v) for (s2, _), v in files.items() if s2 == s)
+            row.append(f"{reference / smallest:.1f}x")
+        rows.append(row)
+    lead = (f"Files: the dense float32 file is {reference / 1e6:.3f} MB." if reference else "Files:")
+    return lead + "\n\n" + table(header, rows)
 
 
 def roofline_section(results: dict, figures: list[str]) -> str:

@@ -6,11 +6,17 @@ import dataclasses
 
 from bench.grid import RECOVERY_SCOPE, Grid
 
-__all__ = ["compact_raw", "latency_and_size", "recovery_summary"]
+__all__ = ["SIZE_FIELDS", "compact_raw", "latency_and_size", "recovery_summary"]
+
+
+SIZE_FIELDS = ("in_memory_bytes", "on_disk_bytes", "zipped_bytes", "saved_as")  # sparsenet.sizes
 
 
 def latency_and_size(raw: dict) -> tuple[list[dict], list[dict]]:
+    """Latency records of every benchmark, and size records (:mod:`sparsenet.sizes`) of the one-shot
+    networks at the grid's smallest batch (an adaptive format counts the candidate it chose there)."""
     latency, size = [], []
+    smallest = min((b["extra_info"]["batch"] for b in raw["benchmarks"]), default=None)
     for bench in raw["benchmarks"]:
         info, stats = bench["extra_info"], bench["stats"]
         key = {k: info[k] for k in ("dataset", "method", "sparsity", "format")}
@@ -18,8 +24,9 @@ def latency_and_size(raw: dict) -> tuple[list[dict], list[dict]]:
         latency.append({**key, "batch": info["batch"], "threads": info["threads"], "median_s": stats["median"],
                         "iqr_s": stats["iqr"], "rounds": stats["rounds"], "min_s": stats["min"],
                         "achieved_sparsity": info["achieved_sparsity"], "stage": stage})
-        if stage == "oneshot" and info["batch"] == min(b["extra_info"]["batch"] for b in raw["benchmarks"]):
-            size.append({**key, "bytes": info["bytes"], "nnz": info["nnz"]})
+        if stage == "oneshot" and info["batch"] == smallest and "in_memory_bytes" in info:
+            size.append({**key, "scope": info.get("scope", "layer"), "nnz": info["nnz"],
+                         **{k: info[k] for k in SIZE_FIELDS}})
     return latency, size
 
 

@@ -35,7 +35,8 @@ def roofline_records(latency: list[dict], size: list[dict], machine: dict, kinds
         if s is None or kind not in DENSE_KINDS + SPARSE_KINDS:
             continue  # adaptive formats' work depends on their choice; unknown ones have no cost model
         if kind in DENSE_KINDS:
-            weights, weight_bytes = s["bytes"] // VALUE_BYTES, s["bytes"]
+            weight_bytes = s.get("in_memory_bytes", s.get("bytes"))  # dense matrices (biases: a rounding error)
+            weights = weight_bytes // VALUE_BYTES
         else:
             weights, weight_bytes = s["nnz"], s["nnz"] * (VALUE_BYTES + INDEX_BYTES)
         bandwidth = machine["cache_gbps"] if weight_bytes <= machine["l3_bytes"] else machine["dram_gbps"]

@@ -28,6 +28,7 @@ from ..cache import cache_root, entry_lock
 from ..files import write_json
 from ..host import cpu_name, median_seconds
 from ..model import MaskedNetwork
+from ..sizes import kept_bytes
 from .base import FormatDefaults
 from .dense import DenseForward
 from .fused import FusedSparseForward
@@ -113,9 +114,12 @@ class AutoForward(FormatDefaults):
         return next(iter(self.candidates.values())).nnz  # every candidate stores the kept weights
 
     @property
-    def nbytes(self) -> int:
-        """Every candidate it keeps in memory (it can switch with the batch size)."""
-        return sum(f.nbytes for f in self.candidates.values())
+    def in_memory_bytes(self) -> int:
+        """The candidates it has chosen so far (all of them before its first call). It holds every
+        candidate, so that it can switch with the batch size; a deployment that knows its batch
+        size keeps only the chosen one, and that is what this counts."""
+        chosen = set(self._choice.values()) or set(self.candidates)
+        return kept_bytes([self.candidates[name] for name in sorted(chosen)])
 
 
 def _bucket(n_batch: int) -> int:

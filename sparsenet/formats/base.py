@@ -21,6 +21,10 @@ the report's tables, break-even and roofline, the plot legends) is derived from 
 ``operating_points``
     timed on the recovered (fine-tuned, gradually pruned) networks too, where a user picks an
     operating point.
+``saved_as``
+    the file it is deployed from (:data:`sparsenet.sizes.SAVED_AS`): ``"dense"`` (the float32
+    weight file, zeros in place), ``"shrunk"`` (the same with dead units deleted) or ``"compact"``
+    (sparsenet's compact sparse file); the report's on-disk and zipped sizes are that file's.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import numpy as np
 
 from ..activations import ACTIVATIONS
 from ..model import MaskedNetwork
+from ..sizes import SAVED_AS, kept_bytes
 
 KINDS = ("baseline", "sparse", "structured", "adaptive")
 PRUNING = ("any", "structured")
@@ -39,8 +44,9 @@ PRUNING = ("any", "structured")
 class Forward(Protocol):
     """A built forward pass: ``forward(x)`` maps float ``(n_batch, n_in)`` to logits ``(n_batch, n_out)``.
 
-    ``nnz``: weights the format stores that the masks kept. ``nbytes``: bytes of weight storage,
-    index arrays included, biases excluded (the same rule in every format).
+    ``nnz``: weights the format stores that the masks kept. ``in_memory_bytes``: every byte the
+    built format keeps for inference (weights, indices, biases, every internal copy;
+    :func:`sparsenet.sizes.kept_bytes` by default).
     """
 
     name: ClassVar[str]
@@ -51,6 +57,7 @@ class Forward(Protocol):
     summary: ClassVar[str]
     style: ClassVar[tuple[str, str]]
     operating_points: ClassVar[bool]
+    saved_as: ClassVar[str]
 
     @classmethod
     def build(cls, masked: MaskedNetwork) -> Forward: ...
@@ -61,7 +68,7 @@ class Forward(Protocol):
     def nnz(self) -> int: ...
 
     @property
-    def nbytes(self) -> int: ...
+    def in_memory_bytes(self) -> int: ...
 
 
 class FormatDefaults:
@@ -72,22 +79,31 @@ class FormatDefaults:
     activations: ClassVar[frozenset[str]] = frozenset(ACTIVATIONS)
     pruning: ClassVar[str] = "any"
     operating_points: ClassVar[bool] = False
+    saved_as: ClassVar[str] = "compact"
+
+    @property
+    def in_memory_bytes(self) -> int:
+        """Every numpy buffer the built format holds, views counted once (:func:`sparsenet.sizes.kept_bytes`)."""
+        return kept_bytes(self)
 
 
 def describe(cls: type[Forward]) -> dict:
     """The self-description of a format class as plain data (what a report stores next to its records)."""
     return {"kind": cls.kind, "layer_kinds": sorted(cls.layer_kinds),
             "activations": sorted(cls.activations), "pruning": cls.pruning,
-            "summary": cls.summary, "style": list(cls.style), "operating_points": cls.operating_points}
+            "summary": cls.summary, "style": list(cls.style), "operating_points": cls.operating_points,
+            "saved_as": cls.saved_as}
 
 
 def check_format_class(cls: type) -> None:
     """ValueError naming the first attribute a format class lacks or holds out of range."""
     for attr in ("name", "kind", "layer_kinds", "activations", "pruning", "summary", "style", "operating_points",
-                 "build"):
+                 "saved_as", "build", "in_memory_bytes"):
         if not hasattr(cls, attr):
             raise ValueError(f"format class {cls.__name__} lacks {attr!r} (see sparsenet.formats.base)")
     if cls.kind not in KINDS:
         raise ValueError(f"format {cls.name!r}: kind {cls.kind!r}, expected one of {list(KINDS)}")
     if cls.pruning not in PRUNING:
         raise ValueError(f"format {cls.name!r}: pruning {cls.pruning!r}, expected one of {list(PRUNING)}")
+    if cls.saved_as not in SAVED_AS:
+        raise ValueError(f"format {cls.name!r}: saved_as {cls.saved_as!r}, expected one of {list(SAVED_AS)}")

@@ -22,15 +22,11 @@ class CSRLayer:
     def n_out(self) -> int:
         return self.indptr.shape[0] - 1
 
-    @property
-    def nbytes(self) -> int:
-        return self.indptr.nbytes + self.indices.nbytes + self.data.nbytes
-
 
 def to_csr_layer(layer: Layer, keep: np.ndarray, keep_bias: np.ndarray | None) -> CSRLayer:
     """Build CSR arrays from the mask, so nnz == keep.sum() even if a kept weight is 0.0.
 
-    Indices are int32 when they fit (scipy's rule), which halves index memory and shows in nbytes.
+    Indices are int32 when they fit (scipy's rule), which halves index memory and shows in ``in_memory_bytes``.
     """
     rows, cols = np.nonzero(keep)  # row-major order: rows already sorted, columns sorted per row
     index_dtype = np.int32 if max(rows.size, layer.n_in) < 2**31 else np.int64

@@ -46,10 +46,6 @@ class NumbaCSRForward(FormatDefaults):
     def nnz(self) -> int:
         return sum(layer.data.size for layer in self.layers)
 
-    @property
-    def nbytes(self) -> int:
-        return sum(layer.nbytes for layer in self.layers)
-
 
 class NumbaCSRParallelForward(NumbaCSRForward):
     """Same as NumbaCSRForward, output rows split across numba threads."""

@@ -54,8 +54,3 @@ class ScipyCSRForward(FormatDefaults):
     @property
     def nnz(self) -> int:
         return sum(layer.matrix.nnz for layer in self.layers)
-
-    @property
-    def nbytes(self) -> int:
-        m = [layer.matrix for layer in self.layers]
-        return sum(a.data.nbytes + a.indices.nbytes + a.indptr.nbytes for a in m)

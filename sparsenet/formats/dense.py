@@ -34,7 +34,7 @@ def dense_forward(layers, x: np.ndarray) -> np.ndarray:
 
 
 class DenseLayersForward(FormatDefaults):
-    """Shared by the BLAS formats: call, nnz and nbytes over ``self.layers`` of DenseLayer."""
+    """Shared by the BLAS formats: call and nnz over ``self.layers`` of DenseLayer."""
 
     layers: tuple[DenseLayer, ...]
 
@@ -47,10 +47,6 @@ class DenseLayersForward(FormatDefaults):
     def nnz(self) -> int:
         return sum(layer.nnz for layer in self.layers)
 
-    @property
-    def nbytes(self) -> int:
-        return sum(layer.weight_t.nbytes for layer in self.layers)
-
 
 @dataclass(frozen=True)
 class DenseForward(DenseLayersForward):
@@ -61,6 +57,7 @@ class DenseForward(DenseLayersForward):
 
     name: ClassVar[str] = "dense"
     kind: ClassVar[str] = "baseline"
+    saved_as: ClassVar[str] = "dense"
     summary: ClassVar[str] = "zeros kept, numpy/BLAS: the baseline every format is compared with"
     style: ClassVar[tuple[str, str]] = ("black", "")
     operating_points: ClassVar[bool] = True

@@ -274,11 +274,3 @@ class FusedSparseForward(FormatDefaults):
     @property
     def nnz(self) -> int:
         return int(self.csr.data.size)
-
-    @property
-    def nbytes(self) -> int:
-        """Both copies it holds: CSR for batches, CSC or dense blocks for batch 1 (a deployment
-        needing one batch size stores less)."""
-        csr, csc = self.csr, self.csc
-        return sum(a.nbytes for a in (csr.indptr, csr.indices, csr.data, csc.colptr, csc.rows, csc.data,
-                                      self.dense.values))

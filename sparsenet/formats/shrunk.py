@@ -77,6 +77,7 @@ class ShrunkDenseForward(DenseLayersForward):
     name: ClassVar[str] = "shrunk"
     kind: ClassVar[str] = "structured"
     pruning: ClassVar[str] = "structured"
+    saved_as: ClassVar[str] = "shrunk"
     summary: ClassVar[str] = "pruned units deleted, BLAS on the smaller matrices (batch 1: one compiled call)"
     style: ClassVar[tuple[str, str]] = ("tab:red", "D")
     operating_points: ClassVar[bool] = True

@@ -14,21 +14,29 @@ from functools import partial
 from matplotlib.figure import Figure
 
 from bench.report.formats import baseline_format
-from bench.report.plots.oneshot import accuracy_figure, latency_figure, roofline_figure, size_figure, speedup_figure
+from bench.report.plots.oneshot import (
+    accuracy_figure,
+    disk_figure,
+    latency_figure,
+    roofline_figure,
+    size_figure,
+    speedup_figure,
+)
 from bench.report.plots.records import checked_records, group_by
 from bench.report.plots.recovery import recovery_figure, recovery_figure_names, tradeoff_figure
 from bench.report.plots.style import file_stem
 from bench.report.plots.weights import weights_figure
 
-__all__ = ["accuracy_figure", "figure_names", "latency_figure", "recovery_figure", "roofline_figure", "size_figure",
-           "speedup_figure", "tradeoff_figure", "weights_figure"]
+__all__ = ["accuracy_figure", "disk_figure", "figure_names", "latency_figure", "recovery_figure", "roofline_figure",
+           "size_figure", "speedup_figure", "tradeoff_figure", "weights_figure"]
 
 
 def figure_names(results: Mapping) -> list[tuple[str, Callable[[], Figure]]]:
     """Every figure a report of ``results`` should hold, as ``(file-name stem, make_figure)``.
 
     Stems are ``accuracy-<dataset>``, ``latency-<dataset>-<method>``,
-    ``speedup-<dataset>-<method>``, ``size-<dataset>-<method>`` and ``roofline-<dataset>-<method>``,
+    ``speedup-<dataset>-<method>``, ``size-<dataset>-<method>``, ``disk-<dataset>-<method>`` (runs with
+    on-disk sizes and accuracy records) and ``roofline-<dataset>-<method>``,
     with ``-t<threads>`` appended to latency and speedup stems only when a (dataset, method) was timed at several
     thread counts. Datasets with fine-tuned or gradual accuracy records add ``recovery-<dataset>``
     and, with such latency records at batch 1 or 64, ``tradeoff-<dataset>`` (``-t<threads>`` as above).
@@ -55,6 +63,9 @@ def figure_names(results: Mapping) -> list[tuple[str, Callable[[], Figure]]]:
               for s, d, m, t, has_pair in timed if has_pair]
     names += [(f"size-{file_stem(d)}-{file_stem(m)}", partial(size_figure, results, d, m))
               for d, m in sorted({(r["dataset"], r["method"]) for r in size})]
+    names += [(f"disk-{file_stem(d)}-{file_stem(m)}", partial(disk_figure, results, d, m))
+              for d, m in sorted({(r["dataset"], r["method"]) for r in size if "on_disk_bytes" in r})
+              if any(r["dataset"] == d and r["method"] == m for r in accuracy)]
     names += [(f"roofline-{file_stem(d)}-{file_stem(m)}", partial(roofline_figure, results, d, m))
               for d, m in sorted({(r["dataset"], r["method"]) for r in checked_records(results, "roofline")})]
     names += [(f"weights-{file_stem(d)}", partial(weights_figure, results, d))

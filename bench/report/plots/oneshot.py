@@ -17,7 +17,7 @@ from collections.abc import Mapping
 import numpy as np
 from matplotlib.figure import Figure
 
-from bench.report.formats import baseline_format, method_order
+from bench.report.formats import FILE_KINDS, baseline_format, method_order
 from bench.report.plots.records import checked_records, group_by, latency_rows, select_records, xy_points
 from bench.report.plots.style import (
     BASELINE_LINE,
@@ -195,7 +195,7 @@ def size_figure(results: Mapping, dataset: str, method: str) -> Figure:
     groups = group_by(rows, "format")
     series: dict = {}  # (xs, bytes) -> formats storing exactly that
     for fmt in format_order(groups, results):
-        xs, nbytes = xy_points(groups[fmt], "sparsity", "bytes", f"size of {dataset!r}/{method}/{fmt}")
+        xs, nbytes = xy_points(groups[fmt], "sparsity", "in_memory_bytes", f"size of {dataset!r}/{method}/{fmt}")
         key = (tuple(xs), tuple(nbytes)) if fmt != baseline else (baseline,)
         series.setdefault(key, (xs, nbytes, []))[2].append(fmt)
     fig = Figure(figsize=(WIDTH_IN, 5.6), layout="constrained")
@@ -207,10 +207,64 @@ def size_figure(results: Mapping, dataset: str, method: str) -> Figure:
         color, marker = styles[fmts[0]]
         ax.plot(xs, nbytes / 1e6, color=color, marker=marker, markersize=5, label=" = ".join(fmts))
     log_axis(ax, "{:g}")
-    ax.set_ylabel("weight storage (MB)")
+    files = any("on_disk_bytes" in r for r in rows)
+    ax.set_ylabel("in memory at inference (MB)" if files else "weight storage (MB)")
     sparsity_axis(ax, [r["sparsity"] for r in rows], spread=True)
     figure_legend(fig, [ax])
-    fig.suptitle(f"{dataset_title(dataset)}, {method} pruning: bytes of weights and indices per format")
+    fig.suptitle(f"{dataset_title(dataset)}, {method} pruning: " +
+                 ("bytes each format keeps in memory" if files else "bytes of weights and indices per format"))
+    return fig
+
+
+def disk_figure(results: Mapping, dataset: str, method: str) -> Figure:
+    """Accuracy against bytes on disk (MB, log x), one line per file kind through the sparsities.
+
+    A file kind (a format's ``saved_as``) takes the style of the first format in registry order
+    that is deployed from it; solid is the file as written, dashed the same file zipped (drawn where
+    zipping changes it by more than 2%). The star is the unpruned dense float32 file.
+    """
+    rows = [r for r in select_records(results, "size", dataset, method) if "on_disk_bytes" in r]
+    if not rows:
+        raise ValueError(f"no on-disk sizes for {dataset!r}/{method} (runs before sparsenet 0.2 have none)")
+    accuracy = {(r["sparsity"], r.get("scope", "layer")): 100 * r["accuracy"]
+                for r in select_records(results, "accuracy", dataset, method)}
+    styles, baseline = format_styles(results), baseline_format(results)
+    fig = Figure(figsize=(WIDTH_IN, 5.6), layout="constrained")
+    ax = fig.subplots()
+    for saved_as, label in FILE_KINDS.items():
+        by_sparsity = {}
+        for fmt in format_order({r["format"] for r in rows}, results):
+            for r in rows:
+                if r["format"] == fmt and r["saved_as"] == saved_as:
+                    by_sparsity.setdefault(r["sparsity"], r)
+        pts = sorted((s, r["on_disk_bytes"], r["zipped_bytes"], accuracy.get((s, r.get("scope", "layer"))))
+                     for s, r in by_sparsity.items())
+        pts = [p for p in pts if p[3] is not None]
+        if not pts:
+            continue
+        first = next(f for f in format_order({r["format"] for r in rows}, results)
+                     if any(r["format"] == f and r["saved_as"] == saved_as for r in rows))
+        color, marker = styles[first]
+        disk, zipped, acc = (np.array([p[i] for p in pts], dtype=float) for i in (1, 2, 3))
+        ax.plot(disk / 1e6, acc, color=color, marker=marker, markersize=5, label=label)
+        if np.any(np.abs(zipped - disk) > 0.02 * disk):
+            ax.plot(zipped / 1e6, acc, color=color, marker=marker, markersize=4, linestyle="--", alpha=0.8,
+                    label=f"{label}, zipped")
+        for s, d, _z, a in pts[::max(1, len(pts) // 4)] + pts[-1:]:
+            ax.annotate(f"{100 * s:g}%", (d / 1e6, a), textcoords="offset points", xytext=(4, -10), fontsize=7,
+                        color=color)
+    dense = next((r for r in rows if r["format"] == baseline and r["sparsity"] == min(x["sparsity"] for x in rows)),
+                 None)
+    model = next((m for m in results.get("models", ()) if m["dataset"] == dataset), None)
+    if dense is not None and model is not None:
+        ax.plot([dense["on_disk_bytes"] / 1e6], [100 * model["dense_accuracy"]], marker="*", markersize=14,
+                color="black", linestyle="none", label=f"dense float32 file ({dense['on_disk_bytes'] / 1e6:.2f} MB)")
+    log_axis(ax, "{:g}", axis="x")
+    ax.set_xlabel("bytes on disk (MB, log scale)")
+    ax.set_ylabel("test accuracy (%)")
+    figure_legend(fig, [ax])
+    fig.suptitle(f"{dataset_title(dataset)}, {method} pruning: accuracy against file size "
+                 "(left and high is better)")
     return fig
 
 

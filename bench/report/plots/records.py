@@ -4,7 +4,8 @@ Records (sparsity is a fraction in [0, 1], accuracy a fraction, times in seconds
     models    {dataset, architecture, epochs, dense_accuracy}
     accuracy  {dataset, method, scope, sparsity, achieved_sparsity, accuracy, stage, epochs, recovery_epochs}
     latency   {dataset, method, sparsity, format, batch, threads, median_s, iqr_s, rounds, stage}
-    size      {dataset, method, sparsity, format, bytes}
+    size      {dataset, method, sparsity, format, in_memory_bytes, on_disk_bytes, zipped_bytes, saved_as}
+              (runs before on-disk sizes hold ``bytes``, read as ``in_memory_bytes``, and no file sizes)
     roofline  {dataset, method, sparsity, format, batch, efficiency, ...}
 ``stage`` is "oneshot" (also when absent, as in files written before recovery existed),
 "finetuned" or "gradual" (:mod:`bench.report.stages`).
@@ -25,7 +26,7 @@ FIELDS = {
     "models": ("dataset", "dense_accuracy"),
     "accuracy": ("dataset", "method", "scope", "sparsity", "achieved_sparsity", "accuracy"),
     "latency": ("dataset", "method", "sparsity", "format", "batch", "threads", "median_s"),
-    "size": ("dataset", "method", "sparsity", "format", "bytes"),
+    "size": ("dataset", "method", "sparsity", "format", "in_memory_bytes"),
     "roofline": ("dataset", "method", "sparsity", "format", "batch", "efficiency"),
 }
 FRACTIONS = ("sparsity", "achieved_sparsity", "accuracy", "dense_accuracy")
@@ -35,6 +36,8 @@ def checked_records(results: Mapping, table: str, *, stages: tuple[str, ...] = (
     if not isinstance(results, Mapping):
         raise TypeError(f"results must be a mapping of record lists, got {type(results).__name__}")
     rows = results.get(table) or []
+    if table == "size":
+        rows = [_upgraded_size(row) for row in rows]
     for i, row in enumerate(rows):
         record_stage(row, f"results[{table!r}][{i}]")
         missing = [f for f in FIELDS[table] if f not in row]
@@ -48,6 +51,13 @@ def checked_records(results: Mapping, table: str, *, stages: tuple[str, ...] = (
                 raise ValueError(f"results[{table!r}][{i}][{field!r}] is {value!r}, "
                                  f"expected a fraction in [0, 1]{hint}")
     return [r for r in rows if record_stage(r) in stages]
+
+
+def _upgraded_size(row):
+    """A size record of a run before on-disk sizes existed: its ``bytes`` were the in-memory weight storage."""
+    if isinstance(row, Mapping) and "in_memory_bytes" not in row and "bytes" in row:
+        return {**row, "in_memory_bytes": row["bytes"]}
+    return row
 
 
 def select_records(results: Mapping, table: str, dataset: str, method: str | None = None) -> list[Mapping]:
