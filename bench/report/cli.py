@@ -288,6 +288,7 @@ def main(argv=None) -> int:
 
 CONSOLE_USAGE = """usage: sparsenet report MODEL --data TEST [--train-data TRAIN] [--quick] [options]
        sparsenet export MODEL --sparsity S --out PATH [--method weight|unit] [--scope layer|global] [--shrink]
+       sparsenet compare RUN_A RUN_B [--out DIR] [--threshold 0.05]
 
   MODEL   your trained network: a Keras model (.keras, .h5), an ONNX graph (.onnx) or a sparsenet .npz
   TEST    its test data: an .npz with arrays x (inputs) and y (integer labels), or mnist / fashion_mnist
@@ -299,6 +300,9 @@ option; `python -m bench.report --model MODEL --data TEST` is the same job.
 `sparsenet export` prunes MODEL once and writes it out: PATH ending in .keras (plain Keras, zeros
 in place), .onnx (an ONNX graph) or anything else (sparsenet's compact sparse file, e.g. .spz,
 which sparsenet.load_pruned reads back); --shrink deletes pruned units (Keras and ONNX).
+
+`sparsenet compare` says, cell by cell, whether report run RUN_B is faster than RUN_A beyond the
+noise of both runs (`python -m bench.compare RUN_A RUN_B` is the same job).
 """
 
 
@@ -339,9 +343,13 @@ def console(argv=None) -> int:
     command, rest = argv[0], argv[1:]
     if command == "export":
         return export_main(rest)
+    if command == "compare":
+        from bench.compare.cli import main as compare_main
+
+        return compare_main(rest)
     if command != "report":
-        print(f"error: unknown command {command!r}; commands: report, export\n\n{CONSOLE_USAGE}", file=sys.stderr,
-              end="")
+        print(f"error: unknown command {command!r}; commands: report, export, compare\n\n{CONSOLE_USAGE}",
+              file=sys.stderr, end="")
         return 2
     if rest and not rest[0].startswith("-"):
         rest = ["--model", rest[0], *rest[1:]]
