@@ -1,0 +1,148 @@
+"""``sparse_int8``: the ``sparse`` format's packs and loops with int8 weights and per-unit scales.
+
+Weight-only int8 (:mod:`sparsenet.quantize`): activations stay float, each kept weight is one
+byte next to its 16-bit index (3 bytes instead of 6), widened to float in registers
+(:mod:`sparsenet.kernels.int8`). Batch 1 runs CSC or dense blocks per layer as ``sparse`` does
+(same DENSE_DENSITY and PARALLEL_NNZ rules, hidden units in the same order), larger batches the
+same CSR input blocks on SIMD tiles. Outputs are checked against the format's own
+:meth:`~SparseInt8Forward.reference`, the float64 dequantized network.
+
+Built from a MaskedNetwork (``convert(masked, "sparse_int8")`` quantizes at build), or from a
+:class:`~sparsenet.quantize.QuantizedNetwork` with :meth:`SparseInt8Forward.build_quantized`,
+e.g. one read from an int8 compact file (:func:`sparsenet.export_int8.load_quantized`) without
+quantizing again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numba
+import numpy as np
+
+from .. import kernels
+from ..kernels.int8 import int8_csr_forward_batch, int8_forward_vector
+from ..model import MaskedNetwork
+from ..quantize import QuantizedNetwork, quantize
+from ..sizes import kept_bytes
+from ..validation import check_batch
+from . import fused
+from .fused import FusedSparseForward
+
+
+def check_weight_only(qnet: QuantizedNetwork, fmt: str, activations: frozenset[str]) -> None:
+    """TypeError/NotImplementedError unless ``qnet`` is a weight-only QuantizedNetwork of activations ``fmt`` runs."""
+    if not isinstance(qnet, QuantizedNetwork):
+        raise TypeError(f"{fmt}.build_quantized needs a QuantizedNetwork (from sparsenet.quantize.quantize), "
+                        f"found {type(qnet).__name__}")
+    if qnet.mode != "weights":
+        raise NotImplementedError(f"format {fmt!r} runs weight-only int8 (float activations); this network was "
+                                  f"quantized with mode={qnet.mode!r}: quantize(masked) without mode='static' "
+                                  "(static int8 activations run in QuantizedNetwork.reference only)")
+    for i, layer in enumerate(qnet.layers):
+        if layer.activation not in activations:
+            raise NotImplementedError(f"format {fmt!r} runs activations {sorted(activations)}; layer {i} is "
+                                      f"{layer.activation!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SparseInt8Forward(FusedSparseForward):
+    name: ClassVar[str] = "sparse_int8"
+    kind: ClassVar[str] = "sparse"
+    quantized: ClassVar[bool] = True
+    saved_as: ClassVar[str] = "compact"
+    summary: ClassVar[str] = ("the sparse format with int8 weights (one scale per unit, float activations): "
+                              "1 byte per kept weight, widened to float in registers")
+    style: ClassVar[tuple[str, str]] = ("tab:olive", "X")
+    operating_points: ClassVar[bool] = True
+    scale: np.ndarray  # per-unit weight scales, the order of bias (batched pack)
+    scale1: np.ndarray  # the same in the order of bias1 (batch-1 pack)
+    widen: np.ndarray  # widen[q + 128] = float(q), the kernels' int8 -> float table
+    qnet: QuantizedNetwork = field(repr=False, compare=False)  # what reference() runs
+
+    @classmethod
+    def build(cls, masked: MaskedNetwork, vector_bits: int | None = None) -> SparseInt8Forward:
+        """Quantize ``masked`` (weight-only, :func:`sparsenet.quantize.quantize`) and pack it."""
+        return cls.build_quantized(quantize(masked), vector_bits)
+
+    @classmethod
+    def build_quantized(cls, qnet: QuantizedNetwork, vector_bits: int | None = None) -> SparseInt8Forward:
+        """The format for an already quantized network (weight-only), tiled for ``vector_bits``."""
+        check_weight_only(qnet, cls.name, cls.activations)
+        vector_bits = kernels.VECTOR_BITS if vector_bits is None else vector_bits
+        if vector_bits not in (128, 256, 512):
+            raise ValueError(f"vector_bits must be 128, 256 or 512, found {vector_bits!r}")
+        dtype = qnet.dtype
+        widths = np.array(qnet.widths, dtype=np.int64)
+        index_dtype = np.uint16 if widths.max() <= np.iinfo(np.uint16).max + 1 else np.int32
+        weights = [layer.q for layer in qnet.layers]
+        keeps = [layer.keep for layer in qnet.layers]
+        biases = [np.zeros(layer.n_out, dtype) if layer.bias is None else layer.bias for layer in qnet.layers]
+        scales = [layer.scale for layer in qnet.layers]
+        n_threads = numba.get_num_threads()
+        widest = max(kernels.tile_widths(dtype, vector_bits))
+        col_blocks = np.array([fused.input_blocks(keep, dtype.itemsize, widest) for keep in keeps], np.int64)
+        w1, k1, b1 = fused._batch1_order(weights, keeps, biases)
+        _, _, s1 = fused._batch1_order(weights, keeps, scales)
+        as_dense = [keep.mean() >= fused.DENSE_DENSITY for keep in k1]
+        parts = fused._csc_parts(k1, n_threads)
+        parts[as_dense] = 1
+        csc_keeps = [np.zeros_like(keep) if d else keep for keep, d in zip(k1, as_dense)]
+        csr = fused._pack([(w[:, c0:c1], keep[:, c0:c1], c0, k == 0)
+                           for w, keep, n in zip(weights, keeps, col_blocks)
+                           for k in range(n)
+                           for c0, c1 in [(k * w.shape[1] // n, (k + 1) * w.shape[1] // n)]], index_dtype, np.int8)
+        csc = fused._pack([(w[r0:r1].T, keep[r0:r1].T, r0, k == 0)
+                           for w, keep, n in zip(w1, csc_keeps, parts)
+                           for k in range(n)
+                           for r0, r1 in [(k * w.shape[0] // n, (k + 1) * w.shape[0] // n)]], index_dtype, np.int8)
+        return cls(
+            shape=kernels.NetworkShape(widths, np.array([layer.activation == "relu" for layer in qnet.layers],
+                                                        np.bool_),
+                                       np.concatenate([[0], np.cumsum(widths[1:-1])]).astype(np.int64)),
+            csr=kernels.BlockedCSR(*csr, col_blocks),
+            csc=kernels.CSCParts(*csc, parts),
+            dense=fused._dense_blocks(w1, as_dense, n_threads, np.int8),
+            bias=np.concatenate(biases).astype(dtype),
+            bias1=np.concatenate(b1).astype(dtype),
+            vector_bits=vector_bits,
+            scale=np.concatenate(scales).astype(dtype),
+            scale1=np.concatenate(s1).astype(dtype),
+            widen=np.arange(-128, 128).astype(dtype),
+            qnet=qnet,
+        )
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = check_batch(x, n_in=int(self.shape.widths[0]), dtype=self.bias.dtype)
+        n_batch, n_out = x.shape[0], int(self.shape.widths[-1])
+        if n_batch == 1:
+            act, a, b = self._vector_scratch(x.dtype)
+            out = np.empty(n_out, dtype=x.dtype)
+            int8_forward_vector(self.shape, self.csc, self.dense, self.scale1, self.bias1, self.widen,
+                                np.ascontiguousarray(x[0]), act, a, b, out)
+            return out[None, :]
+        tile = fused.tile_lanes(n_batch, x.dtype, self.vector_bits)
+        n_tiles = -(-n_batch // tile)
+        src, a, b, out = self._buffers(n_tiles, tile, x.dtype)
+        full = n_batch // tile
+        src[:full] = x[:full * tile].reshape(full, tile, x.shape[1]).transpose(0, 2, 1)
+        if full < n_tiles:
+            src[full] = 0
+            src[full, :, :n_batch - full * tile] = x[full * tile:].T
+        int8_csr_forward_batch(self.shape, self.csr, self.scale, self.bias, self.widen, src, a, b, out,
+                               kernels.accumulators(tile, x.dtype, self.vector_bits), numba.get_num_threads())
+        y = out.transpose(0, 2, 1).reshape(n_tiles * tile, n_out)[:n_batch]
+        return y.copy() if np.may_share_memory(y, out) else y
+
+    def reference(self, x: np.ndarray) -> np.ndarray:
+        """What this format's output is checked against: the dequantized network in float64, in x's dtype."""
+        x = check_batch(x, n_in=int(self.shape.widths[0]), dtype=self.bias.dtype)
+        return self.qnet.reference(x).astype(x.dtype)
+
+    @property
+    def in_memory_bytes(self) -> int:
+        """Both packs (CSR for batches, CSC or dense blocks for batch 1), scales and biases; not
+        the QuantizedNetwork kept for :meth:`reference`."""
+        return kept_bytes((self.shape, self.csr, self.csc, self.dense, self.bias, self.bias1, self.scale,
+                           self.scale1, self.widen))
