@@ -77,7 +77,7 @@ def test_hidden_softmax_is_refused():
     Network((Layer(eye, None, "relu"), Layer(ones, None, "softmax")))  # the output layer's softmax is fine
 
 
-@pytest.mark.parametrize("fmt", sorted(FORMATS))
+@pytest.mark.parametrize("fmt", sorted(f for f, cls in FORMATS.items() if cls.kind != "engine"))  # test_engines
 def test_batch_of_wrong_width_or_dtype(rng, fmt):
     forward = convert(prune(random_net(rng, (12, 8, 3)), "weight", 0.5), fmt)
     with pytest.raises(ValueError, match="input must have shape \\(n_batch, 12\\), found \\(5, 11\\)"):

@@ -9,17 +9,18 @@ from __future__ import annotations
 from ..model import MaskedNetwork
 from ..validation import check_choice
 from .auto import AutoForward
-from .base import FormatDefaults, Forward, check_format_class, describe
+from .base import FormatDefaults, Forward, available, check_format_class, computes, describe
 from .csr_numba import NumbaCSRForward, NumbaCSRParallelForward
 from .csr_scipy import ScipyCSRForward
 from .dense import DenseForward
+from .engines import OrtForward, TFLiteForward, TorchCSRForward, TorchDenseForward, unavailable_engines
 from .fused import FusedSparseForward
 from .shrunk import ShrunkDenseForward
 
 FORMATS: dict[str, type[Forward]] = {
     cls.name: cls
     for cls in (DenseForward, ScipyCSRForward, NumbaCSRForward, NumbaCSRParallelForward, FusedSparseForward,
-                ShrunkDenseForward, AutoForward)
+                ShrunkDenseForward, AutoForward, OrtForward, TFLiteForward, TorchDenseForward, TorchCSRForward)
 }
 for _cls in FORMATS.values():
     check_format_class(_cls)
@@ -35,10 +36,12 @@ def formats_for(method_structured: bool, layer_kinds=frozenset({"dense"}),
                 activations=frozenset({"relu", "linear", "softmax"})) -> tuple[str, ...]:
     """The registered formats worth running for a pruning method (structured or not) on a network
     made of ``layer_kinds`` whose layers use ``activations`` (``{layer.activation for layer in
-    net.layers}``; the default is the classic ReLU MLP's), in registry order."""
+    net.layers}``; the default is the classic ReLU MLP's), in registry order. An engine whose
+    package is not installed is left out (:func:`sparsenet.formats.engines.unavailable_engines`
+    says which and why)."""
     return tuple(name for name, cls in FORMATS.items()
                  if (cls.pruning == "any" or method_structured) and set(layer_kinds) <= cls.layer_kinds
-                 and set(activations) <= cls.activations)
+                 and set(activations) <= cls.activations and available(cls))
 
 
 def convert(masked: MaskedNetwork, fmt: str) -> Forward:
@@ -47,6 +50,8 @@ def convert(masked: MaskedNetwork, fmt: str) -> Forward:
     if not isinstance(masked, MaskedNetwork):
         raise TypeError(f"convert needs a MaskedNetwork (from sparsenet.prune), found {type(masked).__name__}")
     cls = FORMATS[fmt]
+    if not available(cls):
+        raise ImportError(cls.unavailable_reason())
     unsupported = sorted(masked.net.layer_kinds - cls.layer_kinds)
     if unsupported:
         raise NotImplementedError(f"format {fmt!r} runs layer kinds {sorted(cls.layer_kinds)}; this network "
@@ -58,4 +63,5 @@ def convert(masked: MaskedNetwork, fmt: str) -> Forward:
     return cls.build(masked)
 
 
-__all__ = ["FORMATS", "FormatDefaults", "Forward", "baseline", "convert", "describe", "formats_for"]
+__all__ = ["FORMATS", "FormatDefaults", "Forward", "available", "baseline", "computes", "convert", "describe",
+           "formats_for", "unavailable_engines"]

@@ -7,7 +7,16 @@ the report's tables, break-even and roofline, the plot legends) is derived from 
     ``"baseline"``: the dense reference every speed-up is measured against (exactly one);
     ``"sparse"``: stores and multiplies only the kept weights; ``"structured"``: deletes pruned
     units and runs dense arithmetic on what is left; ``"adaptive"``: picks another format at
-    run time, so it has no cost model of its own.
+    run time, so it has no cost model of its own; ``"engine"``: another inference engine
+    (:mod:`sparsenet.formats.engines`: ONNX Runtime, TFLite, PyTorch) run on the masked network.
+``computes``
+    the arithmetic the roofline's cost model charges it: ``"dense"`` (every stored weight, zeros
+    too) or ``"sparse"`` (the kept weights only); None (the default) takes it from ``kind``
+    (baseline and structured: dense, sparse: sparse, adaptive: none), see :func:`computes`.
+``engine``
+    the package that runs it (``"onnxruntime"``, ``"torch"``, ...), None for sparsenet's own;
+    ``available()`` says whether it imports here (always True for sparsenet's own formats):
+    :func:`sparsenet.formats.formats_for` offers only available formats.
 ``layer_kinds``
     the layer kinds (:data:`sparsenet.layers.LAYER_KINDS`) it can run.
 ``activations``
@@ -37,7 +46,9 @@ from ..activations import ACTIVATIONS
 from ..model import MaskedNetwork
 from ..sizes import SAVED_AS, kept_bytes
 
-KINDS = ("baseline", "sparse", "structured", "adaptive")
+KINDS = ("baseline", "sparse", "structured", "adaptive", "engine")
+COMPUTES = ("dense", "sparse")
+_COMPUTES_BY_KIND = {"baseline": "dense", "structured": "dense", "sparse": "sparse"}
 PRUNING = ("any", "structured")
 
 
@@ -80,6 +91,13 @@ class FormatDefaults:
     pruning: ClassVar[str] = "any"
     operating_points: ClassVar[bool] = False
     saved_as: ClassVar[str] = "compact"
+    computes: ClassVar[str | None] = None
+    engine: ClassVar[str | None] = None
+
+    @classmethod
+    def available(cls) -> bool:
+        """Whether this format can be built here (its package imports); sparsenet's own always can."""
+        return True
 
     @property
     def in_memory_bytes(self) -> int:
@@ -87,12 +105,24 @@ class FormatDefaults:
         return kept_bytes(self)
 
 
+def computes(cls: type) -> str | None:
+    """``"dense"`` or ``"sparse"``: the arithmetic a format class does (its ``computes``, else its
+    kind's); None for an adaptive format or one of unknown kind."""
+    return getattr(cls, "computes", None) or _COMPUTES_BY_KIND.get(cls.kind)
+
+
+def available(cls: type) -> bool:
+    """Whether a format class can be built here (a class without ``available()`` always can)."""
+    check = getattr(cls, "available", None)
+    return True if check is None else bool(check())
+
+
 def describe(cls: type[Forward]) -> dict:
     """The self-description of a format class as plain data (what a report stores next to its records)."""
     return {"kind": cls.kind, "layer_kinds": sorted(cls.layer_kinds),
             "activations": sorted(cls.activations), "pruning": cls.pruning,
             "summary": cls.summary, "style": list(cls.style), "operating_points": cls.operating_points,
-            "saved_as": cls.saved_as}
+            "saved_as": cls.saved_as, "computes": computes(cls), "engine": getattr(cls, "engine", None)}
 
 
 def check_format_class(cls: type) -> None:
@@ -107,3 +137,9 @@ def check_format_class(cls: type) -> None:
         raise ValueError(f"format {cls.name!r}: pruning {cls.pruning!r}, expected one of {list(PRUNING)}")
     if cls.saved_as not in SAVED_AS:
         raise ValueError(f"format {cls.name!r}: saved_as {cls.saved_as!r}, expected one of {list(SAVED_AS)}")
+    if getattr(cls, "computes", None) not in (None, *COMPUTES):
+        raise ValueError(f"format {cls.name!r}: computes {cls.computes!r}, expected one of {list(COMPUTES)} or None")
+    if cls.kind == "engine" and not (computes(cls) and isinstance(getattr(cls, "engine", None), str)
+                                     and callable(getattr(cls, "available", None))):
+        raise ValueError(f"engine format {cls.name!r} must name its package (engine), what it computes "
+                         f"({list(COMPUTES)}) and say whether it is available() (see sparsenet.formats.engines)")

@@ -70,6 +70,9 @@ class _TorchForward(EngineDefaults):
 def _import_torch(threads: int):
     import torch
 
+    # benchmark inputs are read-only arrays; torch warns once when it wraps one, though these
+    # formats never write to the input tensor (every op makes a new one)
+    warnings.filterwarnings("ignore", message="The given NumPy array is not writable", category=UserWarning)
     torch.set_num_threads(threads)
     return torch
 
