@@ -30,6 +30,10 @@ the report's tables, break-even and roofline, the plot legends) is derived from 
 ``operating_points``
     timed on the recovered (fine-tuned, gradually pruned) networks too, where a user picks an
     operating point.
+``quantized``
+    True for a format running an int8-quantized network (:mod:`sparsenet.quantize`): its output
+    is checked against its own ``forward.reference(x)`` (the dequantized network in float64, in
+    x's dtype) with :func:`sparsenet.testing.assert_forward_close`, not against the float network's.
 ``saved_as``
     the file it is deployed from (:data:`sparsenet.sizes.SAVED_AS`): ``"dense"`` (the float32
     weight file, zeros in place), ``"shrunk"`` (the same with dead units deleted) or ``"compact"``
@@ -90,6 +94,7 @@ class FormatDefaults:
     activations: ClassVar[frozenset[str]] = frozenset(ACTIVATIONS)
     pruning: ClassVar[str] = "any"
     operating_points: ClassVar[bool] = False
+    quantized: ClassVar[bool] = False
     saved_as: ClassVar[str] = "compact"
     computes: ClassVar[str | None] = None
     engine: ClassVar[str | None] = None
@@ -122,6 +127,7 @@ def describe(cls: type[Forward]) -> dict:
     return {"kind": cls.kind, "layer_kinds": sorted(cls.layer_kinds),
             "activations": sorted(cls.activations), "pruning": cls.pruning,
             "summary": cls.summary, "style": list(cls.style), "operating_points": cls.operating_points,
+            "quantized": getattr(cls, "quantized", False),
             "saved_as": cls.saved_as, "computes": computes(cls), "engine": getattr(cls, "engine", None)}
 
 
