@@ -27,6 +27,9 @@ the compact file; ``.spz`` is the suggested suffix):
     ``accuracy`` and ``source``. Stored entries are the kept weights (a kept weight that is exactly 0
     is stored too), so :func:`load_pruned` gives back the same masks and outputs; the pruned
     weights' original values are not kept.
+    Version 2 is the int8 file (int8 values, per-unit scales, gap-coded indices; written by
+    :func:`sparsenet.export_int8.save_quantized`): :func:`load_pruned` reads it as the dequantized
+    float network, :func:`sparsenet.export_int8.load_quantized` as the int8 network itself.
 
 Outputs are the same in every format except where softmax is the output activation: Keras and ONNX
 return probabilities (the softmax is in the model, as in the model imported), sparsenet formats
