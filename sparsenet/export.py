@@ -94,6 +94,9 @@ def save_pruned(masked: MaskedNetwork, path: str | os.PathLike, format: str | No
     check_choice("export format", format, EXPORT_FORMATS)
     if not isinstance(masked, MaskedNetwork):
         raise TypeError(f"save_pruned needs a MaskedNetwork (from sparsenet.prune), found {type(masked).__name__}")
+    if masked.net.layer_kinds != {"dense"}:
+        raise NotImplementedError(f"save_pruned writes dense-layer networks only; this one also has "
+                                  f"{sorted(masked.net.layer_kinds - {'dense'})}")
     if format == "compact":
         if shrink:
             raise ValueError("shrink=True is for the keras and onnx formats; the compact file stores the masks "

@@ -142,6 +142,10 @@ def load_masked(path: str | os.PathLike, max_bytes: int | None = None) -> Masked
 
 
 def _network_arrays(net: Network) -> dict[str, np.ndarray]:
+    if net.layer_kinds != {"dense"}:
+        raise NotImplementedError(f"a .npz network file holds dense layers only; this network also has "
+                                  f"{sorted(net.layer_kinds - {'dense'})}: keep a conv network as its Keras file "
+                                  "(sparsenet.train_conv caches model.keras; sparsenet.load_model reads it)")
     arrays: dict[str, np.ndarray] = {
         "format_version": np.array(FORMAT_VERSION, dtype=np.int64),
         "activations": np.array([layer.activation for layer in net.layers]),

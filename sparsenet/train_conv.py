@@ -5,7 +5,8 @@ alpha=...)`` as published (stride 2 in the first convolution, so 32x32 ends at 1
 pooling), trained with Adam and a cosine-decayed learning rate, seeded and deterministic like
 the MLPs (:mod:`sparsenet.train`). The cache entry, under
 :func:`sparsenet.cache.cache_root`, is ``models/<dataset>-mobilenetv2-<key>/`` holding the
-trained ``model.keras`` and ``manifest.json`` (written last); :func:`trained_conv_network` reads
+trained ``model.keras`` (its batch norm statistics re-estimated after training,
+:func:`reestimate_bn`) and ``manifest.json`` (written last); :func:`trained_conv_network` reads
 the Keras file through :func:`sparsenet.load_model`, which folds every batch norm into its
 convolution and checks the result against Keras on random inputs, so the cached artefact is the
 framework's own file and the network is always the checked import of it.
@@ -34,7 +35,8 @@ from .image_data import IMAGE_DATASETS, ImageDataset, load_image_dataset
 from .model import Network
 from .validation import check_choice
 
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2  # 2: batch norm statistics re-estimated after training
+BN_BATCHES, BN_BATCH_SIZE = 50, 256
 MAX_EXPORT_MISMATCH = 1e-3  # as for the MLPs: near-tied logits may flip between Keras and numpy
 CONV_FIELDS = {**RECOVERED_FIELDS, "test_accuracy_numpy": RECOVERED_FIELDS["test_accuracy"]}
 
@@ -119,6 +121,10 @@ def train_conv(config: ConvTrainConfig, dataset: ImageDataset, path: str | os.Pa
     model.fit(batches, epochs=config.epochs, verbose=0, shuffle=False, callbacks=[log])
     train_seconds = time.perf_counter() - start
     x_test = dataset.x_test.reshape(shape)
+    _, fit_accuracy = model.evaluate(x_test, dataset.y_test, batch_size=500, verbose=0)
+    start = time.perf_counter()
+    reestimate_bn(keras, model, x_train, config)
+    bn_seconds = time.perf_counter() - start
     _, test_accuracy = model.evaluate(x_test, dataset.y_test, batch_size=500, verbose=0)
     keras_pred = model.predict(x_test, batch_size=500, verbose=0).argmax(axis=1)
     with atomic_path(Path(path), suffix=".keras") as tmp:
@@ -137,7 +143,9 @@ def train_conv(config: ConvTrainConfig, dataset: ImageDataset, path: str | os.Pa
         "optimizer": "Adam", "schedule": f"cosine decay from {config.learning_rate:g} to 0 over {steps} steps",
         "parameters_keras": int(model.count_params()), "weights_sparsenet": int(net.n_weights),
         "final_loss": log.history[-1]["loss"], "train_accuracy": log.history[-1]["accuracy"],
-        "test_accuracy": float(test_accuracy), "test_accuracy_numpy": float((numpy_pred == dataset.y_test).mean()),
+        "test_accuracy": float(test_accuracy), "test_accuracy_fit_bn_statistics": float(fit_accuracy),
+        "bn_reestimation": f"{BN_BATCHES} batches of {BN_BATCH_SIZE} training images, {bn_seconds:.1f} s",
+        "test_accuracy_numpy": float((numpy_pred == dataset.y_test).mean()),
         "export_prediction_mismatches": mismatches,
         "epoch_seconds": [round(h["seconds"], 3) for h in log.history], "train_seconds": round(train_seconds, 3),
         "threads": threads,
@@ -146,6 +154,26 @@ def train_conv(config: ConvTrainConfig, dataset: ImageDataset, path: str | os.Pa
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "recipe_version": RECIPE_VERSION, "config_key": config_key(config),
     }
+
+
+def reestimate_bn(keras, model, x_train: np.ndarray, config: ConvTrainConfig) -> None:
+    """Replace every batch norm's moving statistics by the mean of its batch statistics over
+    :data:`BN_BATCHES` random training batches under the final weights ("precise BN").
+
+    Measured (seed 0, 1 epoch on fashion_mnist_32, 2 cores): the moving statistics ``fit`` left
+    gave 10 % test accuracy, constant predictions, while the same weights with batch statistics
+    gave 81 %; the re-estimated ones give about 80 %. Eager calls with ``training=True`` update
+    the moving averages with ``momentum`` read per call, so ``k / (k + 1)`` at batch ``k`` makes
+    them the running mean.
+    """
+    layers = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    rng = np.random.default_rng(config.seed)
+    for k in range(BN_BATCHES):
+        for layer in layers:
+            layer.momentum = k / (k + 1)
+        model(x_train[rng.choice(len(x_train), min(BN_BATCH_SIZE, len(x_train)), replace=False)], training=True)
+    for layer in layers:
+        layer.momentum = config.bn_momentum
 
 
 def predict(net: Network, x: np.ndarray, batch_size: int = 500) -> np.ndarray:

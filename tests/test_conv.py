@@ -137,3 +137,13 @@ def test_bad_conv_networks_are_refused_by_name(rng, change, message):
     change(layers)
     with pytest.raises((ValueError, TypeError), match=message):
         Network(tuple(layers))
+
+
+def test_files_for_dense_networks_refuse_conv_networks(rng, tmp_path):
+    from sparsenet import save_network, save_pruned
+
+    net = conv_net(rng)
+    with pytest.raises(NotImplementedError, match=r"dense layers only; this network also has \['conv2d'"):
+        save_network(tmp_path / "n.npz", net)
+    with pytest.raises(NotImplementedError, match=r"save_pruned writes dense-layer networks only"):
+        save_pruned(prune(net, "weight", 0.5), tmp_path / "p.npz")

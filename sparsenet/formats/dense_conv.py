@@ -75,12 +75,12 @@ def run_step(step: ConvStep, h: np.ndarray) -> np.ndarray:
     xp = padded(h, step.pads)
     kh, kw = step.kernel_hw
     if step.op == "depthwise":
-        out = np.zeros((n, ho, wo, c_out), h.dtype)
+        out = np.multiply(window(xp, 0, 0, step.stride, (ho, wo)), step.weight[0, 0])
         tap = np.empty_like(out)
-        for i in range(kh):
-            for j in range(kw):
-                np.multiply(window(xp, i, j, step.stride, (ho, wo)), step.weight[i, j], out=tap)
-                out += tap
+        for t in range(1, kh * kw):
+            i, j = divmod(t, kw)
+            np.multiply(window(xp, i, j, step.stride, (ho, wo)), step.weight[i, j], out=tap)
+            out += tap
         return out
     c_in = h.shape[-1]
     cols = np.empty((n, ho, wo, kh, kw, c_in), h.dtype)
