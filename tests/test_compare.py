@@ -94,6 +94,14 @@ def test_compare_lists_cells_only_in_one_run_and_summarizes():
     assert cmp["summary"]["all"]["cells"] == 3
 
 
+def test_compare_reads_records_without_a_stage_as_oneshot():
+    old = {k: v for k, v in record(median=2e-3).items() if k != "stage"}  # a run from before recovery existed
+    cmp = compare_runs([old, {**old, "format": "sparse"}], [record(median=1e-3), record(stage="finetuned")])
+    assert [(c["stage"], c["verdict"]) for c in cmp["cells"]] == [("oneshot", "faster")]
+    assert [c["stage"] for c in cmp["only_in_a"]] == ["oneshot"] and [c["stage"] for c in cmp["only_in_b"]] == [
+        "finetuned"]
+
+
 def test_compare_pairs_across_a_thread_count_change():
     cmp = compare_runs([record(threads=1, median=2e-3)], [record(threads=2, median=1e-3)])
     (cell,) = cmp["cells"]

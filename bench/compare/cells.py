@@ -102,7 +102,7 @@ def compare_runs(latency_a: list[Mapping], latency_b: list[Mapping], floor: floa
         sa, sb = spread(ra), spread(rb)
         ratio = rb["median_s"] / ra["median_s"]
         band = noise_band(sa, sb, floor)
-        cells.append({**{f: ra[f] for f in KEY if f != "threads"}, "stage": record_stage(ra),
+        cells.append({**{f: ra[f] for f in KEY if f not in ("threads", "stage")}, "stage": record_stage(ra),
                       "threads_a": ra["threads"], "threads_b": rb["threads"],
                       "median_a_s": ra["median_s"], "median_b_s": rb["median_s"], "spread_a": sa, "spread_b": sb,
                       "ratio": ratio, "band": band, "verdict": verdict(ratio, band)})
@@ -116,7 +116,7 @@ def compare_runs(latency_a: list[Mapping], latency_b: list[Mapping], floor: floa
 
 
 def _only(r: Mapping) -> dict:
-    return {**{f: r[f] for f in KEY}, "stage": record_stage(r), "median_s": r["median_s"]}
+    return {**{f: r[f] for f in KEY if f != "stage"}, "stage": record_stage(r), "median_s": r["median_s"]}
 
 
 def _sort_key(c: Mapping, order: list[str]) -> tuple:

@@ -108,7 +108,9 @@ def main(argv=None) -> int:
         a = read_run(args.run_a, "RUN_A")
         b = read_run(args.run_b, "RUN_B")
         cmp = build_comparison(a, b, args.threshold)
-        out = Path(args.out).expanduser() if args.out else b.path.parent.parent
+        # next to RUN_B's run folder; next to the file itself when it is not a run folder's results.json
+        beside = b.path.parent.parent if b.path.name == "results.json" else b.path.parent
+        out = Path(args.out).expanduser() if args.out else beside
         work, final = new_compare_dir(out, f"compare-{_name_part(a.name)}-vs-{_name_part(b.name)}")
     except (ValueError, TypeError, OSError) as exc:  # FileFormatError is a ValueError
         return cli_error(exc)
