@@ -114,6 +114,12 @@ def test_filter_pruning_removes_whole_output_channels_with_their_bias(rng):
 
 def test_other_formats_refuse_conv_networks_by_kind(rng):
     masked = prune(conv_net(rng), "weight", 0.5)
+    from sparsenet.formats import formats_for
+
+    acts = {layer.activation for layer in masked.net.layers}
+    assert "dense" in formats_for(False, masked.net.layer_kinds, acts)
+    kinds = masked.net.layer_kinds
+    assert all(kinds <= FORMATS[f].layer_kinds for f in formats_for(True, kinds, acts))
     for name, cls in FORMATS.items():
         if not masked.net.layer_kinds <= cls.layer_kinds:
             with pytest.raises(NotImplementedError, match=r"also has \['conv2d', 'depthwise_conv2d'"):
