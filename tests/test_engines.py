@@ -171,8 +171,12 @@ def test_engine_threads_follow_numba(rng, sparse99):
     for name, forward in built.items():
         assert forward.threads == 1
         if name == "ort":
+            import onnxruntime as ort
+
             options = forward.session.get_session_options()
             assert (options.intra_op_num_threads, options.inter_op_num_threads) == (1, 1)
+            assert options.execution_mode == ort.ExecutionMode.ORT_SEQUENTIAL
+            assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         else:
             forward.torch.set_num_threads(2)
             forward(x)
