@@ -73,10 +73,16 @@ def selected_grid(config) -> Grid:
         raise pytest.UsageError(str(exc)) from None
 
 
+CASE_PARAMS = "dataset,method,sparsity,batch,fmt,stage"  # bench.grid.Case's fields, one parameter each
+
+
 def pytest_generate_tests(metafunc):
-    if "case" not in metafunc.fixturenames:
+    """One parameter per case field (not one tuple), so pytest-benchmark's JSON holds each of them
+    and ``--benchmark-group-by=param:batch`` (or ``param:fmt``, ...) works."""
+    if "fmt" not in metafunc.fixturenames:
         return
-    metafunc.parametrize("case", [pytest.param(case, id=case.id) for case in cases(selected_grid(metafunc.config))])
+    grid = selected_grid(metafunc.config)
+    metafunc.parametrize(CASE_PARAMS, [pytest.param(*case, id=case.id) for case in cases(grid)])
 
 
 def pytest_collection_modifyitems(config, items):

@@ -49,12 +49,59 @@ def _version(module: str) -> str | None:
     return None
 
 
+# The instruction set of each OpenBLAS kernel family (threadpoolctl's "architecture", OpenBLAS'
+# core names), ranked like the CPU's best vector extension below: what the dense baseline really ran.
+BLAS_KERNEL_ISA = {
+    **dict.fromkeys(("Prescott", "Core2", "Penryn", "Dunnington", "Nehalem", "Opteron", "Opteron_SSE3",
+                     "Barcelona", "Bobcat", "Atom", "Nano"), "SSE"),
+    **dict.fromkeys(("Sandybridge", "Bulldozer", "Piledriver", "Steamroller", "Excavator"), "AVX"),
+    **dict.fromkeys(("Haswell", "Zen"), "AVX2"),
+    **dict.fromkeys(("SkylakeX", "Cooperlake", "SapphireRapids"), "AVX-512"),
+}
+ISA_RANK = {"SSE": 1, "AVX": 2, "AVX2": 3, "AVX-512": 4}
+BLAS_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_VERBOSE", "MKL_ENABLE_INSTRUCTIONS", "MKL_CBWR")
+
+
+def cpu_vector_isa(features: str | None = None) -> str | None:
+    """The CPU's widest x86 vector extension (``"AVX-512"``, ``"AVX2"``, ``"AVX"``, ``"SSE"``) from LLVM's
+    host features (``"+avx2,+fma,..."``); None on other architectures (ARM: NEON, no ranking here)."""
+    if features is None:
+        from llvmlite import binding as llvm
+
+        features = llvm.get_host_cpu_features().flatten()
+    have = {f[1:] for f in features.split(",") if f.startswith("+")}
+    if "avx512f" in have:
+        return "AVX-512"
+    if "avx2" in have and "fma" in have:
+        return "AVX2"
+    if "avx" in have:
+        return "AVX"
+    return "SSE" if "sse2" in have else None
+
+
+def blas_below_cpu(blas: list[dict], cpu_isa: str | None) -> list[str]:
+    """One line per BLAS library whose kernels use a narrower instruction set than the CPU has."""
+    out = []
+    for b in blas:
+        isa = BLAS_KERNEL_ISA.get(b.get("architecture") or "")
+        if isa and cpu_isa in ISA_RANK and ISA_RANK[isa] < ISA_RANK[cpu_isa]:
+            out.append(f"{b.get('internal_api')} {b.get('version')} runs its {b.get('architecture')} ({isa}) kernels "
+                       f"on a CPU with {cpu_isa}")
+    return out
+
+
 def environment() -> dict:
     """Everything a reader needs to judge a latency: CPU, cores, threads, BLAS, versions, commit."""
     blas = [{k: info.get(k) for k in ("internal_api", "version", "num_threads", "architecture", "threading_layer")}
             for info in threadpool_info() if info.get("user_api") == "blas"]
+    for b in blas:
+        b["kernel_isa"] = BLAS_KERNEL_ISA.get(b.get("architecture") or "")
+    isa = cpu_vector_isa()
     return {
         "cpu": cpu_name(),
+        "cpu_vector_isa": isa,
+        "blas_env": {k: os.environ[k] for k in BLAS_ENV if k in os.environ},
+        "blas_below_cpu": blas_below_cpu(blas, isa),
         "cores": os.cpu_count(),
         "platform": platform.platform(),
         "numba_threads": numba.get_num_threads(),

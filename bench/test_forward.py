@@ -23,8 +23,10 @@ class Cycle:
         return self.forward(self.xs[self.last])
 
 
-def test_forward(benchmark, case, build, threads, file_sizes):
-    dataset, method, sparsity, batch, fmt, stage = case
+def test_forward(benchmark, dataset, method, sparsity, batch, fmt, stage, build, threads, file_sizes):
+    # one group per network and batch size: pytest-benchmark's table and its compare show every
+    # format of a cell side by side, with ratios to the fastest of that cell only
+    benchmark.group = f"{dataset} {method} {stage} sparsity={sparsity:g} batch={batch}"
     try:
         forward, xs, expected, masked = build(dataset, method, sparsity, fmt, batch, stage)
     except NotImplementedError as exc:  # the format cannot run this network (an activation, a layer kind)
@@ -39,6 +41,8 @@ def test_forward(benchmark, case, build, threads, file_sizes):
     step = Cycle(forward, xs)
     result = benchmark(step)
     assert_forward_close(result, expected[step.last])
+    if hasattr(forward, "choice"):  # an adaptive format: the candidate it ran at this batch size
+        benchmark.extra_info["choice"] = forward.choice(batch)
     if stage == "oneshot":  # sizes after the timed calls: auto counts the candidate it chose
         on_disk, zipped = file_sizes(masked, forward.saved_as)
         benchmark.extra_info.update(in_memory_bytes=forward.in_memory_bytes, on_disk_bytes=on_disk,

@@ -36,11 +36,18 @@ def test_report_writes_a_complete_run_folder(report_runs):
     runs = sorted(p for p in out.iterdir())
     assert all(not p.name.startswith(".incomplete") for p in runs), "no temp folder left behind"
     files = {p.name for p in runs[0].iterdir()}
-    assert {"results.json", "report.md", "raw-benchmarks.json", "accuracy-mnist.png"} <= files
+    assert {"results.json", "report.md", f"raw-{runs[0].name}.json", "accuracy-mnist.png"} <= files
     assert {"latency-mnist-weight.png", "speedup-mnist-unit.png", "size-mnist-unit.png",
             "roofline-mnist-weight.png", "recovery-mnist.png", "tradeoff-mnist.png", "weights-mnist.png"} <= files
-    raw = json.loads((runs[0] / "raw-benchmarks.json").read_text())
+    raw = json.loads((runs[0] / f"raw-{runs[0].name}.json").read_text())
     assert raw["benchmarks"] and all("data" not in b["stats"] and "median" in b["stats"] for b in raw["benchmarks"])
+    for b in raw["benchmarks"]:  # one parameter per case field, one group per network and batch
+        params = b["params"]
+        assert set(params) == {"dataset", "method", "sparsity", "batch", "fmt", "stage"}
+        assert b["group"] == (f"{params['dataset']} {params['method']} {params['stage']} "
+                              f"sparsity={params['sparsity']:g} batch={params['batch']}")
+    assert {b["extra_info"]["choice"] for b in raw["benchmarks"] if b["params"]["fmt"] == "auto"} <= {
+        "dense", "sparse", "shrunk"}
     for step in ("[1/5]", "[2/5]", "[3/5]", "[4/5]", "[5/5]"):
         assert step in first.stdout, "progress is printed"
 
@@ -91,6 +98,7 @@ def test_report_results_schema(report_runs):
     # measured values only: which is faster is a timing, and timings are not gated (a loaded machine
     # measured L3 below DRAM here once)
     assert machine["gemm_gflops"] > 0 and machine["cache_gbps"] > 0 and machine["dram_gbps"] > 0
+    assert machine["fma_gflops"] > 0 and machine["vector_bits"] in (128, 256, 512)
     roof = results["roofline"]
     modelled = {f for f, cls in FORMATS.items() if cls.kind != "adaptive"}
     assert {r["format"] for r in roof} == modelled

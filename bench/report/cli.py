@@ -241,12 +241,12 @@ def main(argv=None) -> int:
                                      RECOVERY_SCOPE, config, args.data_dir, args.model_cache)
         n_cases = len(cases(grid))
         print(f"[4/5] latency: {n_cases} benchmark cases, {threads} threads", flush=True)
-        raw_path = work / "raw-benchmarks.json"
+        raw_path = work / f"raw-{run_dir.name}.json"  # named by run: pytest-benchmark compare labels runs by file
         run_benchmarks(grid, args, threads, raw_path)
         raw = compact_raw(json.loads(raw_path.read_text()))
         write_json(raw_path, raw)
         latency, size = latency_and_size(raw)
-        print("[5/5] measuring the machine's GEMM peak and bandwidth; writing results.json, plots and report.md",
+        print("[5/5] measuring the machine's GEMM and FMA peaks and bandwidth; writing results.json, plots, report.md",
               flush=True)
         machine = measure_machine()
         formats = describe_registry()

@@ -1,8 +1,12 @@
-"""Measure the machine's ceilings for the roofline view: dense GEMM peak and read bandwidth.
+"""Measure the machine's ceilings for the roofline view: FLOP peak and read bandwidth.
 
 Measured in the run that uses them (same threads, same load), with the library's one timing
-loop (:func:`sparsenet.host.median_seconds`). The bandwidth kernel is a plain parallel sum over
-a float32 array: one read of every byte, the cheapest thing a forward pass could do with its weights.
+loop (:func:`sparsenet.host.median_seconds`). Two FLOP peaks: BLAS' float32 GEMM (what a dense
+library reaches) and the FMA peak, a register-only loop of fused multiply-adds on as many
+independent vector registers as the FMA units need to stay busy (:func:`fma_peak_gflops`); the
+roofline uses the higher, so no cell can sit above 100% of a real limit. The bandwidth kernel is
+a plain parallel sum over a float32 array: one read of every byte, the cheapest thing a forward
+pass could do with its weights.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import numba
 import numpy as np
 
 from sparsenet.host import median_seconds
+from sparsenet.kernels.simd import VECTOR_BITS, register_lanes, vfma, vsplat, vstore
 
 L3_FALLBACK_BYTES = 32 << 20
 
@@ -30,6 +35,64 @@ def _read_all(a, n_chunks):
     return partial.sum()
 
 
+FMA_CHAINS = 12  # independent registers: FMA latency (4-5 cycles) x FMA ports (2) < 12 on current x86 and ARM
+FMA_ITERATIONS = 2_000_000
+
+
+@numba.njit(inline="always")
+def _spin(n_iter, start, lanes_a, lanes_b):
+    """``n_iter`` fused multiply-adds on two vectors, ``lanes_a + lanes_b`` = FMA_CHAINS registers
+    wide (powers of two: LLVM scalarizes other widths), each register its own dependency chain:
+    a <- a + w * a. ``start`` and ``w`` arrive at run time and the result is stored, so that LLVM
+    can neither fold nor drop the loop."""
+    a = vsplat(start, lanes_a)
+    b = vsplat(start, lanes_b)
+    w = start * np.float32(-1e-7)  # a shrinks by 20% over 2e6 steps: no overflow, no denormals
+    for _ in range(n_iter):
+        a = vfma(a, w, a)
+        b = vfma(b, w, b)
+    out = np.empty(lanes_a + lanes_b, np.float32)
+    vstore(out, 0, a)
+    vstore(out, lanes_a, b)
+    return out.sum()
+
+
+# one kernel per register width (lanes must be literals at the call site): 8 + 4 registers
+@numba.njit(parallel=True, nogil=True, cache=True)
+def _fma_128(n_iter, n_threads, start):
+    out = np.zeros(n_threads, np.float32)
+    for t in numba.prange(n_threads):
+        out[t] = _spin(n_iter, start, 32, 16)
+    return out.sum()
+
+
+@numba.njit(parallel=True, nogil=True, cache=True)
+def _fma_256(n_iter, n_threads, start):
+    out = np.zeros(n_threads, np.float32)
+    for t in numba.prange(n_threads):
+        out[t] = _spin(n_iter, start, 64, 32)
+    return out.sum()
+
+
+@numba.njit(parallel=True, nogil=True, cache=True)
+def _fma_512(n_iter, n_threads, start):
+    out = np.zeros(n_threads, np.float32)
+    for t in numba.prange(n_threads):
+        out[t] = _spin(n_iter, start, 128, 64)
+    return out.sum()
+
+
+_FMA_KERNELS = {128: _fma_128, 256: _fma_256, 512: _fma_512}
+
+
+def fma_peak_gflops(vector_bits: int = VECTOR_BITS, n_iter: int = FMA_ITERATIONS) -> float:
+    """float32 GFLOP/s of fused multiply-adds from registers on every numba thread (2 FLOP per lane)."""
+    kernel, threads = _FMA_KERNELS[vector_bits], numba.get_num_threads()
+    lanes = FMA_CHAINS * register_lanes(np.float32, vector_bits)
+    seconds = median_seconds(kernel, n_iter, threads, np.float32(1.0), min_time=0.2, min_rounds=5)
+    return 2 * lanes * n_iter * threads / seconds / 1e9
+
+
 def cache_bytes(level: int = 3) -> int:
     """Size of the CPU's cache ``level`` (index3 is L3 on x86 Linux), or a 32 MiB guess."""
     try:
@@ -41,7 +104,7 @@ def cache_bytes(level: int = 3) -> int:
 
 
 def measure_machine() -> dict:
-    """GEMM peak (float32, 2048^3) and read bandwidth from L3-sized and DRAM-sized arrays."""
+    """GEMM peak (float32, 2048^3), FMA peak, and read bandwidth from L3-sized and DRAM-sized arrays."""
     rng = np.random.default_rng(0)
     a = rng.random((2048, 2048), dtype=np.float32)
     b = rng.random((2048, 2048), dtype=np.float32)
@@ -52,8 +115,11 @@ def measure_machine() -> dict:
     chunks = 8 * numba.get_num_threads()
     cache_s = median_seconds(_read_all, small, chunks, min_time=0.2, min_rounds=5)
     dram_s = median_seconds(_read_all, big, chunks, min_time=0.5, min_rounds=5)
+    fma = fma_peak_gflops()
     return {
         "gemm_gflops": 2 * 2048**3 / gemm_s / 1e9,
+        "fma_gflops": fma,
+        "vector_bits": VECTOR_BITS,
         "cache_gbps": small.nbytes / cache_s / 1e9,
         "dram_gbps": big.nbytes / dram_s / 1e9,
         "l3_bytes": l3,

@@ -6,7 +6,9 @@ from collections import defaultdict
 
 from bench.report.formats import FILE_KINDS, baseline_format, format_info, formats_of_kind, method_info, method_order
 from bench.report.markdown import format_time, image_links, table
+from bench.report.noise import ORDER_LIMIT, SPREAD_LIMIT, dense_references, fastest_dense, flagged, reference_of, spread
 from bench.report.render_recovery import recovery_section
+from bench.report.roofline import flop_peak
 from bench.report.stages import oneshot_view
 
 
@@ -20,10 +22,14 @@ def _by_dataset_method(records: list[dict]) -> dict[tuple[str, str], list[dict]]
 
 def environment_section(results: dict) -> str:
     env = results["environment"]
-    blas = ", ".join(f"{b['internal_api']} {b['version']} ({b['architecture']} kernels, {b['num_threads']} threads)"
+    blas = ", ".join(f"{b['internal_api']} {b['version']} ({b['architecture']} kernels"
+                     + (f" = {b['kernel_isa']}" if b.get("kernel_isa") else "") + f", {b['num_threads']} threads)"
                      for b in env["blas"]) or "unknown"
+    if env.get("blas_env"):
+        blas += "; set: " + ", ".join(f"`{k}={v}`" for k, v in env["blas_env"].items())
+    isa = f", widest vector extension {env['cpu_vector_isa']}" if env.get("cpu_vector_isa") else ""
     rows = [
-        ["CPU", f"{env['cpu']}, {env['cores']} cores"],
+        ["CPU", f"{env['cpu']}, {env['cores']} cores{isa}"],
         ["threads", f"numba {env['numba_threads']}, BLAS {env['blas_threads']} (fixed for the whole run)"],
         ["BLAS", blas],
         ["versions", f"Python {env['python']}, NumPy {env['numpy']}, SciPy {env['scipy']}, numba {env['numba']}, "
@@ -82,76 +88,99 @@ def accuracy_section(results: dict, figures: list[str]) -> str:
     return "\n\n".join(out)
 
 
+def _cell_text(r: dict, baseline: str, references: dict, flags: dict, index: int) -> str:
+    """``time ±spread (× over the dense reference · × over the fastest dense engine)``, † if flagged."""
+    t, sp = r["median_s"], spread(r)
+    text = format_time(t) + ("" if sp is None else f" ±{100 * sp:.0f}%")
+    ref, fastest = reference_of(references, r, baseline), fastest_dense(references, r)
+    if r["format"] != baseline and ref:
+        ratios = f"{ref / t:.2f}×"
+        if fastest and fastest[0] != baseline and fastest[0] != r["format"]:
+            ratios += f" · {fastest[1] / t:.2f}× vs {fastest[0]}"
+        text += f" ({ratios})"
+    return text + (" †" if index in flags else "")
+
+
 def latency_section(results: dict, figures: list[str]) -> str:
     baseline, info = baseline_format(results), format_info(results)
+    references, flags = dense_references(results), flagged(results)
     formats_text = "; ".join(f"`{name}`: {d['summary']}" for name, d in info.items() if d.get("summary"))
     out = ["## Latency of one forward pass",
            "Median time of the whole forward pass on real test images, per format (batch 1: each call "
            "takes the next of 64 test images, so a kernel that skips zero activations cannot learn one "
-           "image's pattern; larger batches: the first B test images); in brackets the "
-           f"speed-up over `{baseline}` in the same run (> 1× is faster). {formats_text}."]
+           "image's pattern; larger batches: the first B test images), ± the spread of its rounds (IQR / "
+           f"median); in brackets the speed-up over `{baseline}` (> 1× is faster), taken against `{baseline}`'s "
+           "median over all its cells of the same dataset and batch (dense does the same work at every "
+           "sparsity, so one disturbed cell cannot move it), and where another dense engine was faster, "
+           f"over that one too. † marks a flagged cell (spread above {100 * SPREAD_LIMIT:.0f}%, a dense cell "
+           f"{ORDER_LIMIT:g}× off its median elsewhere, or other processes busy while it ran): it is left "
+           f"out of the break-even table. {formats_text}."]
     for m in results["models"]:  # say which formats sat out, and why, instead of leaving a silent gap
         acts = set(m.get("manifest", {}).get("activations") or ())
         out_ = [f"`{name}` (runs {', '.join(d['activations'])} only)" for name, d in info.items()
                 if d.get("activations") and acts - set(d["activations"])]
         if out_:
             out.append(f"Not timed on {m['dataset']} ({', '.join(sorted(acts))}): {', '.join(out_)}.")
-    for (dataset, method), recs in _by_dataset_method(results["latency"]).items():
+    indexed = list(enumerate(results["latency"]))
+    for (dataset, method), recs in _by_dataset_method([r | {"_i": i} for i, r in indexed]).items():
         out.append(f"### {dataset}, {method} pruning")
         formats = list(dict.fromkeys(r["format"] for r in recs))
         for batch in sorted({r["batch"] for r in recs}):
-            med = {(r["sparsity"], r["format"]): r["median_s"] for r in recs if r["batch"] == batch}
-            rows = []
-            for s in sorted({k[0] for k in med}):
-                dense = med.get((s, baseline))
-                row = [f"{s:.2f}"]
-                for f in formats:
-                    t = med.get((s, f))
-                    if t is None:
-                        row.append("–")
-                    elif f == baseline or dense is None:
-                        row.append(format_time(t))
-                    else:
-                        row.append(f"{format_time(t)} ({dense / t:.2f}×)")
-                rows.append(row)
+            cell = {(r["sparsity"], r["format"]): r for r in recs if r["batch"] == batch}
+            rows = [[f"{s:.2f}"] + [_cell_text(cell[(s, f)], baseline, references, flags, cell[(s, f)]["_i"])
+                                    if (s, f) in cell else "–" for f in formats]
+                    for s in sorted({k[0] for k in cell})]
             out += [f"batch {batch}:", table(["sparsity"] + formats, rows)]
         out.append(image_links(figures, f"latency-{dataset}-{method}"))
         out.append(image_links(figures, f"speedup-{dataset}-{method}"))
+    flagged_here = [results["latency"][i] | {"why": why} for i, why in flags.items()]
+    if flagged_here:
+        out.append(f"Flagged cells ({len(flagged_here)}): " + "; ".join(
+            f"{r['dataset']}/{r['method']}/{r['format']} at {r['sparsity']:g}, batch {r['batch']}: {r['why']}"
+            for r in flagged_here[:20]) + (" …" if len(flagged_here) > 20 else "") + ".")
     return "\n\n".join(out)
 
 
 def break_even_section(results: dict) -> str:
-    """Per batch size, the lowest sparsity from which the fastest sparse format beats the baseline."""
+    """Per batch size, the lowest sparsity from which the fastest sparse format beats the baseline
+    (its median over the dataset and batch). A sparsity where sparse lost only with a flagged cell
+    in play is unknown: it does not end a winning streak, and the entry is marked †."""
     baseline, sparse = baseline_format(results), formats_of_kind(results, "sparse")
+    references, flags = dense_references(results), flagged(results)
     groups = defaultdict(dict)
-    for r in results["latency"]:
-        groups[(r["dataset"], r["method"], r["batch"])][(r["sparsity"], r["format"])] = r["median_s"]
+    for i, r in enumerate(results["latency"]):
+        groups[(r["dataset"], r["method"], r["batch"])][(r["sparsity"], r["format"])] = (r, i in flags)
     batches = sorted({r["batch"] for r in results["latency"]})
     rows = []
     for dataset, method in dict.fromkeys((r["dataset"], r["method"]) for r in results["latency"]):
         row = [dataset, method]
         for batch in batches:
-            med = groups.get((dataset, method, batch), {})
-            sparsities = sorted({s for s, _ in med})
-            wins = []
+            cells = groups.get((dataset, method, batch), {})
+            sparsities = sorted({s for s, _ in cells})
+            ref = next((reference_of(references, r, baseline) for r, _ in cells.values()), None)
+            best, wins = {}, []
             for s in sparsities:
-                best = min((med[(s, f)], f) for f in sparse if (s, f) in med) if any(
-                    (s, f) in med for f in sparse) else None
-                wins.append(best is not None and (s, baseline) in med and best[0] < med[(s, baseline)])
+                timed = [(cells[(s, f)][0]["median_s"], f, cells[(s, f)][1]) for f in sparse if (s, f) in cells]
+                clean = [t for t in timed if not t[2]]
+                if clean:
+                    best[s] = min(clean)
+                won = s in best and ref is not None and best[s][0] < ref
+                wins.append(True if won else (None if any(t[2] for t in timed) else False))
             # the lowest sparsity from which sparse stays ahead at every higher grid point
-            start = next((i for i in range(len(wins)) if all(wins[i:])), None)
+            start = next((i for i in range(len(wins)) if wins[i] and all(w is not False for w in wins[i:])), None)
             if start is None:
                 row.append("never")
             else:
                 s = sparsities[start]
-                best = min((med[(s, f)], f) for f in sparse if (s, f) in med)
-                row.append(f"{s:.2f} ({best[1]}, {med[(s, baseline)] / best[0]:.2f}×)")
+                mark = " †" if None in wins[start:] or (start and wins[start - 1] is None) else ""
+                row.append(f"{s:.2f} ({best[s][1]}, {ref / best[s][0]:.2f}×){mark}")
         rows.append(row)
     return "\n\n".join([
         f"## Break-even: where sparse beats {baseline}",
         "The lowest grid sparsity from which the fastest sparse format (" + ", ".join(sparse) +
-        f") is faster than `{baseline}` at every higher sparsity, per batch size; in brackets that format and its "
-        "speed-up there.",
+        f") is faster than `{baseline}` (its median over the dataset and batch) at every higher sparsity, per "
+        "batch size; in brackets that format and its speed-up there. Flagged cells (see the latency section) "
+        "are left out; † marks an entry next to a sparsity where only a flagged cell could tell.",
         table(["dataset", "method"] + [f"batch {b}" for b in batches], rows)])
 
 
@@ -162,8 +191,9 @@ def size_section(results: dict, figures: list[str]) -> str:
         intro = ("Bytes in memory at inference: every array the built format keeps (weights, indices, biases, "
                  "every internal copy: `sparse` holds CSR for batches and CSC or dense blocks for batch 1; "
                  "`auto` counts the candidate it chose at the smallest batch). On disk: the file each format is "
-                 "deployed from, written for real: the dense file keeps the pruned weights as zeros in place, the shrunk "
-                 "file has the dead units deleted, the compact .spz holds CSR with the narrowest index type; and the "
+                 "deployed from, written for real: the dense file keeps the pruned weights as zeros in place, the "
+                 "shrunk file has the dead units deleted, the compact .spz holds CSR with the narrowest index type; "
+                 "and the "
                  "same file zipped (deflate, level 9: TensorFlow Model Optimization's strip-and-zip measure). Ratios "
                  "are against the dense float32 file.")
     else:
@@ -220,7 +250,9 @@ def roofline_section(results: dict, figures: list[str]) -> str:
         return ""
     out = ["## Roofline: how close each format is to the machine's limit",
            f"Measured in this run with {m['threads']} threads: dense float32 GEMM peak "
-           f"{m['gemm_gflops']:.0f} GFLOP/s, read bandwidth {m['cache_gbps']:.0f} GB/s from L3 "
+           f"{m['gemm_gflops']:.0f} GFLOP/s" + (f", FMA peak {m['fma_gflops']:.0f} GFLOP/s (a register-only loop "
+           f"on {m['vector_bits']}-bit vectors; the floor uses the higher: {flop_peak(m)[1]})"
+           if "fma_gflops" in m else "") + f", read bandwidth {m['cache_gbps']:.0f} GB/s from L3 "
            f"({m['l3_bytes'] >> 20} MiB) and {m['dram_gbps']:.0f} GB/s from DRAM. A cell's floor is the larger of "
            "its FLOP time (2 × multiplied weights × batch / peak; dense formats multiply the zeros too) and "
            "its weight-read time (dense: the matrices; sparse formats: kept weights × 6 bytes, the leanest "
@@ -261,12 +293,28 @@ def weights_section(results: dict, figures: list[str]) -> str:
     return "\n\n".join(out)
 
 
+def warnings_section(results: dict) -> str:
+    """What a reader must know before trusting a speed-up: a dense baseline below the machine."""
+    env = results.get("environment", {})
+    lines = [f"- **The dense baseline runs below this CPU**: {line}"
+             + (f" (set: {', '.join(f'`{k}={v}`' for k, v in env['blas_env'].items())})" if env.get("blas_env") else "")
+             + ". NumPy `dense` is slower here than this machine allows; read speed-ups against the fastest dense "
+               "engine of the run too." for line in env.get("blas_below_cpu") or ()]
+    flags, n = flagged(results), len(results.get("latency") or ())
+    if flags:
+        busy = sum("other processes" in why for why in flags.values())
+        lines.append(f"- **{len(flags)} of {n} latency cells are flagged** (†: spread, order or a busy machine"
+                     + (f"; other processes were busy during {busy} of them" if busy else "") + "). "
+                     "They are marked in the tables and left out of the break-even table.")
+    return "\n".join(lines)
+
+
 def render_markdown(results: dict, figures: list[str]) -> str:
     title = f"# sparsenet report: {', '.join(m['dataset'] for m in results['models'])}"
     oneshot = oneshot_view(results)
     parts = [title,
              "Generated by `python -m bench.report`; every number below comes from `results.json` in this "
-             "folder. Never edited by hand.",
+             "folder. Never edited by hand.", warnings_section(results),
              environment_section(results), models_section(results), accuracy_section(oneshot, figures),
              recovery_section(results, figures), break_even_section(oneshot), latency_section(oneshot, figures),
              roofline_section(oneshot, figures), size_section(oneshot, figures), weights_section(results, figures)]

@@ -2,9 +2,10 @@
 
 For one forward pass of ``batch`` samples:
 
-- FLOP floor: ``2 * multiplied_weights * batch / gemm_peak``. Dense formats (kind "baseline" or
-  "structured") multiply every stored weight (the zeros too); sparse formats (kind "sparse")
-  only the kept ones (``nnz``).
+- FLOP floor: ``2 * multiplied_weights * batch / peak``, the peak being the higher of BLAS' GEMM
+  and the register-only FMA loop (:func:`flop_peak`; runs before the FMA peak existed use GEMM).
+  Dense formats (kind "baseline" or "structured") multiply every stored weight (the zeros too);
+  sparse formats (kind "sparse") only the kept ones (``nnz``).
 - memory floor: ``weight_bytes / bandwidth``, with the cache bandwidth when the bytes fit in L3
   and the DRAM bandwidth otherwise. Dense formats read their matrices; sparse formats are
   charged ``nnz * (value + 2-byte index)``, the leanest CSR, whatever they actually store.
@@ -24,10 +25,18 @@ VALUE_BYTES = 4  # float32 networks
 INDEX_BYTES = 2
 
 
+def flop_peak(machine: dict) -> tuple[float, str]:
+    """``(GFLOP/s, label)``: the higher of the measured GEMM and FMA peaks, and which it was."""
+    gemm, fma = machine.get("gemm_gflops", 0.0), machine.get("fma_gflops")
+    if fma is not None and fma > gemm:
+        return fma, f"FMA peak {fma:.0f} GFLOP/s"
+    return gemm, f"GEMM peak {gemm:.0f} GFLOP/s"
+
+
 def roofline_records(latency: list[dict], size: list[dict], machine: dict, kinds: dict[str, str]) -> list[dict]:
     """One record per latency cell whose format has a cost model; ``kinds`` maps format names to kinds."""
     sizes = {(r["dataset"], r["method"], r["sparsity"], r["format"]): r for r in size}
-    peak = machine["gemm_gflops"] * 1e9
+    peak = flop_peak(machine)[0] * 1e9
     out = []
     for r in latency:
         s = sizes.get((r["dataset"], r["method"], r["sparsity"], r["format"]))
