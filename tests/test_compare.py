@@ -131,6 +131,27 @@ def test_compare_flags_different_machines(tmp_path):
     assert "ratios compare machines, not code" in render_markdown(cmp, [])
 
 
+def test_compare_facts_one_run_lacks_are_no_difference(tmp_path):
+    newer = {"cpu_vector_isa": "AVX2", "blas_env": {"OPENBLAS_CORETYPE": "Haswell"},
+             "blas": [{**ENV["blas"][0], "kernel_isa": "AVX2"}]}
+    cmp = comparison(tmp_path, results([record()]), results([record()], env=newer))
+    rows = {r["what"]: r for r in cmp["setup"]["rows"]}
+    assert rows["CPU vector ISA"]["b"] == "AVX2" and rows["BLAS environment"]["b"] == "OPENBLAS_CORETYPE=Haswell"
+    assert rows["BLAS kernel ISA"]["a"] is None and rows["BLAS kernel ISA"]["b"] == "AVX2"
+    assert cmp["setup"]["same_machine"] is True and cmp["setup"]["setup_differences"] == []
+
+
+def test_compare_marks_cells_resting_on_a_flagged_measurement(tmp_path):
+    a = [record("dense", s, median=1e-3) for s in (0.0, 0.5)]
+    b = [record("dense", 0.0, median=2e-3, spread=0.3), record("dense", 0.5, median=2e-3)]
+    cmp = comparison(tmp_path, results(a), results(b))
+    flags = {c["sparsity"]: (c["verdict"], c["flag_a"], c["flag_b"]) for c in cmp["cells"]}
+    assert flags == {0.0: ("slower", None, "spread 30%"), 0.5: ("slower", None, None)}
+    assert cmp["summary"]["all"]["flagged"] == 1
+    text = render_markdown(cmp, [])
+    assert "1 of the 2 changed cells rest on a measurement" in text and "B: spread 30%" in text
+
+
 def test_compare_same_machine_is_not_flagged(tmp_path):
     # the same BLAS libraries listed in another order are no difference
     blas = ENV["blas"] + [{"internal_api": "openblas", "version": "0.3.31", "num_threads": 2, "architecture": "Zen"}]

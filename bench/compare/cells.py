@@ -19,6 +19,11 @@ change. A record without ``iqr_s`` counts as spread 0 (the floor still applies).
 
 Runs that each ran at one thread count, different ones (a thread-count change), are paired
 across threads; every cell then records both counts.
+
+A cell either run's report flags (:func:`bench.report.noise.flagged`: a spread above 25%, a
+time out of the expected order, other processes busy) keeps its verdict but carries the reason
+(``flag_a``, ``flag_b``), and the summaries count such cells: a change resting on a flagged
+measurement is a reason to measure again, not a finding.
 """
 
 from __future__ import annotations
@@ -59,24 +64,28 @@ def cell_key(record: Mapping, with_threads: bool = True) -> tuple:
                  for k in KEY if with_threads or k != "threads")
 
 
-def _by_key(records: Iterable[Mapping], with_threads: bool, name: str) -> dict[tuple, Mapping]:
-    out: dict[tuple, Mapping] = {}
-    for r in records:
+def _by_key(records: Iterable[Mapping], with_threads: bool, name: str) -> dict[tuple, int]:
+    """``{cell key: index of its record}``."""
+    out: dict[tuple, int] = {}
+    for i, r in enumerate(records):
         key = cell_key(r, with_threads)
         if key in out:
             raise ValueError(f"run {name} holds two latency records for the cell "
                              f"{dict(zip((k for k in KEY if with_threads or k != 'threads'), key))}; expected one")
-        out[key] = r
+        out[key] = i
     return out
 
 
 def compare_runs(latency_a: list[Mapping], latency_b: list[Mapping], floor: float = DEFAULT_FLOOR,
-                 names: tuple[str, str] = ("A", "B"), results: Mapping | None = None) -> dict:
+                 names: tuple[str, str] = ("A", "B"), results: Mapping | None = None,
+                 flags: tuple[Mapping[int, str], Mapping[int, str]] = ({}, {})) -> dict:
     """Cells of both runs with ratio and verdict, the cells only one run has, and summaries.
 
     Returns ``{"cells", "only_in_a", "only_in_b", "across_threads", "summary"}``; each cell is
     ``{dataset, method, sparsity, format, batch, stage, threads_a, threads_b, median_a_s, median_b_s,
-    spread_a, spread_b, ratio, band, verdict}``. ``results`` (a run's dict) orders formats.
+    spread_a, spread_b, ratio, band, verdict, flag_a, flag_b}``. ``results`` (a run's dict) orders formats;
+    ``flags`` are each run's ``{record index: reason}`` of cells not to be trusted as measured
+    (:func:`bench.report.noise.flagged`): they keep their verdict, and the cell carries the reason.
 
     Raises
     ------
@@ -98,17 +107,19 @@ def compare_runs(latency_a: list[Mapping], latency_b: list[Mapping], floor: floa
                          f"{_disjoint_fields(latency_a, latency_b)}; compare runs of overlapping grids")
     cells = []
     for k in common:
-        ra, rb = a[k], b[k]
+        ra, rb = latency_a[a[k]], latency_b[b[k]]
         sa, sb = spread(ra), spread(rb)
         ratio = rb["median_s"] / ra["median_s"]
         band = noise_band(sa, sb, floor)
         cells.append({**{f: ra[f] for f in KEY if f not in ("threads", "stage")}, "stage": record_stage(ra),
                       "threads_a": ra["threads"], "threads_b": rb["threads"],
                       "median_a_s": ra["median_s"], "median_b_s": rb["median_s"], "spread_a": sa, "spread_b": sb,
-                      "ratio": ratio, "band": band, "verdict": verdict(ratio, band)})
+                      "ratio": ratio, "band": band, "verdict": verdict(ratio, band),
+                      "flag_a": flags[0].get(a[k]), "flag_b": flags[1].get(b[k])})
     order = format_order({c["format"] for c in cells} | {r["format"] for r in (*latency_a, *latency_b)}, results)
     cells.sort(key=lambda c: _sort_key(c, order))
-    only = [[_only(r) for k, r in x.items() if k not in y] for x, y in ((a, b), (b, a))]
+    only = [[_only(rows[i]) for k, i in x.items() if k not in y]
+            for x, y, rows in ((a, b, latency_a), (b, a, latency_b))]
     for rows in only:
         rows.sort(key=lambda c: _sort_key(c, order))
     return {"cells": cells, "only_in_a": only[0], "only_in_b": only[1], "across_threads": across,
@@ -152,5 +163,6 @@ def summarize(cells: list[Mapping], order: list[str] | None = None) -> dict:
 def _summary_row(cells: list[Mapping]) -> dict:
     ratios = [c["ratio"] for c in cells]
     return {"cells": len(cells), **{v: sum(c["verdict"] == v for c in cells) for v in VERDICTS},
+            "flagged": sum(bool(c.get("flag_a") or c.get("flag_b")) for c in cells),
             "geomean_ratio": math.exp(statistics.fmean(math.log(r) for r in ratios)),
             "min_ratio": min(ratios), "max_ratio": max(ratios)}

@@ -23,6 +23,7 @@ from bench.compare.cells import DEFAULT_FLOOR, compare_runs
 from bench.compare.render import render_markdown
 from bench.compare.runs import Run, read_run
 from bench.compare.setup import setup_rows, setup_verdict
+from bench.report.noise import flagged
 from sparsenet.errors import cli_error
 from sparsenet.files import write_json, write_text
 
@@ -46,7 +47,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def build_comparison(a: Run, b: Run, floor: float = DEFAULT_FLOOR) -> dict:
     """Everything comparison.json holds: the runs, the noise rule, setup differences, cells, summaries."""
     pair = compare_runs(a.results["latency"], b.results["latency"], floor, names=("A", "B"),
-                        results=_styles_results(a, b))
+                        results=_styles_results(a, b), flags=(flagged(a.results), flagged(b.results)))
     rows = setup_rows(a.results, b.results)
     return {
         "schema_version": SCHEMA_VERSION,

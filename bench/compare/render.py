@@ -58,6 +58,11 @@ def headline(cmp: dict) -> str:
                      "the ratios compare thread counts.")
     if setup["setup_differences"]:
         lines.append(f"Setup differences: {', '.join(setup['setup_differences'])} (table below).")
+    changed_flagged = sum(bool(c["flag_a"] or c["flag_b"]) for c in cmp["cells"] if c["verdict"] != "same")
+    if changed_flagged:
+        lines.append(f"{changed_flagged} of the {s['faster'] + s['slower']} changed cells rest on a measurement "
+                     "that its run's report flags (spread, order or a busy machine; column \"flags\" below): "
+                     "measure those again before believing them.")
     if cmp["only_in_a"] or cmp["only_in_b"]:
         lines.append(f"{len(cmp['only_in_a'])} cells only in A and {len(cmp['only_in_b'])} only in B are listed at "
                      "the end.")
@@ -84,10 +89,10 @@ def summary_section(cmp: dict) -> str:
     s = cmp["summary"]
 
     def row(label, r):
-        return [label, str(r["cells"]), str(r["faster"]), str(r["same"]), str(r["slower"]),
+        return [label, str(r["cells"]), str(r["faster"]), str(r["same"]), str(r["slower"]), str(r["flagged"]),
                 _ratio(r["geomean_ratio"]), _ratio(r["min_ratio"]), _ratio(r["max_ratio"])]
 
-    header = ["cells", "faster", "same", "slower", "geomean B/A", "min B/A", "max B/A"]
+    header = ["cells", "faster", "same", "slower", "flagged", "geomean B/A", "min B/A", "max B/A"]
     by_format = table(["format", *header], [row(r["format"], r) for r in s["by_format"]] + [row("all", s["all"])])
     by_batch = table(["batch", *header], [row(str(r["batch"]), r) for r in s["by_batch"]])
     batches = [r["batch"] for r in s["by_batch"]]
@@ -102,6 +107,10 @@ def summary_section(cmp: dict) -> str:
             "\n\nGeometric-mean B/A per format and batch (faster/same/slower cells):\n\n" + grid)
 
 
+def _flags(cell: dict) -> str:
+    return "; ".join(f"{run}: {cell[f'flag_{run.lower()}']}" for run in ("A", "B") if cell[f"flag_{run.lower()}"])
+
+
 def changed_section(cmp: dict) -> str:
     parts = ["## Cells that changed"]
     for v in ("faster", "slower"):
@@ -110,11 +119,13 @@ def changed_section(cmp: dict) -> str:
             parts.append(f"No cell is {v} in B.")
             continue
         rows = [[c["dataset"], c["method"], c["stage"], c["format"], str(c["batch"]), _sparsity(c["sparsity"]),
-                 format_time(c["median_a_s"]), format_time(c["median_b_s"]), _ratio(c["ratio"]), _pct(c["band"])]
+                 format_time(c["median_a_s"]), format_time(c["median_b_s"]), _ratio(c["ratio"]), _pct(c["band"]),
+                 _flags(c)]
                 for c in cells[:MAX_LISTED]]
         more = f"\n\n{len(cells) - MAX_LISTED} more in comparison.json." if len(cells) > MAX_LISTED else ""
         parts.append(f"{len(cells)} cells {v} in B, largest change first:\n\n" +
-                     table(["dataset", "method", "stage", "format", "batch", "sparsity", "A", "B", "B/A", "band"],
+                     table(["dataset", "method", "stage", "format", "batch", "sparsity", "A", "B", "B/A", "band",
+                            "flags"],
                            rows) + more)
     return "\n\n".join(parts)
 

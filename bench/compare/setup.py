@@ -2,8 +2,9 @@
 
 Facts come from each run's ``environment`` (CPU, cores, threads, BLAS, versions, commit),
 ``machine`` (the GEMM peak and bandwidths measured in the run) and ``grid``. Two runs are on
-**different machines** when their CPU name, core count or BLAS kernel architecture differ; then
-every ratio compares machines, not code.
+**different machines** when their CPU name, vector instruction set, core count or BLAS kernel
+architecture differ; then every ratio compares machines, not code. A fact one run did not record
+(older runs lack some) is shown, but not counted as a difference.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ from collections.abc import Mapping
 
 __all__ = ["MACHINE_FIELDS", "MEASURED_DRIFT", "blas_summary", "setup_rows", "setup_verdict"]
 
-MACHINE_FIELDS = ("cpu", "cores", "blas architecture")  # a difference in any of these: another machine
+# a difference in any of these: another machine
+MACHINE_FIELDS = ("cpu", "CPU vector ISA", "cores", "blas architecture")
 MEASURED_DRIFT = 0.25  # a measured peak this much apart (relative) on "the same" machine is worth a warning
 
 # (label, how to read the value from a results dict)
 _ROWS = (
     ("cpu", lambda r: _env(r, "cpu")),
+    ("CPU vector ISA", lambda r: _env(r, "cpu_vector_isa")),
     ("cores", lambda r: _env(r, "cores")),
     ("platform", lambda r: _env(r, "platform")),
     ("numba threads", lambda r: _env(r, "numba_threads")),
@@ -25,6 +28,8 @@ _ROWS = (
     ("BLAS threads", lambda r: _env(r, "blas_threads")),
     ("BLAS", lambda r: blas_summary(r, ("internal_api", "version"))),
     ("blas architecture", lambda r: blas_summary(r, ("architecture",))),
+    ("BLAS kernel ISA", lambda r: blas_summary(r, ("kernel_isa",))),
+    ("BLAS environment", lambda r: _blas_env(r)),
     ("Python", lambda r: _env(r, "python")),
     ("NumPy", lambda r: _env(r, "numpy")),
     ("SciPy", lambda r: _env(r, "scipy")),
@@ -51,11 +56,18 @@ def blas_summary(results: Mapping, fields: tuple[str, ...]) -> str | None:
         return None
     seen = []
     for lib in blas:
-        if isinstance(lib, Mapping):
+        if isinstance(lib, Mapping) and any(lib.get(f) is not None for f in fields):
             text = " ".join(str(lib.get(f)) for f in fields)
             if text not in seen:
                 seen.append(text)
     return ", ".join(sorted(seen)) or None
+
+
+def _blas_env(results: Mapping) -> str | None:
+    env = _env(results, "blas_env")
+    if not isinstance(env, Mapping):
+        return None
+    return " ".join(f"{k}={v}" for k, v in sorted(env.items())) or "none set"
 
 
 def _grid_name(results: Mapping) -> str | None:
@@ -78,7 +90,8 @@ def setup_rows(a: Mapping, b: Mapping) -> list[dict]:
     rows = []
     for label, read in _ROWS:
         va, vb = read(a), read(b)
-        rows.append({"what": label, "a": va, "b": vb, "differs": va != vb and label != "created"})
+        known = va is not None and vb is not None
+        rows.append({"what": label, "a": va, "b": vb, "differs": known and va != vb and label != "created"})
     for label, key in _MEASURED:
         va, vb = (r.get("machine", {}).get(key) if isinstance(r.get("machine"), Mapping) else None for r in (a, b))
         drift = abs(vb / va - 1) if isinstance(va, int | float) and isinstance(vb, int | float) and va > 0 else None
@@ -93,9 +106,9 @@ def setup_rows(a: Mapping, b: Mapping) -> list[dict]:
 def setup_verdict(rows: list[dict]) -> dict:
     """``{"same_machine", "machine_differences", "setup_differences", "drifted"}`` from :func:`setup_rows`.
 
-    ``same_machine`` is None when neither run recorded its CPU (nothing to go by)."""
+    ``same_machine`` is None when no machine fact was recorded by both runs (nothing to go by)."""
     by = {r["what"]: r for r in rows}
-    known = [f for f in MACHINE_FIELDS if by[f]["a"] is not None or by[f]["b"] is not None]
+    known = [f for f in MACHINE_FIELDS if by[f]["a"] is not None and by[f]["b"] is not None]
     machine = [f for f in known if by[f]["differs"]]
     return {
         "same_machine": None if not known else not machine,
