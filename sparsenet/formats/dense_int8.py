@@ -6,7 +6,9 @@ quarter of the float32 bytes. Larger batches are compute-bound, not bandwidth-bo
 widened to float into a per-thread scratch buffer (the widest layer's size, reused; not counted
 in ``in_memory_bytes``), multiplied by BLAS, then scaled. Widening costs one pass over the layer
 per call, which the batch amortizes. Outputs are checked against
-:meth:`DenseInt8Forward.reference`, the float64 dequantized network.
+:meth:`DenseInt8Forward.reference`, the float64 dequantized network. Measured on the
+784-1000-1000-500-200-10 MNIST MLP (2-core AVX2 EPYC, shared, 1 thread): batch 1 4-7x faster than
+``dense`` (numpy/BLAS float32) at every sparsity, batches of 64 and 1024 0.87-1.15x of it.
 """
 
 from __future__ import annotations
