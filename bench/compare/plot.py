@@ -2,6 +2,7 @@
 
 - :func:`overview_figure`: one panel per batch size, one row per format, a dot per cell
   (green faster, red slower, grey same), the geometric mean as a black bar;
+- in both, a black ring marks a cell that either run's report flags (:mod:`bench.report.noise`);
 - :func:`detail_figure`: one dataset, a panel per (method, batch), ratio against sparsity per
   format (one-shot cells), hollow markers where the cell is the same within noise.
 
@@ -25,9 +26,10 @@ from bench.report.plots.style import (
     sparsity_axis,
 )
 
-__all__ = ["VERDICT_COLORS", "detail_figure", "figure_names", "overview_figure"]
+__all__ = ["FLAGGED_LABEL", "VERDICT_COLORS", "detail_figure", "figure_names", "overview_figure"]
 
 VERDICT_COLORS = {"faster": "tab:green", "same": "tab:gray", "slower": "tab:red"}
+FLAGGED_LABEL = "ringed: flagged in its run's report (measure again)"
 
 
 def _ratio_limits(ratios, floor: float) -> tuple[float, float]:
@@ -68,6 +70,11 @@ def overview_figure(cmp: Mapping, styles: Mapping | None = None) -> Figure:
                     xs, ys = zip(*picked)
                     ax.scatter(xs, ys, s=14, color=color, alpha=0.75, linewidths=0, zorder=2,
                                label=f"B {verdict}" if verdict != "same" else "same within noise")
+            ringed = [(c["ratio"], y + o) for c, o in zip(row, offsets) if c.get("flag_a") or c.get("flag_b")]
+            if ringed:
+                xs, ys = zip(*ringed)
+                ax.scatter(xs, ys, s=46, facecolors="none", edgecolors="black", linewidths=0.8, zorder=2.5,
+                           label=FLAGGED_LABEL)
             ax.plot([means[fmt, batch]] * 2, [y - 0.42, y + 0.42], color="black", linewidth=2.2, zorder=3,
                     label="geometric mean")
         ax.set_xlim(lo, hi)
@@ -112,6 +119,10 @@ def detail_figure(cmp: Mapping, dataset: str, styles: Mapping) -> Figure:
                 xs = [c["sparsity"] for c in rows]
                 ax.plot(xs, [c["ratio"] for c in rows], color=color, linewidth=1.2, zorder=2, label=fmt)
                 for c in rows:
+                    if c.get("flag_a") or c.get("flag_b"):
+                        ax.plot([c["sparsity"]], [c["ratio"]], marker="o", markersize=13, linestyle="none",
+                                markerfacecolor="none", markeredgecolor="black", markeredgewidth=0.8, zorder=2.5,
+                                label=FLAGGED_LABEL)
                     same = c["verdict"] == "same"
                     ax.plot([c["sparsity"]], [c["ratio"]], marker=marker, color=color, markersize=6, zorder=3,
                             markerfacecolor="white" if same else color, linestyle="none")
