@@ -61,10 +61,13 @@ class _TorchForward(EngineDefaults):
 
     @property
     def in_memory_bytes(self) -> int:
-        return sum(t.element_size() * t.numel() for layer in self.layers for t in layer[:-1]
-                   if t is not None and not t.is_sparse_csr) + sum(
-            sum(p.element_size() * p.numel() for p in (t.crow_indices(), t.col_indices(), t.values()))
-            for layer in self.layers for t in layer[:-1] if t is not None and t.is_sparse_csr)
+        """Bytes of the weight and bias tensors (a CSR weight's values and both index arrays)."""
+        return sum(_tensor_bytes(t) for weight, bias, _ in self.layers for t in (weight, bias) if t is not None)
+
+
+def _tensor_bytes(t) -> int:
+    parts = (t.crow_indices(), t.col_indices(), t.values()) if t.is_sparse_csr else (t,)
+    return sum(p.element_size() * p.numel() for p in parts)
 
 
 def _import_torch(threads: int):
