@@ -16,6 +16,7 @@ from collections.abc import Mapping
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import LogLocator
 
 from bench.report.plots.records import group_by
 from bench.report.plots.style import (
@@ -36,6 +37,14 @@ def _ratio_limits(ratios, floor: float) -> tuple[float, float]:
     lo = min(min(ratios), math.exp(-floor)) / 1.15
     hi = max(max(ratios), math.exp(floor)) * 1.15
     return lo, hi
+
+
+def _ratio_axis(ax, lo: float, hi: float, axis: str) -> None:
+    """Log ratio axis labelled 1, 2, 5 x 10^k; decades only when it spans more than 200x (labels would collide)."""
+    getattr(ax, f"set_{axis}lim")(lo, hi)
+    log_axis(ax, "{:g}×", axis=axis)
+    if hi / lo > 200:
+        getattr(ax, f"{axis}axis").set_major_locator(LogLocator(subs=(1.0,)))
 
 
 def _floor_band(ax, floor: float, axis: str = "y") -> None:
@@ -77,8 +86,7 @@ def overview_figure(cmp: Mapping, styles: Mapping | None = None) -> Figure:
                            label=FLAGGED_LABEL)
             ax.plot([means[fmt, batch]] * 2, [y - 0.42, y + 0.42], color="black", linewidth=2.2, zorder=3,
                     label="geometric mean")
-        ax.set_xlim(lo, hi)
-        log_axis(ax, "{:g}×", axis="x")
+        _ratio_axis(ax, lo, hi, "x")
         ax.set_title(f"batch {batch}")
         ax.set_xlabel("B / A (below 1: B faster)")
         ax.set_yticks(range(len(formats)), formats)
@@ -126,8 +134,7 @@ def detail_figure(cmp: Mapping, dataset: str, styles: Mapping) -> Figure:
                     same = c["verdict"] == "same"
                     ax.plot([c["sparsity"]], [c["ratio"]], marker=marker, color=color, markersize=6, zorder=3,
                             markerfacecolor="white" if same else color, linestyle="none")
-            ax.set_ylim(lo, hi)
-            log_axis(ax, "{:g}×")
+            _ratio_axis(ax, lo, hi, "y")
             sparsity_axis(ax, [c["sparsity"] for c in cells], spread=True)
             ax.set_title(f"{method} pruning, batch {batch}")
             if j == 0:

@@ -35,13 +35,19 @@ def _value(v) -> str:
     return str(v).replace("|", "\\|")
 
 
+def _how_much(g: float) -> str:
+    """``"B's times are 8.0% higher"`` for small changes, ``"B takes 23.3x A's time"`` for large ones."""
+    if 0.5 <= g <= 2:
+        return f"B's times are {abs(g - 1):.1%} {'lower' if g < 1 else 'higher'} on the geometric mean"
+    return f"B takes {g:.3g}x A's time on the geometric mean" if g > 1 else \
+        f"B takes 1/{1 / g:.3g} of A's time on the geometric mean"
+
+
 def headline(cmp: dict) -> str:
     s = cmp["summary"]["all"]
     g = s["geomean_ratio"]
-    how = "lower" if g < 1 else "higher"
     lines = [f"**{s['cells']} cells in both runs: {s['faster']} faster, {s['same']} the same, {s['slower']} slower "
-             f"in B.** Geometric-mean ratio B/A {_ratio(g)}: B's times are {abs(g - 1):.1%} {how} on the geometric "
-             "mean (below 1, B is faster)."]
+             f"in B.** Geometric-mean ratio B/A {_ratio(g)}: {_how_much(g)} (below 1, B is faster)."]
     setup = cmp["setup"]
     if setup["same_machine"] is False:
         lines.append(f"**The runs are from different machines** ({', '.join(setup['machine_differences'])} differ): "
