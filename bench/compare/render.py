@@ -154,8 +154,10 @@ def render_markdown(cmp: dict, figures: list[str]) -> str:
     runs = table(["run", "name", "created", "file"],
                  [[label, r["name"], _value(r["created"]), r["path"]] for label, r in (("A", a), ("B", b))])
     images = "\n\n".join(f"![{name[:-4]}]({name})" for name in figures)
-    plot = ("## Plots\n\nRatio B/A on a log axis (below 1: B faster); the grey band is the noise floor, hollow "
-            "markers are cells judged the same.\n\n" + images) if figures else ""
+    plot = ("## Plots\n\nRatio B/A on a log axis (below 1: B faster); the grey band is the noise floor. "
+            "comparison.png: a dot per cell, green faster, red slower, grey the same, a black bar the geometric "
+            "mean; per dataset: ratio against sparsity per format, hollow markers the same. A black ring marks a "
+            "cell that either run's report flags.\n\n" + images) if figures else ""
     sections = [f"# {b['name']} against {a['name']}", runs, headline(cmp), plot, summary_section(cmp),
                 setup_section(cmp), noise_section(cmp), changed_section(cmp), only_section(cmp)]
     return "\n\n".join(s for s in sections if s) + "\n"
