@@ -18,6 +18,8 @@ from bench.report.plots import (
     speedup_figure,
     tradeoff_figure,
 )
+from bench.report.plots.style import time_unit
+from bench.report.plots.tradeoff import BEST_BOX_GID
 
 SPARSITIES = (0.0, 0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.97, 0.99)
 BATCHES = (1, 64, 256)
@@ -150,15 +152,69 @@ def test_latency_figure_format_missing_at_a_sparsity_has_fewer_points(results):
     assert len(line(ax, "csr_scipy").get_xdata()) == len(SPARSITIES) - 1
 
 
-@pytest.mark.parametrize("slower, unit, scale", [(1, "µs", 1e6), (1e3, "ms", 1e3), (1e6, "s", 1.0)])
-def test_latency_figure_picks_a_unit_where_values_are_at_least_one(results, slower, unit, scale):
+@pytest.mark.parametrize("seconds, unit", [
+    (2.0, "s"), (1.0, "s"), (0.5, "ms"), (1e-3, "ms"), (9.9e-4, "µs"), (5e-7, "µs"),  # one value: largest unit >= 1
+    ((4.4e-6, 2.5e-3), "µs"),  # 4.4 to 2500 µs is shorter than 0.0044 to 2.5 ms
+    ((20e-6, 16e-3), "ms"),  # 0.02 to 16 ms beats 20 to 16000 µs
+    ((170e-6, 0.2), "ms"),  # the reported 170 to 200000 µs reads 0.17 to 200 ms
+    ((50e-6, 5e-3), "µs"),  # a tie: the unit without decimals
+    ((0.05, 40.0), "s"),
+])
+def test_time_unit_gives_the_shortest_tick_labels(seconds, unit):
+    scale, got = time_unit(seconds)
+    assert got == unit and scale == {"s": 1.0, "ms": 1e3, "µs": 1e6}[unit]
+
+
+def test_latency_figure_picks_a_unit_per_panel(results):
     for r in results["latency"]:
-        r["median_s"] *= slower
+        r["median_s"] *= {1: 1, 64: 1e3, 256: 1e5}[r["batch"]]  # µs, ms and s panels
     fig = latency_figure(results, "mnist", "weight")
-    assert [ax.get_ylabel() for ax in fig.axes] == [f"median latency ({unit})"] * len(BATCHES)
-    med = [r["median_s"] for r in results["latency"] if (r["method"], r["format"], r["batch"]) ==
-           ("weight", "csr_numba", 64)]
-    np.testing.assert_allclose(line(fig.axes[1], "csr_numba").get_ydata(), np.array(med) * scale)
+    assert [ax.get_ylabel() for ax in fig.axes] == [f"median latency ({u})" for u in ("µs", "ms", "s")]
+    for ax, batch, scale in zip(fig.axes, BATCHES, (1e6, 1e3, 1.0)):
+        med = [r["median_s"] for r in results["latency"] if (r["method"], r["format"], r["batch"]) ==
+               ("weight", "csr_numba", batch)]
+        np.testing.assert_allclose(line(ax, "csr_numba").get_ydata(), np.array(med) * scale)
+
+
+def test_sparsity_axis_ends_where_the_data_ends(results):
+    results["latency"] = [r for r in results["latency"] if r["sparsity"] <= 0.9]
+    for ax in latency_figure(results, "mnist", "weight").axes:
+        assert 0.9 < ax.get_xlim()[1] < 0.95
+
+
+def add_auto(results, with_choice=True):
+    """auto at the unit-pruning grid: it runs shrunk, csr_numba from 95% on, and costs 2% more than its choice."""
+    for r in [r for r in results["latency"] if (r["method"], r["format"]) == ("unit", "dense")]:
+        choice = "csr_numba" if r["sparsity"] >= 0.95 else "shrunk"
+        median = 1.02 * format_seconds(choice, r["batch"], r["sparsity"])
+        results["latency"].append(dict(r, format="auto", median_s=median,
+                                       **({"auto_choice": choice} if with_choice else {})))
+    return results
+
+
+@pytest.mark.parametrize("figure", [latency_figure, speedup_figure])
+def test_auto_lies_under_the_candidate_it_ran_and_rings_it(results, figure):
+    from bench.report.plots.style import ADAPTIVE_BAND, format_styles
+
+    fig = figure(add_auto(results), "mnist", "unit")
+    styles = format_styles(results)
+    for ax, batch in zip(fig.axes, BATCHES):
+        band = line(ax, "auto")  # a wide translucent band drawn under the candidates' lines
+        assert band.get_linewidth() == ADAPTIVE_BAND["linewidth"] and band.get_alpha() < 1
+        assert band.get_zorder() < line(ax, "shrunk").get_zorder()
+        chose = {r["sparsity"]: r["auto_choice"] for r in results["latency"]
+                 if (r["format"], r["batch"]) == ("auto", batch)}
+        for choice in set(chose.values()):
+            ring = line(ax, f"auto ran {choice}")
+            assert ring.get_marker() == styles[choice][1] and ring.get_markerfacecolor() == "none"
+            np.testing.assert_array_equal(ring.get_xdata(), sorted(s for s, c in chose.items() if c == choice))
+    assert {"auto ran shrunk", "auto ran csr_numba"} <= set(legend_labels(fig))
+
+
+def test_auto_without_choices_is_still_a_band_and_claims_nothing(results):
+    fig = latency_figure(add_auto(results, with_choice=False), "mnist", "unit")
+    assert "auto" in legend_labels(fig) and not any(lab.startswith("auto ran") for lab in legend_labels(fig))
+    assert line(fig.axes[0], "auto").get_zorder() < line(fig.axes[0], "shrunk").get_zorder()
 
 
 def test_speedup_is_dense_median_over_format_median(results):
@@ -385,6 +441,21 @@ def test_recovery_figure_one_line_per_stage_per_method_and_the_dense_line():
     assert "dense 10 epochs · one-shot + fine-tune 10+5 · gradual 10+5" in fig._suptitle.get_text()
 
 
+def test_recovery_figure_keeps_coinciding_stages_apart_and_ends_at_the_data():
+    results = add_recovery(make_results())
+    for r in results["accuracy"]:
+        if r.get("stage") == "gradual":  # gradual scores exactly as fine-tuning: the reported hidden line
+            r["accuracy"] = recovered_accuracy(r["method"], "finetuned", r["sparsity"])
+    for ax in recovery_figure(results, "mnist").axes:
+        oneshot, finetuned, gradual = (line(ax, lab) for lab in ("one-shot", "one-shot + fine-tune", "gradual"))
+        np.testing.assert_array_equal(gradual.get_ydata(), finetuned.get_ydata())
+        assert len({oneshot.get_marker(), finetuned.get_marker(), gradual.get_marker()}) == 3
+        assert gradual.get_zorder() < finetuned.get_zorder(), "fine-tuned is drawn over gradual"
+        assert gradual.get_linewidth() > finetuned.get_linewidth()
+        assert gradual.get_markersize() > finetuned.get_markersize()
+        assert 0.98 < ax.get_xlim()[1] < 0.99, "the axis ends just past the last recovered sparsity, 98%"
+
+
 def test_recovery_figure_with_two_scopes_draws_one_shot_per_scope():
     results = add_recovery(make_results(), stages=("finetuned",), timed=False)
     results["accuracy"] += [dict(r, scope="global") for r in results["accuracy"] if r.get("stage") == "finetuned"]
@@ -418,7 +489,117 @@ def test_tradeoff_points_are_the_fastest_formats_median():
         dense = line(ax, "dense network, dense format")  # one-shot dense format at sparsity 0
         np.testing.assert_allclose(dense.get_xdata(), [1e6 * dense_seconds(batch, 0.0)])
         np.testing.assert_allclose(dense.get_ydata(), [98.21])
-        assert sorted(t.get_text() for t in ax.texts) == sorted(["dense"] + 4 * ["80%", "90%", "95%", "98%"])
+        labels = [t.get_text() for t in ax.texts if t.get_gid() != BEST_BOX_GID]
+        assert set(labels) <= {"dense", "80%", "90%", "95%", "98%"} and len(labels) <= 17  # one per point at most
+
+
+def tradeoff_points(results, batch):
+    """(seconds, accuracy %, name) per point of a tradeoff panel, computed from the records by hand."""
+    points = []
+    for m in RECOVERED_FORMATS:
+        for st in ("finetuned", "gradual"):
+            for s in RECOVERED:
+                t = min(r["median_s"] for r in results["latency"] if (r["method"], r.get("stage"), r["sparsity"],
+                                                                      r["batch"]) == (m, st, s, batch))
+                acc = next(100 * r["accuracy"] for r in results["accuracy"]
+                           if (r["method"], r.get("stage"), r["sparsity"]) == (m, st, s))
+                points.append((t, acc, f"{100 * s:g}%"))
+    return points + [(dense_seconds(batch, 0.0), 98.21, "dense")]
+
+
+def dominated(p, points):
+    return any(q[0] <= p[0] and q[1] >= p[1] and (q[0], q[1]) != (p[0], p[1]) for q in points)
+
+
+def test_pareto_front_is_exactly_the_non_dominated_points(rng):
+    from bench.report.plots.tradeoff import pareto_front
+
+    assert pareto_front([1, 2, 3, 2, 1], [90, 95, 94, 95, 80]) == [0, 1, 3]  # equal points both stay
+    assert pareto_front([], []) == []
+    for _ in range(20):
+        t, a = rng.integers(1, 8, 30).astype(float), rng.integers(80, 90, 30).astype(float)  # many ties
+        front = pareto_front(t, a)
+        assert set(front) == {i for i in range(30) if not dominated((t[i], a[i]), list(zip(t, a)))}
+        assert [t[i] for i in front] == sorted(t[i] for i in front)
+
+
+def draw(fig):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return canvas.get_renderer()
+
+
+def test_tradeoff_marks_the_pareto_front_and_the_fastest_point_near_dense():
+    from bench.report.plots.tradeoff import NEAR_DENSE_PT
+
+    results = add_recovery(make_results())
+    fig = tradeoff_figure(results, "mnist")
+    renderer = draw(fig)
+    for ax, batch in zip(fig.axes, (1, 64)):
+        points = tradeoff_points(results, batch)
+        front = sorted(p for p in points if not dominated(p, points))
+        assert 2 < len(front) < len(points), "the fixture must have points on and off the front"
+        stairs = line(ax, "Pareto front: fastest for its accuracy")
+        assert stairs.get_drawstyle() == "steps-post"
+        np.testing.assert_allclose(stairs.get_xdata(), [1e6 * p[0] for p in front])
+        np.testing.assert_allclose(stairs.get_ydata(), [p[1] for p in front])
+        bold = sorted((t.xy, t.get_text()) for t in ax.texts if t.get_fontweight() == "bold")
+        assert [text for _, text in bold] == [p[2] for p in sorted(front, key=lambda p: (1e6 * p[0], p[1]))]
+        best = min((p for p in points if p[1] >= 98.21 - NEAR_DENSE_PT), key=lambda p: (p[0], -p[1]))
+        ring = line(ax, f"fastest within {NEAR_DENSE_PT:g} pt of dense")
+        np.testing.assert_allclose([ring.get_xdata()[0], ring.get_ydata()[0]], [1e6 * best[0], best[1]])
+        (box,) = [t for t in ax.texts if t.get_gid() == BEST_BOX_GID]
+        assert f"{best[2]} sparse" in box.get_text() and f"{best[1]:.2f}%" in box.get_text()
+        assert f"{dense_seconds(batch, 0.0) / best[0]:.3g}× faster than dense" in box.get_text()
+        assert_texts_apart(ax, renderer)
+
+
+def assert_texts_apart(ax, renderer):
+    from bench.report.plots.labels import boxes_overlap
+
+    frame = ax.get_window_extent(renderer)
+    boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in ax.texts]
+    for i, (text, box) in enumerate(boxes):
+        assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1, text
+        for other, box2 in boxes[:i]:
+            assert boxes_overlap(box, box2) == 0, f"{text!r} overlaps {other!r}"
+
+
+def test_tradeoff_labels_do_not_collide_where_points_coincide():
+    """The report's "90%80%": here unit pruning's recovered networks time and score exactly as weight
+    pruning's, so every label has a twin on the same spot."""
+    results = add_recovery(make_results())
+    for table in ("accuracy", "latency"):
+        weight = [r for r in results[table] if "stage" in r and r["method"] == "weight"]
+        results[table] = [r for r in results[table] if "stage" not in r or r["method"] == "weight"]
+        results[table] += [dict(r, method="unit") for r in weight]
+    fig = tradeoff_figure(results, "mnist")
+    renderer = draw(fig)
+    for ax in fig.axes:
+        bold = [t.get_text() for t in ax.texts if t.get_fontweight() == "bold" and t.get_text() != "dense"]
+        assert bold and all(bold.count(text) % 2 == 0 for text in bold), "every front label and its twin are placed"
+        assert_texts_apart(ax, renderer)
+
+
+def test_tradeoff_accuracy_axis_keeps_the_band_near_dense_readable():
+    results = add_recovery(make_results())
+    outlier = next(r for r in results["accuracy"] if (r["method"], r.get("stage"), r["sparsity"]) ==
+                   ("unit", "finetuned", 0.98))
+    outlier["accuracy"] = 0.75
+    for ax in tradeoff_figure(results, "mnist").axes:
+        lo, hi = ax.get_ylim()
+        assert lo < 75 and 98.21 < hi < 100
+        to_axes = ax.transScale.transform  # the scale's forward function, before limits
+        (_, y0), (_, y1) = to_axes([(1, lo), (1, hi)])
+        (_, b0), (_, b1) = to_axes([(1, 97), (1, hi)])
+        linear = (hi - 97) / (hi - lo)
+        assert (b1 - b0) / (y1 - y0) > 3 * linear, "above 97% gets 3x the height a linear axis gives it"
+        errors = [100 - v for v in ax.get_yticks() if lo <= v <= hi]
+        assert len(errors) >= 4
+        assert all(float(f"{e:.3g}") / 10 ** np.floor(np.log10(e) + 1e-9) in (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 7, 8)
+                   for e in errors), errors
 
 
 def test_recovery_and_tradeoff_without_data_say_so(results):
@@ -426,6 +607,11 @@ def test_recovery_and_tradeoff_without_data_say_so(results):
         recovery_figure(results, "mnist")
     with pytest.raises(ValueError, match=r"no fine-tuned or gradual latency records for 'mnist'"):
         tradeoff_figure(add_recovery(results, timed=False), "mnist")
+    timed_only = add_recovery(make_results())
+    timed_only["accuracy"] = [r for r in timed_only["accuracy"] if "stage" not in r]
+    del timed_only["models"]  # no dense accuracy either: a panel without a single point
+    fig = tradeoff_figure(timed_only, "mnist")
+    assert [t.get_text() for t in fig.axes[0].texts] == ["no accuracy records for the networks timed here"]
 
 
 def test_unknown_stage_is_named(results):

@@ -2,8 +2,9 @@
 
 :func:`figure_names` lists every figure a report holds; the figures themselves live in
 :mod:`~bench.report.plots.oneshot` (accuracy, latency, speed-up, size, roofline) and
-:mod:`~bench.report.plots.recovery` (recovery, accuracy against latency), on the shared record
-checks (:mod:`~bench.report.plots.records`) and styles (:mod:`~bench.report.plots.style`).
+:mod:`~bench.report.plots.recovery` (recovery) and :mod:`~bench.report.plots.tradeoff` (accuracy
+against latency, Pareto front), on the shared record checks (:mod:`~bench.report.plots.records`),
+styles (:mod:`~bench.report.plots.style`) and label placement (:mod:`~bench.report.plots.labels`).
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from bench.report.plots.oneshot import (
     speedup_figure,
 )
 from bench.report.plots.records import checked_records, group_by
-from bench.report.plots.recovery import recovery_figure, recovery_figure_names, tradeoff_figure
+from bench.report.plots.recovery import recovery_figure, recovery_figure_names
 from bench.report.plots.style import file_stem
+from bench.report.plots.tradeoff import tradeoff_figure
 from bench.report.plots.weights import weights_figure
 
 __all__ = ["accuracy_figure", "disk_figure", "figure_names", "latency_figure", "recovery_figure", "roofline_figure",

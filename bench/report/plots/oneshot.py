@@ -17,13 +17,14 @@ from collections.abc import Mapping
 import numpy as np
 from matplotlib.figure import Figure
 
-from bench.report.formats import FILE_KINDS, baseline_format, method_order
+from bench.report.formats import FILE_KINDS, baseline_format, formats_of_kind, method_order
 from bench.report.plots.records import checked_records, group_by, latency_rows, select_records, xy_points
 from bench.report.plots.style import (
     BASELINE_LINE,
     SCOPE_LINES,
     WIDTH_IN,
     X_LABELS,
+    adaptive_series,
     assign_styles,
     baseline_reference,
     batch_panels,
@@ -110,20 +111,27 @@ def latency_figure(results: Mapping, dataset: str, method: str, *, threads: int 
     """Median forward latency against sparsity, one panel per batch size, one line per format.
 
     The shaded band spans median ± IQR/2 (records carry the IQR's width, not the quartiles).
-    ``threads`` picks one thread count when the records hold several.
+    Adaptive formats are drawn by :func:`~bench.report.plots.style.adaptive_series` (a band under
+    the candidate they ran, ringed by its marker). Each panel has its own unit
+    (:func:`~bench.report.plots.style.time_unit`). ``threads`` picks one thread count when the
+    records hold several.
     """
     rows, threads = latency_rows(results, dataset, method, threads)
     styles, baseline = format_styles(results), baseline_format(results)
+    adaptive = _adaptive_formats(results, rows)
     fig, axes, batches = batch_panels(rows)
     for ax, batch in zip(axes, batches):
         panel = group_by([r for r in rows if r["batch"] == batch], "format")
-        scale, unit = time_unit(min(r["median_s"] for group in panel.values() for r in group))
+        scale, unit = time_unit([r["median_s"] for group in panel.values() for r in group])
         for fmt in format_order(panel, results):
             what = f"latency of {dataset!r}/{method}/{fmt}/batch {batch}"
             xs, med = xy_points(panel[fmt], "sparsity", "median_s", what)
             _, iqr = xy_points(panel[fmt], "sparsity", "iqr_s", what)
             if fmt == baseline:
                 baseline_reference(ax, xs, med * scale, baseline)
+                continue
+            if fmt in adaptive:
+                adaptive_series(ax, xs, med * scale, _choices(panel[fmt], xs), fmt, styles)
                 continue
             color, marker = styles[fmt]
             ax.plot(xs, med * scale, color=color, marker=marker, markersize=5, label=fmt)
@@ -145,7 +153,8 @@ def speedup_figure(results: Mapping, dataset: str, method: str, *, threads: int 
 
     Each point divides by the dense median at the same sparsity and batch; where the run has no
     dense record at that sparsity it divides by the median of the batch's dense records
-    (masked dense does the same work at every sparsity).
+    (masked dense does the same work at every sparsity). Adaptive formats are drawn as in
+    :func:`latency_figure`.
 
     Raises
     ------
@@ -157,7 +166,7 @@ def speedup_figure(results: Mapping, dataset: str, method: str, *, threads: int 
     if not any(r["format"] == baseline for r in rows):
         raise ValueError(f"no {baseline} latency records for {dataset!r}/{method}; "
                          f"a speedup needs {baseline} (the baseline format) as its reference")
-    styles = format_styles(results)
+    styles, adaptive = format_styles(results), _adaptive_formats(results, rows)
     fig, axes, batches = batch_panels(rows)
     for ax, batch in zip(axes, batches):
         panel = group_by([r for r in rows if r["batch"] == batch], "format")
@@ -172,6 +181,9 @@ def speedup_figure(results: Mapping, dataset: str, method: str, *, threads: int 
             xs, med = xy_points(panel[fmt], "sparsity", "median_s", f"latency of {dataset!r}/{method}/{fmt}")
             fallback = statistics.median(dense.values())
             ys = [dense.get(s, fallback) / m for s, m in zip(xs, med)]
+            if fmt in adaptive:
+                adaptive_series(ax, xs, ys, _choices(panel[fmt], xs), fmt, styles)
+                continue
             color, marker = styles[fmt]
             ax.plot(xs, ys, color=color, marker=marker, markersize=5, label=fmt)
         log_axis(ax, "{:g}×")
@@ -293,3 +305,14 @@ def roofline_figure(results: Mapping, dataset: str, method: str) -> Figure:
                  f"(GEMM {m.get('gemm_gflops', 0):.0f} GFLOP/s, L3 {m.get('cache_gbps', 0):.0f} GB/s, "
                  f"DRAM {m.get('dram_gbps', 0):.0f} GB/s, measured in this run)")
     return fig
+
+
+def _adaptive_formats(results: Mapping, rows) -> set[str]:
+    """Formats of kind "adaptive", and any whose records say which candidate they ran."""
+    return set(formats_of_kind(results, "adaptive")) | {r["format"] for r in rows if "auto_choice" in r}
+
+
+def _choices(rows, xs) -> list:
+    """Each record's ``auto_choice`` (None where absent), in the order of ``xs`` (sparsities)."""
+    by_sparsity = {r["sparsity"]: r.get("auto_choice") for r in rows}
+    return [by_sparsity[x] for x in xs]

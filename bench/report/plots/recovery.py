@@ -4,7 +4,8 @@ The same contract as :mod:`bench.report.plots.oneshot` (a run's ``results`` dict
 Figure out, no I/O), sharing its record checks, styles and axes. Unlike the figures there, these
 read the recovered stages ("finetuned", "gradual"; see :mod:`bench.report.stages`) next to the
 one-shot records. :func:`bench.report.plots.figure_names` lists them through
-:func:`recovery_figure_names`.
+:func:`recovery_figure_names`, which also lists the accuracy-against-latency figures of
+:mod:`bench.report.plots.tradeoff`.
 """
 
 from __future__ import annotations
@@ -15,31 +16,26 @@ from functools import partial
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator
 
-from bench.report.formats import baseline_format, method_order
-from bench.report.plots.records import checked_records, group_by, pick_threads, xy_points
+from bench.report.formats import method_order
+from bench.report.plots.records import checked_records, group_by, xy_points
 from bench.report.plots.style import (
     SCOPE_LINES,
     SPARSITY_TICKS,
     WIDTH_IN,
     X_LABELS,
-    batch_panels,
     dataset_title,
     dense_accuracy_lines,
     figure_legend,
     file_stem,
-    format_order,
-    format_styles,
-    log_axis,
-    method_lines,
     percent,
     sparsity_axis,
+    stage_marker,
     style_rank,
-    threads_label,
-    time_unit,
 )
-from bench.report.stages import STAGE_COLORS, STAGE_LABELS, STAGES, dense_latency, record_stage, stage_budgets
+from bench.report.plots.tradeoff import tradeoff_figure
+from bench.report.stages import STAGE_COLORS, STAGE_LABELS, STAGES, record_stage, stage_budgets
 
-__all__ = ["recovery_figure", "recovery_figure_names", "tradeoff_figure"]
+__all__ = ["recovery_figure", "recovery_figure_names"]
 
 _RECOVERY_FROM = 0.5  # the recovery figure starts here, or at the lowest recovered sparsity if lower
 
@@ -50,6 +46,8 @@ def recovery_figure(results: Mapping, dataset: str) -> Figure:
     One-shot lines keep only the scopes the recovered stages used, and the x axis (spread, as in
     the accuracy figure's zoom) runs from 50% (or the lowest recovered sparsity) to the highest
     recovered one, so every line compares like with like. The subtitle gives each stage's epochs.
+    Stages have their own markers, and each later stage is drawn wider and under the earlier ones,
+    so a gradual line that matches the fine-tuned one shows as a rim around it instead of hiding it.
 
     Raises
     ------
@@ -78,8 +76,8 @@ def recovery_figure(results: Mapping, dataset: str) -> Figure:
                     continue
                 xs, acc = xy_points(group, "sparsity", "accuracy", f"accuracy of {dataset!r}/{method}/{scope}/{stage}")
                 label = STAGE_LABELS[stage] + (f", {scope} scope" if len(scopes) > 1 else "")
-                ax.plot(xs, 100 * acc, color=STAGE_COLORS[stage], marker="o", markersize=5,
-                        linestyle=SCOPE_LINES.get(scope, "-.") if len(scopes) > 1 else "-", label=label)
+                ax.plot(xs, 100 * acc, color=STAGE_COLORS[stage], label=label,
+                        linestyle=SCOPE_LINES.get(scope, "-.") if len(scopes) > 1 else "-", **_stage_line(stage))
                 ys.extend(100 * acc)
         pad = max(0.5, 0.06 * (max(ys) - min(ys)))
         ax.set_ylim(max(0.0, min(ys) - pad), min(100.0, max(ys) + pad))
@@ -96,58 +94,6 @@ def recovery_figure(results: Mapping, dataset: str) -> Figure:
     return fig
 
 
-def tradeoff_figure(results: Mapping, dataset: str, *, threads: int | None = None) -> Figure:
-    """Test accuracy against measured latency of the recovered networks, one panel per batch they were timed at.
-
-    A point is one (method, stage, sparsity): x is the median of the fastest format timed for it,
-    its marker names that format and its label the sparsity; the points of one (method, stage)
-    are joined in sparsity order. The star is the dense network run by the dense format
-    (see :func:`bench.report.stages.dense_latency`) at its dense accuracy.
-
-    Raises
-    ------
-    ValueError
-        No fine-tuned or gradual latency records for ``dataset``, several thread
-        counts and no ``threads``, or malformed records.
-    """
-    latency = [r for r in checked_records(results, "latency", stages=STAGES) if r["dataset"] == dataset]
-    recovered = [r for r in latency if record_stage(r) != "oneshot"]
-    if not recovered:
-        raise ValueError(f"no fine-tuned or gradual latency records for {dataset!r}")
-    recovered, threads = pick_threads(recovered, threads, f"the recovered latency records of {dataset!r}")
-    latency = [r for r in latency if r["threads"] == threads]
-    accuracy = {(r["method"], r["scope"], r["sparsity"], record_stage(r)): 100 * r["accuracy"]
-                for r in checked_records(results, "accuracy", stages=STAGES) if r["dataset"] == dataset}
-    model = next((m for m in checked_records(results, "models") if m["dataset"] == dataset), None)
-    baseline = baseline_format(results)
-    # the baseline has no marker elsewhere
-    markers = {f: style[1] or "x" for f, style in format_styles(results).items()}
-    lines = method_lines(results)
-    fig, axes, batches = batch_panels(recovered)
-    for ax, batch in zip(axes, batches):
-        curves = _fastest_points([r for r in recovered if r["batch"] == batch], accuracy, results)
-        dense = dense_latency(latency, dataset, batch, baseline)
-        seconds = [p[1] for points in curves.values() for p in points] + ([dense] if dense else [])
-        scale, unit = time_unit(min(seconds, default=1.0))
-        for (method, stage), points in curves.items():
-            _tradeoff_curve(ax, points, scale, method, stage, markers, lines.get(method, "-."))
-        if dense and model:
-            ax.plot([dense * scale], [100 * model["dense_accuracy"]], marker="*", markersize=13, color="black",
-                    linestyle="none", label=f"dense network, {baseline} format")
-            ax.annotate("dense", (dense * scale, 100 * model["dense_accuracy"]), textcoords="offset points",
-                        xytext=(-8, 4), ha="right", fontsize=8)
-        for fmt in format_order({p[2] for points in curves.values() for p in points}, results):
-            ax.plot([], [], marker=markers[fmt], color="black", linestyle="none", label=f"fastest: {fmt}")
-        log_axis(ax, "{:g}", axis="x")
-        ax.set_xlabel(f"median latency of the fastest format ({unit}, log scale)")
-        ax.set_ylabel("test accuracy (%)")
-        ax.set_title(f"batch {batch}")
-    figure_legend(fig, axes)
-    fig.suptitle(f"{dataset_title(dataset)}: accuracy against measured latency of the recovered networks, "
-                 f"{threads_label(threads)} (labels: sparsity)")
-    return fig
-
-
 def recovery_figure_names(results: Mapping) -> list[tuple[str, Callable[[], Figure]]]:
     """The recovery- and tradeoff- entries of :func:`bench.report.plots.figure_names` (stems explained there)."""
     recovered = _recovered_datasets(results)
@@ -161,6 +107,26 @@ def recovery_figure_names(results: Mapping) -> list[tuple[str, Callable[[], Figu
 
 
 # --- helpers ---------------------------------------------------------------------------------
+
+def _stage_line(stage: str) -> dict:
+    """Marker and width of a stage's line: later stages wider, hollow, lighter and underneath."""
+    i = STAGES.index(stage)
+    return {"marker": stage_marker(stage), "markersize": 5 + 2 * i, "linewidth": 1.4 + 0.9 * i,
+            "markerfacecolor": STAGE_COLORS[stage] if i < 2 else "white", "alpha": 1.0 - 0.15 * max(0, i - 1),
+            "zorder": 3.0 - 0.1 * i}
+
+
+def _recovered_datasets(results: Mapping) -> set[str]:
+    return {r["dataset"] for r in checked_records(results, "accuracy", stages=STAGES[1:])}
+
+
+def _stage_line(stage: str) -> dict:
+    """Marker and width of a stage's line: later stages wider, hollow, lighter and underneath."""
+    i = STAGES.index(stage)
+    return {"marker": stage_marker(stage), "markersize": 5 + 2 * i, "linewidth": 1.4 + 0.9 * i,
+            "markerfacecolor": STAGE_COLORS[stage] if i < 2 else "white", "alpha": 1.0 - 0.15 * max(0, i - 1),
+            "zorder": 3.0 - 0.1 * i}
+
 
 def _recovered_datasets(results: Mapping) -> set[str]:
     return {r["dataset"] for r in checked_records(results, "accuracy", stages=STAGES[1:])}

@@ -18,11 +18,12 @@ from bench.report.formats import format_order as _registry_order
 from bench.report.plots.records import checked_records
 from bench.report.stages import STAGES
 
-__all__ = ["BASELINE_LINE", "DATASET_TITLES", "EXTRA_STYLES", "MAX_COLUMNS", "MIN_REMAINING", "PANEL_HEIGHT_IN",
-           "SCOPE_LINES", "SPARSITY_MINOR_TICKS", "SPARSITY_TICKS", "WIDTH_IN", "X_LABELS", "assign_styles",
-           "baseline_reference", "batch_panels", "panels", "dataset_title", "dense_accuracy_lines", "figure_legend",
-           "file_stem", "format_order", "format_styles", "log_axis", "method_lines", "method_styles", "percent",
-           "remaining_log", "remaining_log_inverse", "sparsity_axis", "style_rank", "threads_label", "time_unit"]
+__all__ = ["ADAPTIVE_BAND", "BASELINE_LINE", "DATASET_TITLES", "EXTRA_STYLES", "MAX_COLUMNS", "MIN_REMAINING",
+           "PANEL_HEIGHT_IN", "SCOPE_LINES", "SPARSITY_MINOR_TICKS", "SPARSITY_TICKS", "STAGE_MARKERS", "TIME_UNITS",
+           "WIDTH_IN", "X_LABELS", "adaptive_series", "assign_styles", "baseline_reference", "batch_panels",
+           "dataset_title", "dense_accuracy_lines", "figure_legend", "file_stem", "format_order", "format_styles",
+           "log_axis", "method_lines", "method_styles", "panels", "percent", "remaining_log",
+           "remaining_log_inverse", "sparsity_axis", "stage_marker", "style_rank", "threads_label", "time_unit"]
 
 # Formats and methods bring their own colour and marker (their registries' ``style``); a name
 # without one gets the next free EXTRA_STYLES entry in sorted order, computed over the whole
@@ -32,6 +33,9 @@ EXTRA_STYLES = tuple(zip(
     ("v", "P", "X", "*", "<", ">"),
 ))
 SCOPE_LINES = {"layer": "-", "global": ":"}
+STAGE_MARKERS = ("o", "s", "^", "D", "v")  # in sparsenet.recover.STAGES order
+# an adaptive format lies on the candidate it ran: drawn as a band under that line, not over it
+ADAPTIVE_BAND = {"linewidth": 8, "alpha": 0.3, "solid_capstyle": "round", "zorder": 1.2}
 BASELINE_LINE = {"color": "black", "linestyle": "--", "linewidth": 1.6, "zorder": 1.5}
 DATASET_TITLES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}
 
@@ -48,6 +52,7 @@ MAX_COLUMNS = 3
 SPARSITY_TICKS = (0.0, 0.5, 0.8, 0.9, 0.95, 0.97, 0.99, 0.999, 0.9999)
 SPARSITY_MINOR_TICKS = (0.25, 0.6, 0.7)
 MIN_REMAINING = 1e-6  # keeps s = 1 (everything pruned) finite on the spread axis
+TIME_UNITS = ((1.0, "s"), (1e3, "ms"), (1e6, "µs"))
 X_LABELS = {"achieved_sparsity": "achieved weight sparsity", "sparsity": "requested sparsity"}
 
 
@@ -84,6 +89,29 @@ def method_lines(results: Mapping | None = None) -> dict[str, str]:
     return {m: d["style"][2] for m, d in method_info(results).items() if d.get("style")}
 
 
+def adaptive_series(ax, xs, ys, choices, fmt: str, styles: Mapping) -> None:
+    """An adaptive format (one that runs one of its candidates): a wide translucent band *under* the
+    line of the candidate it ran, so it hides nothing, and at each point a ring in its own colour
+    shaped like that candidate's marker (``choices``, the records' ``auto_choice``, aligned with
+    ``xs``; None where a record has none, drawn with the format's own marker)."""
+    color, marker = styles[fmt]
+    xs, ys = np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)
+    ax.plot(xs, ys, color=color, label=fmt, **ADAPTIVE_BAND)
+    for choice in dict.fromkeys(choices):
+        at = np.array([c == choice for c in choices], dtype=bool)
+        if choice is None:
+            ax.plot(xs[at], ys[at], linestyle="none", marker=marker, markersize=5, color=color, alpha=0.7)
+            continue
+        ring = (styles[choice][1] or "x") if choice in styles else marker
+        ax.plot(xs[at], ys[at], linestyle="none", marker=ring, markersize=11, markerfacecolor="none",
+                markeredgecolor=color, markeredgewidth=1.5, zorder=2.6, label=f"{fmt} ran {choice}")
+
+
+def stage_marker(stage: str) -> str:
+    """Marker per recovery stage (one-shot, fine-tuned, gradual), so coinciding lines stay apart."""
+    return STAGE_MARKERS[STAGES.index(stage) % len(STAGE_MARKERS)] if stage in STAGES else STAGE_MARKERS[0]
+
+
 def dense_accuracy_lines(axes, models) -> list[float]:
     """A dashed line per dense model on every axis; returns the accuracies drawn (%)."""
     drawn = []
@@ -112,7 +140,7 @@ def sparsity_axis(ax, values, *, spread: bool, label: str = "sparsity", start: f
         ax.xaxis.set_major_locator(FixedLocator(SPARSITY_TICKS))
         ax.xaxis.set_minor_locator(FixedLocator(SPARSITY_MINOR_TICKS))
         lo = remaining_log(min(values) if start is None else start) - 0.06
-        hi = remaining_log(max(0.99, max(values))) + 0.06
+        hi = remaining_log(max(values)) + 0.06  # the data's end: no empty 99% column
         ax.set_xlim(remaining_log_inverse(lo), remaining_log_inverse(hi))
     else:
         ax.set_xlim(-0.02, 1.0)
@@ -145,12 +173,27 @@ def log_axis(ax, template: str, axis: str = "y") -> None:
     ax.grid(True, which="minor", alpha=0.1)
 
 
-def time_unit(seconds: float) -> tuple[float, str]:
-    """The largest of s, ms, µs in which the smallest value is still >= 1."""
-    for scale, unit in ((1.0, "s"), (1e3, "ms")):
-        if seconds * scale >= 1.0:
-            return scale, unit
-    return 1e6, "µs"
+def time_unit(seconds) -> tuple[float, str]:
+    """(scale, unit) of s, ms or µs that gives the shortest tick labels over ``seconds``.
+
+    ``seconds`` is one value or several; only the smallest and largest count. A label's length is
+    its digits (``20000`` is 5, ``0.005`` is 5, ``20`` is 2); the unit whose longer end label is the
+    shortest wins, and on a tie the one where every value is >= 1 (no decimals). One value thus gets
+    the largest unit in which it is >= 1, and a panel spanning 170 µs to 0.2 s reads 0.2 to 200 ms
+    instead of 170 to 200000 µs.
+    """
+    values = np.atleast_1d(np.asarray(seconds, dtype=float))
+    values = values[np.isfinite(values) & (values > 0)]
+    if not values.size:
+        return 1.0, "s"
+    lo, hi = values.min(), values.max()
+    return min(TIME_UNITS, key=lambda su: (max(_label_width(lo * su[0]), _label_width(hi * su[0])), lo * su[0] < 1))
+
+
+def _label_width(value: float) -> int:
+    """Characters of a 1-significant-digit label of ``value`` (> 0): 5 -> 1, 200 -> 3, 0.05 -> 4."""
+    exponent = int(np.floor(np.log10(value) + 1e-9))
+    return exponent + 1 if exponent >= 0 else 2 - exponent
 
 
 def panels(n: int) -> tuple[Figure, list]:
@@ -170,15 +213,15 @@ def batch_panels(rows) -> tuple[Figure, list, list]:
     return (*panels(len(batches)), batches)
 
 
-def figure_legend(fig: Figure, axes) -> None:
-    """One legend under the panels with every label once, in drawing order."""
+def figure_legend(fig: Figure, axes, ncols: int = 6) -> None:
+    """One legend under the panels with every label once, in drawing order, at most ``ncols`` wide."""
     entries: dict = {}
     for ax in axes:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             entries.setdefault(label, handle)
     if entries:
         fig.legend(entries.values(), entries.keys(), loc="outside lower center",
-                   ncols=min(len(entries), 6), frameon=False)
+                   ncols=min(len(entries), ncols), frameon=False)
 
 
 def threads_label(threads: int) -> str:
