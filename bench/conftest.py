@@ -29,9 +29,11 @@ from bench.grid import (
     recovery_config,
 )
 from bench.models import load_study, parse_weights
+from bench.progress import GridProgress, estimate_seconds
 from bench.runtime import fix_threads
 from sparsenet import convert, prune
 from sparsenet.formats import baseline
+from sparsenet.host import wait_until_quiet
 from sparsenet.recover import recovered_network
 from sparsenet.sizes import file_bytes
 from sparsenet.userdata import LabelledData
@@ -63,7 +65,25 @@ def pytest_sessionstart(session):
 
 
 def pytest_addoption(parser):
-    add_options(parser.getgroup("sparsenet", "sparsenet benchmark grid (bench/grid.py)").addoption)
+    group = parser.getgroup("sparsenet", "sparsenet benchmark grid (bench/grid.py)")
+    add_options(group.addoption)
+    group.addoption("--progress", action="store_true",
+                    help="a progress bar with elapsed time and estimate instead of pytest's dots (with -p no:terminal)")
+
+
+def pytest_configure(config):
+    if config.getoption("progress", default=False):
+        config.pluginmanager.register(GridProgress(float(config.getoption("benchmark_max_time"))), "sparsenet-progress")
+
+
+def pytest_report_collectionfinish(config, items):
+    """Say up front how many benchmark cases will be timed and roughly how long that takes."""
+    timed = [i for i in items if "benchmark" in getattr(i, "fixturenames", ())]
+    if not timed or not config.getoption("benchmark_only"):
+        return None
+    max_time = float(config.getoption("benchmark_max_time"))
+    return (f"sparsenet: {len(timed)} benchmark cases, about {estimate_seconds(len(timed), max_time) / 60:.0f} min "
+            f"at --benchmark-max-time={max_time:g} (after the networks are trained and cached)")
 
 
 def selected_grid(config) -> Grid:
@@ -166,10 +186,39 @@ def build(pytestconfig, grid, models, eval_data, study):
 
     def _build(dataset, method, sparsity, fmt, batch, stage="oneshot"):
         xs, expected = reference(dataset, method, sparsity, stage, batch)
-        return (forward_of(dataset, method, sparsity, stage, fmt), xs, expected,
-                masked_of(dataset, method, sparsity, stage))
+        forward = forward_of(dataset, method, sparsity, stage, fmt)
+        if getattr(forward, "quantized", False):  # int8: checked against its own dequantized network
+            expected = np.stack([forward.reference(x) for x in xs])
+        return forward, xs, expected, masked_of(dataset, method, sparsity, stage)
 
     return _build
+
+
+class QuietWaits:
+    """Before a timed case, wait while other processes keep more than BUSY_LIMIT cores busy (at most
+    PER_CASE_S per case and ``budget_s`` per session, ``--quiet-wait``, so a machine that never
+    quiets down still finishes; cases timed while it was busy are flagged and re-measured later)."""
+
+    BUSY_LIMIT, PER_CASE_S, BUDGET_S = 0.5, 3.0, 120.0
+
+    def __init__(self, budget_s: float | None = None):
+        self.spent, self.budget_s = 0.0, self.BUDGET_S if budget_s is None else budget_s
+        if self.budget_s < 0:
+            raise pytest.UsageError(f"--quiet-wait must be >= 0 seconds, found {self.budget_s:g}")
+
+    def wait(self) -> float:
+        left = min(self.PER_CASE_S, self.budget_s - self.spent)
+        if left <= 0:
+            return 0.0
+        waited, _ = wait_until_quiet(self.BUSY_LIMIT, window_s=0.1, max_wait_s=left)
+        waited = 0.0 if waited <= 0.1 else waited  # one window to look is not a wait
+        self.spent += waited
+        return waited
+
+
+@pytest.fixture(scope="session")
+def quiet(pytestconfig) -> QuietWaits:
+    return QuietWaits(pytestconfig.getoption("quiet_wait"))
 
 
 @pytest.fixture(scope="session")

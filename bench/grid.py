@@ -99,6 +99,9 @@ OPTIONS: tuple[Option, ...] = (
            single=True),
     Option("--threads", "threads", int, "numba and BLAS threads for the whole run (default: all cores)", single=True),
     Option("--data-dir", "data_dir", str, "directory holding the datasets (also: $SPARSENET_DATA_DIR)", single=True),
+    Option("--quiet-wait", "quiet_wait", float, "seconds the benchmark run may spend in all waiting, before a case, "
+                                                "for other processes to leave the CPU (default 120; 0: never)",
+           single=True),
     Option("--model-cache", "model_cache", str, "trained-model cache (default: $SPARSENET_CACHE or "
                                                 "~/.cache/sparsenet)", single=True),
     Option("--weights", "weights", str, "your own networks instead of training: DATASET=PATH.npz[,...]", single=True),

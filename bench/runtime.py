@@ -113,8 +113,16 @@ def environment() -> dict:
         "scipy": scipy.__version__,
         "numba": numba.__version__,
         "tensorflow": _version("tensorflow"),
+        "engines": {name: _version(name) for name in ("onnxruntime", "torch", "ai-edge-litert")},
+        "engines_absent": _absent_engines(),
         "git_commit": git_commit(),
     }
+
+
+def _absent_engines() -> dict[str, str]:
+    from sparsenet.formats import unavailable_engines
+
+    return dict(unavailable_engines())
 
 
 def _threading_layer() -> str | None:

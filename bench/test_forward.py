@@ -9,6 +9,7 @@ project's one tolerance. At batch 1 each timed call takes the next of several te
 
 import pytest
 
+from sparsenet.host import cpu_sample, others_load
 from sparsenet.testing import assert_forward_close
 
 
@@ -23,7 +24,7 @@ class Cycle:
         return self.forward(self.xs[self.last])
 
 
-def test_forward(benchmark, dataset, method, sparsity, batch, fmt, stage, build, threads, file_sizes):
+def test_forward(benchmark, dataset, method, sparsity, batch, fmt, stage, build, threads, file_sizes, quiet):
     # one group per network and batch size: pytest-benchmark's table and its compare show every
     # format of a cell side by side, with ratios to the fastest of that cell only
     benchmark.group = f"{dataset} {method} {stage} sparsity={sparsity:g} batch={batch}"
@@ -39,7 +40,11 @@ def test_forward(benchmark, dataset, method, sparsity, batch, fmt, stage, build,
         nnz=forward.nnz, inputs=len(xs), saved_as=forward.saved_as,
     )
     step = Cycle(forward, xs)
+    waited = 0.0 if benchmark.disabled else quiet.wait()  # a busy machine is waited out (bounded)
+    before = cpu_sample()
     result = benchmark(step)
+    load = others_load(before, cpu_sample())  # cores other processes took while this case was timed
+    benchmark.extra_info.update(others_load=load, waited_s=round(waited, 2))
     assert_forward_close(result, expected[step.last])
     if hasattr(forward, "choice"):  # an adaptive format: the candidate it ran at this batch size
         benchmark.extra_info["choice"] = forward.choice(batch)

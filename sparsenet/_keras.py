@@ -73,8 +73,11 @@ def epoch_log(keras, epochs: int, progress: bool):
             row = {"loss": float(logs["loss"]), "accuracy": float(logs["accuracy"]), "seconds": seconds}
             self.history.append(row)
             if progress:
+                left = (epochs - epoch - 1) * sum(r["seconds"] for r in self.history) / len(self.history)
+                eta = f", about {left / 60:.0f} min left" if left >= 60 else f", about {left:.0f} s left"
+                eta = eta if left else ""
                 print(f"epoch {epoch + 1}/{epochs}  loss {row['loss']:.4f}  train acc {row['accuracy']:.2%}  "
-                      f"{seconds:.1f} s", flush=True)
+                      f"{seconds:.1f} s{eta}", flush=True)
 
     return EpochLog()
 

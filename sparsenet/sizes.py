@@ -10,7 +10,8 @@
     with the pruned weights as zeros in place (:func:`sparsenet.io.save_network`, uncompressed
     ``.npz``: the file a framework writes); ``"shrunk"``, the same for the network with its dead
     units deleted; ``"compact"``, sparsenet's compact sparse file (:func:`sparsenet.export.save_pruned`,
-    CSR with the narrowest index type, already deflated).
+    CSR with the narrowest index type, already deflated); ``"compact_int8"``, the same with int8
+    values, per-unit scales and gap-coded indices (:func:`sparsenet.export_int8.save_quantized`).
 ``zipped_bytes``
     That file in a zip archive, deflate level 9: TensorFlow Model Optimization's "strip, then zip"
     measure of a pruned model (zeros compress; a dense file of random weights does not).
@@ -31,7 +32,7 @@ import numpy as np
 
 from .model import Layer, MaskedNetwork, Network
 
-SAVED_AS = ("dense", "shrunk", "compact")
+SAVED_AS = ("dense", "shrunk", "compact", "compact_int8")
 
 __all__ = ["SAVED_AS", "Sizes", "dense_file_bytes", "file_bytes", "kept_bytes", "network_sizes", "zipped_size"]
 
@@ -112,6 +113,11 @@ def _write_and_measure(masked: MaskedNetwork, saved_as: str, folder: Path) -> tu
 
     if saved_as == "compact":
         path = save_pruned(masked, folder / "network.spz", "compact")
+    elif saved_as == "compact_int8":
+        from .export_int8 import save_quantized
+        from .quantize import quantize
+
+        path = save_quantized(quantize(masked), folder / "network-int8.spz")
     else:
         path = save_network(folder / "network.npz", _pruned_network(masked, shrink=saved_as == "shrunk"))
     return path.stat().st_size, zipped_size(path)

@@ -37,3 +37,38 @@ def test_median_seconds_runs_min_time_and_min_rounds():
     assert len(calls) > 2  # kept going until min_time had passed
     with pytest.raises(ValueError, match="min_rounds must be >= 1, found 0"):
         host.median_seconds(lambda: None, min_time=0.0, min_rounds=0)
+
+
+def test_cpu_sample_reads_the_busy_ticks_of_proc_stat(tmp_path):
+    import os
+
+    from sparsenet.host import cpu_sample
+
+    stat = tmp_path / "stat"
+    hz = os.sysconf("SC_CLK_TCK")
+    # user nice system idle iowait irq softirq steal: busy = everything but idle and iowait
+    stat.write_text(f"cpu  {hz} {hz} {2 * hz} {50 * hz} {9 * hz} 0 {hz} {hz} 0 0\ncpu0 1 2 3\n")
+    assert cpu_sample(stat).busy_s == 6.0
+    stat.write_text("garbage\n")
+    assert cpu_sample(stat).busy_s is None
+    assert cpu_sample(tmp_path / "missing").busy_s is None
+
+
+def test_others_load_is_the_machines_busy_time_minus_our_own_per_second():
+    from sparsenet.host import CPUSample, others_load
+
+    before, after = CPUSample(100.0, 5.0, 10.0), CPUSample(103.0, 6.0, 12.0)
+    assert others_load(before, after) == 1.0  # 3 s busy, 1 s ours, over 2 s: one other core busy
+    assert others_load(before, CPUSample(100.5, 6.0, 12.0)) == 0.0  # never negative
+    assert others_load(CPUSample(None, 5.0, 10.0), after) is None
+
+
+def test_wait_until_quiet_is_bounded():
+    import time
+
+    from sparsenet.host import wait_until_quiet
+
+    t0 = time.perf_counter()
+    waited, load = wait_until_quiet(limit=-1.0, window_s=0.05, max_wait_s=0.2)  # never quiet enough
+    assert 0.15 <= waited <= 0.25 and time.perf_counter() - t0 < 1.0
+    assert load is None or load >= 0.0

@@ -35,7 +35,7 @@ def small_weights(tmp_path_factory) -> Path:
 def report_cmd(weights: Path, out: Path) -> list[str]:
     return [sys.executable, "-m", "bench.report", f"--weights=mnist={weights}", "--datasets=mnist",
             "--stages=oneshot", "--methods=weight", "--sparsities=0,0.5", "--batch-sizes=1", "--formats=dense",
-            "--scopes=layer", "--max-time=0.01", "--threads=1", f"--out={out}"]
+            "--scopes=layer", "--max-time=0.01", "--quiet-wait=0", "--threads=1", f"--out={out}"]
 
 
 def start(weights: Path, out: Path) -> subprocess.Popen:

@@ -93,3 +93,23 @@ def test_the_committed_runs_disturbed_cell_is_flagged_and_no_longer_sets_a_break
     assert "slower than at sparsity 0.25" in flags[cell]
     row = next(line for line in break_even_section(results_).splitlines() if line.startswith("| mnist | unit |"))
     assert row.split("|")[-2].strip().startswith("0.00 (sparse")
+
+
+def test_remeasure_runs_each_flagged_cell_after_its_dense_case_and_replaces_only_flagged_records():
+    from bench.grid import Case
+    from bench.report.remeasure import merge_remeasured, remeasure_cases
+
+    run = clean_run()
+    lat = run["latency"]
+    i = next(i for i, r in enumerate(lat) if (r["format"], r["sparsity"]) == ("sparse", 0.9))
+    lat[i] |= {"median_s": 200e-6, "iqr_s": 100e-6}
+    flags = flagged(run)
+    assert set(flags) == {i}
+    assert remeasure_cases(lat, flags, "dense") == [Case("d", "weight", 0.9, 1, "dense"),
+                                                     Case("d", "weight", 0.9, 1, "sparse")]
+    again = [rec("dense", 0.9, 101e-6), rec("sparse", 0.9, 15e-6)]
+    merged = merge_remeasured(lat, again, flags)
+    assert merged[i]["median_s"] == 15e-6 and merged[i]["remeasured"] and merged[i]["first_median_s"] == 200e-6
+    assert [r for j, r in enumerate(merged) if j != i] == [r for j, r in enumerate(lat) if j != i]
+    assert flagged(results(merged)) == {}
+    assert "re-measured" in latency_section(results(merged), [])

@@ -19,10 +19,25 @@ def accuracy(forward, x: np.ndarray, y: np.ndarray, chunk: int = 2000) -> float:
     return hits / len(x)
 
 
+INT8_FORMAT = "dense_int8"
+
+
+def int8_runs(net) -> bool:
+    """Whether the int8 formats can run ``net`` (registered, its layer kinds and activations)."""
+    from sparsenet import FORMATS
+
+    cls = FORMATS.get(INT8_FORMAT)
+    return cls is not None and net.layer_kinds <= cls.layer_kinds and \
+        {layer.activation for layer in net.layers} <= cls.activations
+
+
 def accuracy_records(models: dict, data: dict, methods: Iterable[str], scopes: Iterable[str],
                      sparsities: Iterable[float], progress=print) -> list[dict]:
     """One record per one-shot setting, measured with the ``dense`` format (formats agree;
-    tests prove it). ``epochs`` is the dense training budget (None: a network of the user's)."""
+    tests prove it), and ``int8_accuracy``, the same network with int8 weights (one scale per
+    unit, float activations: what the int8 formats run; measured with ``dense_int8``, which tests
+    check against the dequantized network). ``epochs`` is the dense training budget (None: a
+    network of the user's)."""
     records = []
     for dataset, (net, manifest) in models.items():
         x_test, y_test = data[dataset].x_test.astype(net.dtype, copy=False), data[dataset].y_test
@@ -32,14 +47,15 @@ def accuracy_records(models: dict, data: dict, methods: Iterable[str], scopes: I
                 for sparsity in sparsities:
                     masked = prune(net, method, sparsity, scope)
                     acc = accuracy(convert(masked, baseline()), x_test, y_test)
+                    int8 = accuracy(convert(masked, INT8_FORMAT), x_test, y_test) if int8_runs(net) else None
                     records.append({
                         "dataset": dataset, "method": method, "scope": scope, "sparsity": sparsity,
                         "achieved_sparsity": round(masked.achieved_sparsity(), 6),
                         "layer_sparsity": [round(s, 6) for s in masked.layer_sparsity()],
                         "accuracy": acc, "stage": "oneshot", "epochs": manifest.get("epochs"),
-                        "recovery_epochs": 0,
+                        "recovery_epochs": 0, **({} if int8 is None else {"int8_accuracy": int8}),
                     })
-                    row.append(f"{sparsity:.2f}:{100 * acc:.1f}%")
+                    row.append(f"{sparsity:.2f}:{100 * acc:.1f}%" + ("" if int8 is None else f"/{100 * int8:.1f}%"))
                 progress(f"  accuracy {dataset} {method}/{scope}: " + " ".join(row))
     return records
 

@@ -22,6 +22,7 @@ FILE_KINDS = {  # a format's saved_as (sparsenet.sizes.SAVED_AS) -> the file, as
     "dense": "dense file",
     "shrunk": "shrunk file",
     "compact": "compact .spz",
+    "compact_int8": "int8 .spz",
 }
 _UNKNOWN = {"kind": None, "layer_kinds": [], "pruning": "any", "summary": "", "style": None, "operating_points": False}
 

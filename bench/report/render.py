@@ -33,7 +33,8 @@ def environment_section(results: dict) -> str:
         ["threads", f"numba {env['numba_threads']}, BLAS {env['blas_threads']} (fixed for the whole run)"],
         ["BLAS", blas],
         ["versions", f"Python {env['python']}, NumPy {env['numpy']}, SciPy {env['scipy']}, numba {env['numba']}, "
-                     f"TensorFlow {env['tensorflow']}"],
+                     f"TensorFlow {env['tensorflow']}" + "".join(f", {name} {v}" for name, v in
+                                                                 (env.get("engines") or {}).items() if v)],
         ["platform", env["platform"]],
         ["git commit", str(env["git_commit"])],
         ["command", f"`{results['command']}`"],
@@ -41,6 +42,9 @@ def environment_section(results: dict) -> str:
         ["timing", f"pytest-benchmark, median of ≥ 5 rounds, ~{results['grid']['max_time_s']} s per case, GC off; "
                    "pruning, conversion and JIT compilation outside the timed region"],
     ]
+    absent = env.get("engines_absent") or {}
+    if absent:
+        rows.append(["engines not timed", "; ".join(f"`{name}`: {why}" for name, why in absent.items())])
     return "## Machine and run\n\n" + "\n".join(["| | |", "|---|---|"] + [f"| {a} | {b} |" for a, b in rows])
 
 
@@ -133,6 +137,11 @@ def latency_section(results: dict, figures: list[str]) -> str:
             out += [f"batch {batch}:", table(["sparsity"] + formats, rows)]
         out.append(image_links(figures, f"latency-{dataset}-{method}"))
         out.append(image_links(figures, f"speedup-{dataset}-{method}"))
+    again = [r for r in results["latency"] if r.get("remeasured")]
+    if again:
+        stayed = sum(i in flags for i, r in indexed if r.get("remeasured"))
+        out.append(f"{len(again)} flagged cells were re-measured at the end of the run, each right after its "
+                   f"dense case, and are shown with their second measurement; {stayed} of them stayed flagged.")
     flagged_here = [results["latency"][i] | {"why": why} for i, why in flags.items()]
     if flagged_here:
         out.append(f"Flagged cells ({len(flagged_here)}): " + "; ".join(
@@ -202,6 +211,8 @@ def size_section(results: dict, figures: list[str]) -> str:
     out = ["## Model size", intro]
     accuracy = {(r["dataset"], r["method"], r.get("scope", "layer"), r["sparsity"]): r["accuracy"]
                 for r in results.get("accuracy", ())}
+    int8 = {(r["dataset"], r["method"], r.get("scope", "layer"), r["sparsity"]): r["int8_accuracy"]
+            for r in results.get("accuracy", ()) if r.get("int8_accuracy") is not None}
     baseline = baseline_format(results)
     for (dataset, method), recs in _by_dataset_method(size).items():
         formats = list(dict.fromkeys(r["format"] for r in recs))
@@ -211,14 +222,15 @@ def size_section(results: dict, figures: list[str]) -> str:
                 for s in sparsities]
         out += [f"### {dataset}, {method} pruning", table(["sparsity"] + formats, rows)]
         if with_files:
-            out.append(_file_size_table(recs, baseline, accuracy, dataset, method))
+            out.append(_file_size_table(recs, baseline, accuracy, dataset, method, int8))
         out.append(image_links(figures, f"size-{dataset}-{method}"))
         if with_files:
             out.append(image_links(figures, f"disk-{dataset}-{method}"))
     return "\n\n".join(p for p in out if p)
 
 
-def _file_size_table(recs: list[dict], baseline: str, accuracy: dict, dataset: str, method: str) -> str:
+def _file_size_table(recs: list[dict], baseline: str, accuracy: dict, dataset: str, method: str,
+                     int8: dict | None = None) -> str:
     """On disk and zipped, per file kind, with the accuracy at that sparsity and the best ratio to dense float32."""
     files = {}  # (sparsity, saved_as) -> (on disk, zipped); every format saved the same way writes the same file
     scope = {}
@@ -228,12 +240,15 @@ def _file_size_table(recs: list[dict], baseline: str, accuracy: dict, dataset: s
             scope.setdefault(r["sparsity"], r.get("scope", "layer"))
     reference = next((r["on_disk_bytes"] for r in recs if r["format"] == baseline and "on_disk_bytes" in r), None)
     kinds = [k for k in FILE_KINDS if any(saved == k for _, saved in files)]
-    header = ["sparsity", "accuracy"] + [f"{FILE_KINDS[k]}: on disk / zipped" for k in kinds]
+    header = ["sparsity", "accuracy"] + (["int8 accuracy"] if int8 else []) + \
+        [f"{FILE_KINDS[k]}: on disk / zipped" for k in kinds]
     header += ["smallest vs dense float32"] if reference else []
     rows = []
     for s in sorted({s for s, _ in files}):
         acc = accuracy.get((dataset, method, scope.get(s, "layer"), s))
+        acc8 = int8.get((dataset, method, scope.get(s, "layer"), s))
         row = [f"{s:.2f}", "–" if acc is None else f"{100 * acc:.2f}%"]
+        row += ([f"{100 * acc8:.2f}%" if acc8 is not None else "–"] if int8 else [])
         row += [f"{files[(s, k)][0] / 1e6:.3f} / {files[(s, k)][1] / 1e6:.3f} MB" if (s, k) in files else "–"
                 for k in kinds]
         if reference:

@@ -24,7 +24,8 @@ def latency_and_size(raw: dict) -> tuple[list[dict], list[dict]]:
         latency.append({**key, "batch": info["batch"], "threads": info["threads"], "median_s": stats["median"],
                         "iqr_s": stats["iqr"], "rounds": stats["rounds"], "min_s": stats["min"],
                         "achieved_sparsity": info["achieved_sparsity"], "stage": stage}
-                       | ({"auto_choice": info["choice"]} if "choice" in info else {}))
+                       | ({"auto_choice": info["choice"]} if "choice" in info else {})
+                       | {k: info[k] for k in ("others_load", "waited_s") if info.get(k) is not None})
         if stage == "oneshot" and info["batch"] == smallest and "in_memory_bytes" in info:
             size.append({**key, "scope": info.get("scope", "layer"), "nnz": info["nnz"],
                          **{k: info[k] for k in SIZE_FIELDS}})

@@ -10,8 +10,9 @@ For one forward pass of ``batch`` samples:
   and the DRAM bandwidth otherwise. Dense formats read their matrices; sparse formats are
   charged ``nnz * (value + 2-byte index)``, the leanest CSR, whatever they actually store.
 
-Which cost model a format gets comes from its ``kind`` (:mod:`sparsenet.formats.base`); an
-"adaptive" format's work depends on its choice, and a format of unknown kind has no cost model.
+Which cost model a format gets comes from its ``computes`` (or its ``kind``,
+:mod:`sparsenet.formats.base`); an "adaptive" format's work depends on its choice, and a format of
+unknown kind has no cost model. int8 formats (``quantized``) read one byte per value.
   Activations are not counted, so at large batches the true floor is somewhat higher.
 
 ``efficiency = max(floors) / measured``: 100% would be the machine's limit.
@@ -33,21 +34,39 @@ def flop_peak(machine: dict) -> tuple[float, str]:
     return gemm, f"GEMM peak {gemm:.0f} GFLOP/s"
 
 
-def roofline_records(latency: list[dict], size: list[dict], machine: dict, kinds: dict[str, str]) -> list[dict]:
-    """One record per latency cell whose format has a cost model; ``kinds`` maps format names to kinds."""
+def _cost_model(description) -> tuple[str | None, int, str | None]:
+    """``(computes, value bytes, kind)`` of a format description (a kind string in older callers)."""
+    d = {"kind": description} if isinstance(description, str) or description is None else description
+    kind = d.get("kind")
+    computes = d.get("computes") or ("dense" if kind in DENSE_KINDS else "sparse" if kind in SPARSE_KINDS else None)
+    return computes, 1 if d.get("quantized") else VALUE_BYTES, kind
+
+
+def roofline_records(latency: list[dict], size: list[dict], machine: dict, formats: dict) -> list[dict]:
+    """One record per latency cell whose format has a cost model; ``formats`` maps names to their
+    self-descriptions (``computes``, ``kind``, ``quantized``; or to a kind alone). A dense engine
+    multiplies the full matrices, as the baseline stores them; a structured format its own (smaller)
+    ones; a sparse one its kept weights; int8 formats read one byte per value."""
     sizes = {(r["dataset"], r["method"], r["sparsity"], r["format"]): r for r in size}
+    kinds = {name: _cost_model(d)[2] for name, d in formats.items()}
+    baseline = next((name for name, kind in kinds.items() if kind == "baseline"), None)
     peak = flop_peak(machine)[0] * 1e9
     out = []
     for r in latency:
-        s = sizes.get((r["dataset"], r["method"], r["sparsity"], r["format"]))
-        kind = kinds.get(r["format"])
-        if s is None or kind not in DENSE_KINDS + SPARSE_KINDS:
+        key = (r["dataset"], r["method"], r["sparsity"])
+        s = sizes.get(key + (r["format"],))
+        computes, value_bytes, kind = _cost_model(formats.get(r["format"]))
+        if s is None or computes is None:
             continue  # adaptive formats' work depends on their choice; unknown ones have no cost model
-        if kind in DENSE_KINDS:
-            weight_bytes = s.get("in_memory_bytes", s.get("bytes"))  # dense matrices (biases: a rounding error)
-            weights = weight_bytes // VALUE_BYTES
+        if computes == "dense":
+            own = kind == "structured" or r["format"] == baseline
+            stored = s if own else sizes.get(key + (baseline,))
+            if stored is None:
+                continue
+            weights = stored.get("in_memory_bytes", stored.get("bytes")) // (value_bytes if own else VALUE_BYTES)
+            weight_bytes = weights * value_bytes  # (biases counted as weights: a rounding error)
         else:
-            weights, weight_bytes = s["nnz"], s["nnz"] * (VALUE_BYTES + INDEX_BYTES)
+            weights, weight_bytes = s["nnz"], s["nnz"] * (value_bytes + INDEX_BYTES)
         bandwidth = machine["cache_gbps"] if weight_bytes <= machine["l3_bytes"] else machine["dram_gbps"]
         flop_s = 2 * weights * r["batch"] / peak
         memory_s = weight_bytes / (bandwidth * 1e9)

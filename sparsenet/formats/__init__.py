@@ -13,14 +13,18 @@ from .base import FormatDefaults, Forward, available, check_format_class, comput
 from .csr_numba import NumbaCSRForward, NumbaCSRParallelForward
 from .csr_scipy import ScipyCSRForward
 from .dense import DenseForward
+from .dense_int8 import DenseInt8Forward
 from .engines import OrtForward, TFLiteForward, TorchCSRForward, TorchDenseForward, unavailable_engines
 from .fused import FusedSparseForward
 from .shrunk import ShrunkDenseForward
+from .shrunk_int8 import ShrunkInt8Forward
+from .sparse_int8 import SparseInt8Forward
 
 FORMATS: dict[str, type[Forward]] = {
     cls.name: cls
     for cls in (DenseForward, ScipyCSRForward, NumbaCSRForward, NumbaCSRParallelForward, FusedSparseForward,
-                ShrunkDenseForward, AutoForward, OrtForward, TFLiteForward, TorchDenseForward, TorchCSRForward)
+                ShrunkDenseForward, AutoForward, OrtForward, TFLiteForward, TorchDenseForward, TorchCSRForward,
+                DenseInt8Forward, SparseInt8Forward, ShrunkInt8Forward)
 }
 for _cls in FORMATS.values():
     check_format_class(_cls)

@@ -27,7 +27,7 @@ class ShrunkInt8Forward(DenseInt8Forward):
     name: ClassVar[str] = "shrunk_int8"
     kind: ClassVar[str] = "structured"
     pruning: ClassVar[str] = "structured"
-    saved_as: ClassVar[str] = "shrunk"  # until sparsenet.sizes knows the int8 file ("compact_int8")
+    saved_as: ClassVar[str] = "compact_int8"  # the int8 compact file (sparsenet.export_int8) loads into it
     summary: ClassVar[str] = ("pruned units deleted, the smaller matrices in int8 (one scale per unit); batch 1 "
                               "one compiled call, larger batches BLAS on the widened matrices")
     style: ClassVar[tuple[str, str]] = ("tab:pink", "d")

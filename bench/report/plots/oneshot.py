@@ -40,6 +40,7 @@ from bench.report.plots.style import (
     threads_label,
     time_unit,
 )
+from bench.report.roofline import flop_peak
 
 __all__ = ["accuracy_figure", "latency_figure", "roofline_figure", "size_figure", "speedup_figure"]
 
@@ -238,8 +239,10 @@ def disk_figure(results: Mapping, dataset: str, method: str) -> Figure:
     rows = [r for r in select_records(results, "size", dataset, method) if "on_disk_bytes" in r]
     if not rows:
         raise ValueError(f"no on-disk sizes for {dataset!r}/{method} (runs before sparsenet 0.2 have none)")
-    accuracy = {(r["sparsity"], r.get("scope", "layer")): 100 * r["accuracy"]
-                for r in select_records(results, "accuracy", dataset, method)}
+    accuracy_rows = select_records(results, "accuracy", dataset, method)
+    accuracy = {(r["sparsity"], r.get("scope", "layer")): 100 * r["accuracy"] for r in accuracy_rows}
+    int8 = {(r["sparsity"], r.get("scope", "layer")): 100 * r["int8_accuracy"] for r in accuracy_rows
+            if r.get("int8_accuracy") is not None}  # the int8 file holds the int8 network: its own accuracy
     styles, baseline = format_styles(results), baseline_format(results)
     fig = Figure(figsize=(WIDTH_IN, 5.6), layout="constrained")
     ax = fig.subplots()
@@ -249,7 +252,8 @@ def disk_figure(results: Mapping, dataset: str, method: str) -> Figure:
             for r in rows:
                 if r["format"] == fmt and r["saved_as"] == saved_as:
                     by_sparsity.setdefault(r["sparsity"], r)
-        pts = sorted((s, r["on_disk_bytes"], r["zipped_bytes"], accuracy.get((s, r.get("scope", "layer"))))
+        acc_of = int8 if saved_as == "compact_int8" else accuracy
+        pts = sorted((s, r["on_disk_bytes"], r["zipped_bytes"], acc_of.get((s, r.get("scope", "layer"))))
                      for s, r in by_sparsity.items())
         pts = [p for p in pts if p[3] is not None]
         if not pts:
@@ -302,7 +306,7 @@ def roofline_figure(results: Mapping, dataset: str, method: str) -> Figure:
     figure_legend(fig, axes)
     m = results.get("machine", {})
     fig.suptitle(f"{dataset_title(dataset)}, {method} pruning: time against the machine's floor "
-                 f"(GEMM {m.get('gemm_gflops', 0):.0f} GFLOP/s, L3 {m.get('cache_gbps', 0):.0f} GB/s, "
+                 f"({flop_peak(m)[1]}, L3 {m.get('cache_gbps', 0):.0f} GB/s, "
                  f"DRAM {m.get('dram_gbps', 0):.0f} GB/s, measured in this run)")
     return fig
 
