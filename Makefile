@@ -21,14 +21,14 @@ data:
 report: setup
 	$(PY) -m bench.report $(ARGS)
 
-# The unit tests and the CI benchmark grid share one throw-away cache (SPARSENET_TEST_CACHE, see
-# tests/conftest.py): the grid reuses the 1-epoch networks the report tests trained, and nothing
-# lands in the user's ~/.cache/sparsenet. The tests run in two workers, a test file to each
-# (much of the suite waits on report subprocesses, TensorFlow start-up and numba compiles).
+# The tests use a throw-away cache (SPARSENET_TEST_CACHE, see tests/conftest.py): nothing lands in
+# the user's ~/.cache/sparsenet. They run in two workers, a test file to each (much of the suite
+# waits on report subprocesses, TensorFlow start-up and numba compiles). The benchmark suite runs
+# inside them: tests/test_report.py's report runs bench/test_forward.py over the CI grid, timed,
+# every case checked against dense first (a separate untimed pass over the same grid repeated it).
 test: setup lint
 	@cache=$$(mktemp -d) && trap 'rm -rf "$$cache"' EXIT && \
-	  SPARSENET_TEST_CACHE=$$cache $(PY) -m pytest tests -q -n 2 --dist loadfile && \
-	  SPARSENET_CACHE=$$cache/sparsenet-cache $(PY) -m pytest bench -q --benchmark-disable --grid ci
+	  SPARSENET_TEST_CACHE=$$cache $(PY) -m pytest tests -q -n 2 --dist loadfile
 
 lint: setup
 	$(PY) -m ruff check sparsenet bench tests

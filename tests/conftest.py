@@ -81,8 +81,8 @@ def tiny_trained(mnist):
 # The files that take longest (report subprocesses, kill runs, TensorFlow, numba compiles) go first:
 # make test runs the suite in two pytest-xdist workers a file at a time, and a long file handed out
 # last would leave one worker idle while the other finishes it.
-_SLOW_FIRST = ("test_report.py", "test_kill.py", "test_kernels.py", "test_import.py", "test_recover.py",
-               "test_train.py", "test_export.py", "test_formats.py")
+_SLOW_FIRST = ("test_report.py", "test_kill.py", "test_report_inputs.py", "test_kernels.py", "test_import.py",
+               "test_recover.py", "test_train.py", "test_export.py", "test_formats.py")
 
 
 def pytest_collection_modifyitems(items):
