@@ -57,32 +57,23 @@ def _spin(n_iter, start, lanes_a, lanes_b):
     return out.sum()
 
 
-# one kernel per register width (lanes must be literals at the call site): 8 + 4 registers
-@numba.njit(parallel=True, nogil=True, cache=True)
-def _fma_128(n_iter, n_threads, start):
-    out = np.zeros(n_threads, np.float32)
-    for t in numba.prange(n_threads):
-        out[t] = _spin(n_iter, start, 32, 16)
-    return out.sum()
+def _fma_kernel(lanes_a: int, lanes_b: int):
+    """A parallel FMA-peak kernel for one register width: ``lanes_a``/``lanes_b`` become compile-time
+    constants of the closure, as :func:`_spin`'s vector widths must be (not cached on disk: numba
+    would key the three closures alike)."""
+
+    @numba.njit(parallel=True, nogil=True)
+    def kernel(n_iter, n_threads, start):
+        out = np.zeros(n_threads, np.float32)
+        for t in numba.prange(n_threads):
+            out[t] = _spin(n_iter, start, lanes_a, lanes_b)
+        return out.sum()
+
+    return kernel
 
 
-@numba.njit(parallel=True, nogil=True, cache=True)
-def _fma_256(n_iter, n_threads, start):
-    out = np.zeros(n_threads, np.float32)
-    for t in numba.prange(n_threads):
-        out[t] = _spin(n_iter, start, 64, 32)
-    return out.sum()
-
-
-@numba.njit(parallel=True, nogil=True, cache=True)
-def _fma_512(n_iter, n_threads, start):
-    out = np.zeros(n_threads, np.float32)
-    for t in numba.prange(n_threads):
-        out[t] = _spin(n_iter, start, 128, 64)
-    return out.sum()
-
-
-_FMA_KERNELS = {128: _fma_128, 256: _fma_256, 512: _fma_512}
+# per register width, FMA_CHAINS registers: 8 + 4 of them
+_FMA_KERNELS = {bits: _fma_kernel(8 * (bits // 32), 4 * (bits // 32)) for bits in (128, 256, 512)}
 
 
 def fma_peak_gflops(vector_bits: int = VECTOR_BITS, n_iter: int = FMA_ITERATIONS) -> float:
