@@ -163,3 +163,9 @@ def test_every_registry_entry_describes_itself():
     for name, p in PRUNERS.items():
         assert p.name == name and p.counts in ("weights", "units") and p.summary and len(p.style) == 3
     assert isinstance(PRUNERS["unit"], Pruner) and PRUNERS["unit"].structured and not PRUNERS["weight"].structured
+
+
+def test_every_registered_format_has_a_colour_of_its_own():
+    """Plots tell formats apart by colour first: two formats sharing one read as one line."""
+    colours = [cls.style[0] for cls in FORMATS.values()]
+    assert len(set(colours)) == len(colours), sorted(c for c in colours if colours.count(c) > 1)

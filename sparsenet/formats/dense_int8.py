@@ -73,7 +73,7 @@ class DenseInt8Forward(FormatDefaults):
     saved_as: ClassVar[str] = "compact_int8"  # the int8 compact file (sparsenet.export_int8) loads into it
     summary: ClassVar[str] = ("every weight int8 (zeros kept, one scale per unit): batch 1 one compiled call "
                               "widening int8 rows, larger batches BLAS on the widened matrices")
-    style: ClassVar[tuple[str, str]] = ("tab:gray", "x")
+    style: ClassVar[tuple[str, str]] = ("slateblue", "x")
     activations: ClassVar[frozenset[str]] = frozenset({"relu", "linear", "softmax"})
     layers: tuple[Int8Layer, ...]
     widths: tuple[int, ...]
