@@ -103,10 +103,10 @@ def test_report_on_a_users_own_model_and_data(tmp_path):
 
     model = small_classifier(tmp_path, np.random.default_rng(1))
     out = tmp_path / "reports"
-    result = run_report("--model", str(model), "--data", str(tmp_path / "test.npz"), "--train-data",
-                        str(tmp_path / "train.npz"), "--grid", "ci", "--max-time", "0.01", "--quiet-wait", "0",
-                        "--sparsities", "0,0.9", "--batch-sizes", "1,8", "--formats", "dense,sparse,shrunk",
-                        "--out", str(out))
+    # run from the user's folder with the paths as typed there: relative to it, not to the repository
+    result = run_report("--model", model.name, "--data", "test.npz", "--train-data", "train.npz", "--grid", "ci",
+                        "--max-time", "0.01", "--quiet-wait", "0", "--sparsities", "0,0.9", "--batch-sizes", "1,8",
+                        "--formats", "dense,sparse,shrunk", "--out", "reports", cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "training mnist" not in result.stdout, "none of our networks is trained"
     (run,) = out.iterdir()

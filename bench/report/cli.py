@@ -75,13 +75,28 @@ def grid_name(args) -> str:
     return args.grid or ("quick" if args.quick else "full")
 
 
+_PATH_OPTIONS = ("--data-dir", "--model-cache", "--model", "--train-data")
+
+
+def _for_child(opt: str, value) -> str:
+    """An option's value for the suite's process, which runs in the repository: the paths a user
+    typed, relative to their own working directory, made absolute (``--data`` only where it names a
+    file rather than a built-in dataset; ``--weights`` per DATASET=PATH item)."""
+    if opt == "--weights":
+        return ",".join(f"{d}={os.path.abspath(os.path.expanduser(p))}" if sep else d
+                        for d, sep, p in (item.partition("=") for item in str(value).split(",")))
+    if opt in _PATH_OPTIONS or (opt == "--data" and os.path.exists(os.path.expanduser(str(value)))):
+        return os.path.abspath(os.path.expanduser(str(value)))
+    return str(value)
+
+
 def run_benchmarks(grid: Grid, args, threads: int, raw_json: Path, only: list | None = None) -> None:
     """Run bench/test_forward.py in a fresh process with pytest-benchmark; its JSON is the only output.
     ``only``: these cases (bench.grid.Case) alone, in this order, instead of the whole grid."""
     targets = [f"{SUITE}::test_forward[{case.id}]" for case in only] if only else [str(SUITE)]
     cmd = [sys.executable, "-m", "pytest", *targets, "--benchmark-only",
            "-p", "no:cacheprovider", "-p", "no:xdist", "-p", "no:terminal", "-o", "addopts=", "--progress",
-           f"--benchmark-json={raw_json}", f"--benchmark-max-time={args.max_time}",
+           f"--benchmark-json={Path(raw_json).resolve()}", f"--benchmark-max-time={args.max_time}",
            "--benchmark-min-rounds=5", "--benchmark-disable-gc", "--benchmark-sort=name",
            "--benchmark-columns=median,iqr,rounds", "--benchmark-warmup=on", f"--threads={threads}",
            *grid_args(grid, grid_name(args), own_model=args.model is not None)]
@@ -90,7 +105,7 @@ def run_benchmarks(grid: Grid, args, threads: int, raw_json: Path, only: list | 
                        ("--weights", args.weights), ("--model", args.model), ("--data", args.data),
                        ("--train-data", args.train_data)):
         if value is not None and value != "":
-            cmd.append(f"{opt}={value}")
+            cmd.append(f"{opt}={_for_child(opt, value)}")
     shown = cmd[2:] if not only else ["pytest", f"<{len(only)} cases>"] + cmd[3 + len(targets):]
     print("  $ " + shlex.join(shown), flush=True)
     result = run_child(cmd, cwd=REPO if (REPO / "pyproject.toml").is_file() else None)
