@@ -38,7 +38,8 @@ from .fused import FusedSparseForward
 
 
 def check_weight_only(qnet: QuantizedNetwork, fmt: str, activations: frozenset[str]) -> None:
-    """TypeError/NotImplementedError unless ``qnet`` is a weight-only QuantizedNetwork of activations ``fmt`` runs."""
+    """TypeError/NotImplementedError unless ``qnet`` is a weight-only float32 QuantizedNetwork of activations
+    ``fmt`` runs."""
     if not isinstance(qnet, QuantizedNetwork):
         raise TypeError(f"{fmt}.build_quantized needs a QuantizedNetwork (from sparsenet.quantize.quantize), "
                         f"found {type(qnet).__name__}")
@@ -46,6 +47,12 @@ def check_weight_only(qnet: QuantizedNetwork, fmt: str, activations: frozenset[s
         raise NotImplementedError(f"format {fmt!r} runs weight-only int8 (float activations); this network was "
                                   f"quantized with mode={qnet.mode!r}: quantize(masked) without mode='static' "
                                   "(static int8 activations run in QuantizedNetwork.reference only)")
+    if qnet.dtype != np.float32:
+        # int8 weights are for speed and size: float64 activations would give back the bandwidth
+        # int8 saves, and every float64 kernel variant costs a minute of numba compile more.
+        raise NotImplementedError(f"format {fmt!r} runs float32 activations over int8 weights; this network is "
+                                  f"{qnet.dtype}: cast its layers' weights and biases to float32 before pruning "
+                                  "(or use a float format, e.g. 'sparse')")
     for i, layer in enumerate(qnet.layers):
         if layer.activation not in activations:
             raise NotImplementedError(f"format {fmt!r} runs activations {sorted(activations)}; layer {i} is "

@@ -4,8 +4,8 @@ The same packs and loops as :mod:`sparsenet.kernels.fused` (read its docstring f
 bundles), with the weights' ``data``/``values``/``weight_t`` arrays int8 and one more array,
 ``scale``, holding every output unit's weight scale in the biases' order::
 
-    scale  float32|float64[sum(widths[1:])]   unit i of layer l: scale[bias_off[l] + i]
-    widen  float32|float64[256]               widen[q + 128] = float(q): see below
+    scale  float32[sum(widths[1:])]   unit i of layer l: scale[bias_off[l] + i]
+    widen  float32[256]               widen[q + 128] = float(q): see below
     layer l: dst[i] = act(scale[i] * sum_j q[i, j] * src[j] + bias[i])
 
 An int8 weight is widened to the activations' float type in registers, and multiplied-added in
