@@ -28,7 +28,7 @@ report: setup
 # every case checked against dense first (a separate untimed pass over the same grid repeated it).
 test: setup lint
 	@cache=$$(mktemp -d) && trap 'rm -rf "$$cache"' EXIT && \
-	  SPARSENET_TEST_CACHE=$$cache $(PY) -m pytest tests -q -n 2 --dist loadfile
+	  SPARSENET_TEST_CACHE=$$cache $(PY) -m pytest tests -q -n 2 --dist loadfile --no-loadscope-reorder
 
 lint: setup
 	$(PY) -m ruff check sparsenet bench tests

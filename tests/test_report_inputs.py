@@ -53,8 +53,10 @@ def test_report_on_the_users_own_weights(tmp_path):
                    Layer((rng.standard_normal((10, 64)) / 8).astype(np.float32), None, "softmax")))
     path = save_network(tmp_path / "mine.npz", net)
     out = tmp_path / "reports"
+    # one method (unit: shrunk runs too), scope and recovered stage: --weights changes where the network comes from
     result = run_report("--grid", "ci", "--max-time", "0.01", "--quiet-wait", "0", "--out", str(out),
-                        "--weights", f"mnist={path}", "--formats", "dense,sparse,shrunk,auto")
+                        "--weights", f"mnist={path}", "--formats", "dense,sparse,shrunk,auto", "--methods", "unit",
+                        "--scopes", "layer", "--stages", "oneshot,finetuned", "--batch-sizes", "1,8")
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert f"using your mnist network from {path}" in result.stdout
     (run,) = out.iterdir()
@@ -106,7 +108,8 @@ def test_report_on_a_users_own_model_and_data(tmp_path):
     # run from the user's folder with the paths as typed there: relative to it, not to the repository
     result = run_report("--model", model.name, "--data", "test.npz", "--train-data", "train.npz", "--grid", "ci",
                         "--max-time", "0.01", "--quiet-wait", "0", "--sparsities", "0,0.9", "--batch-sizes", "1,8",
-                        "--formats", "dense,sparse,shrunk", "--out", "reports", cwd=tmp_path)
+                        "--formats", "dense,sparse,shrunk", "--methods", "weight", "--scopes", "layer",
+                        "--out", "reports", cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "training mnist" not in result.stdout, "none of our networks is trained"
     (run,) = out.iterdir()

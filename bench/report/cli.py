@@ -296,7 +296,7 @@ def main(argv=None) -> int:
         latency = remeasure_flagged(grid, args, threads, work / f"raw-{run_dir.name}-remeasured.json", latency)
         print("[5/5] measuring the machine's GEMM and FMA peaks and bandwidth; writing results.json, plots, report.md",
               flush=True)
-        machine = measure_machine()
+        machine = measure_machine(quick=args.max_time < SMOKE_MAX_TIME_S)
         formats = describe_registry()
         results = {
             "schema_version": SCHEMA_VERSION,

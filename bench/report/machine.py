@@ -94,19 +94,24 @@ def cache_bytes(level: int = 3) -> int:
         return L3_FALLBACK_BYTES
 
 
-def measure_machine() -> dict:
-    """GEMM peak (float32, 2048^3), FMA peak, and read bandwidth from L3-sized and DRAM-sized arrays."""
+def measure_machine(quick: bool = False) -> dict:
+    """GEMM peak (float32, 2048^3), FMA peak, and read bandwidth from L3-sized and DRAM-sized arrays.
+
+    ``quick`` (smoke runs, whose latencies are rounds of a few milliseconds and mean nothing either)
+    times each ceiling for a tenth as long: the same kernels, fewer rounds, noisier figures, and
+    the record says so (``"quick": true``)."""
+    scale, rounds = (0.1, 2) if quick else (1.0, 5)
     rng = np.random.default_rng(0)
     a = rng.random((2048, 2048), dtype=np.float32)
     b = rng.random((2048, 2048), dtype=np.float32)
-    gemm_s = median_seconds(np.matmul, a, b, min_time=0.2, min_rounds=5)
+    gemm_s = median_seconds(np.matmul, a, b, min_time=0.2 * scale, min_rounds=rounds)
     l3 = cache_bytes(3)
     small = np.ones(l3 // 4 // 4, dtype=np.float32)  # a quarter of L3: stays cached
     big = np.ones(max(512 << 20, 16 * l3) // 4, dtype=np.float32)  # far beyond L3: DRAM
     chunks = 8 * numba.get_num_threads()
-    cache_s = median_seconds(_read_all, small, chunks, min_time=0.2, min_rounds=5)
-    dram_s = median_seconds(_read_all, big, chunks, min_time=0.5, min_rounds=5)
-    fma = fma_peak_gflops()
+    cache_s = median_seconds(_read_all, small, chunks, min_time=0.2 * scale, min_rounds=rounds)
+    dram_s = median_seconds(_read_all, big, chunks, min_time=0.5 * scale, min_rounds=rounds)
+    fma = fma_peak_gflops(n_iter=int(FMA_ITERATIONS * scale))
     return {
         "gemm_gflops": 2 * 2048**3 / gemm_s / 1e9,
         "fma_gflops": fma,
@@ -116,4 +121,5 @@ def measure_machine() -> dict:
         "l3_bytes": l3,
         "threads": numba.get_num_threads(),
         "cores": os.cpu_count(),
+        "quick": quick,
     }

@@ -273,7 +273,8 @@ def roofline_section(results: dict, figures: list[str]) -> str:
            "its weight-read time (dense: the matrices; sparse formats: kept weights × 6 bytes, the leanest "
            "CSR); activations are not counted, and skipping zero activations (the `sparse` format at batch 1) "
            "can beat the floor. Shown: floor / measured at sparsity 0.9, with the bound that "
-           "sets the floor."]
+           "sets the floor." + (" These ceilings were timed briefly (a smoke run): read them as rough."
+                                if m.get("quick") else "")]
     for (dataset, method), recs in _by_dataset_method(results["roofline"]).items():
         at = [r for r in recs if abs(r["sparsity"] - 0.9) < 1e-9] or recs
         formats = list(dict.fromkeys(r["format"] for r in at))
