@@ -12,7 +12,9 @@ given the same budget (``RecoveryConfig.epochs`` on top of the dense training):
 Pruned weights stay at exactly zero in both stages: gradients are masked before the optimizer
 and the masks re-applied after every step, and the optimizer state of newly pruned weights is
 zeroed (the Keras side, :mod:`sparsenet._masked_mlp`, says how). After training, the masks and
-the achieved sparsity are checked.
+the achieved sparsity are checked. Conv networks (MobileNetV2) train as their own Keras model,
+batch norm unfolded and trainable, masks on the Keras kernels, then imported again with BN
+folded (:mod:`sparsenet._masked_conv`); their cache entries are :mod:`sparsenet._conv_npz` files.
 
 Like :mod:`sparsenet.train`, tensorflow is imported only inside the functions that train; a
 cache hit (:func:`recovered_network`) needs no tensorflow.
@@ -30,12 +32,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _keras
+from ._conv_npz import load_conv_network, save_conv_network
 from ._masked_mlp import gradual_callback, masked_model
 from .cache import cache_root, entry_lock, read_manifest
 from .data import N_TRAIN, Dataset, load_dataset
 from .files import write_json
 from .io import load_masked, save_masked
-from .layers import kind_of
+from .layers import SPATIAL_KINDS, kind_of
 from .model import MaskedNetwork, Network
 from .prune import PRUNERS, SCOPES, prune
 from .schedule import PolynomialDecay
@@ -106,30 +109,34 @@ class RecoveryConfig:
 
 
 def finetune(masked: MaskedNetwork, dataset: Dataset, config: RecoveryConfig = RecoveryConfig(),
-             progress: bool = True) -> tuple[MaskedNetwork, dict]:
+             progress: bool = True, keras_model: str | os.PathLike | None = None) -> tuple[MaskedNetwork, dict]:
     """Train ``masked`` for ``config.epochs`` with its masks fixed; return it with a manifest.
+
+    A conv network (spatial layers) trains as its Keras model, batch norm unfolded
+    (:mod:`sparsenet._masked_conv`): ``keras_model`` is the ``.keras`` file it was imported from.
 
     Raises ``RuntimeError`` if a pruned weight came back or the sparsity changed (a bug, never
     expected).
     """
-    recovered, manifest = _fit(masked, dataset, config, None, progress)
+    recovered, manifest = _fit(masked, dataset, config, None, progress, keras_model)
     _check_fixed_masks(masked, recovered)
     return recovered, {**manifest, "stage": "finetuned"}
 
 
 def gradual(net: Network, method: str, sparsity: float, scope: str, dataset: Dataset,
-            config: RecoveryConfig = RecoveryConfig(), progress: bool = True) -> tuple[MaskedNetwork, dict]:
+            config: RecoveryConfig = RecoveryConfig(), progress: bool = True,
+            keras_model: str | os.PathLike | None = None) -> tuple[MaskedNetwork, dict]:
     """Train ``net`` while pruning it to ``sparsity`` along ``config.schedule(sparsity)``.
 
     The result keeps exactly as many weights (units) per layer, or in all for global scope, as
     one-shot :func:`~sparsenet.prune` keeps at ``sparsity`` (checked), but chosen along the way,
-    so the masks differ.
+    so the masks differ. ``keras_model``: as for :func:`finetune`.
     """
     check_choice("pruning method", method, PRUNERS)
     check_choice("scope", scope, SCOPES)
     schedule = config.schedule(check_sparsity(sparsity))
     start = prune(net, method, schedule.initial_sparsity, scope)
-    recovered, manifest = _fit(start, dataset, config, schedule, progress)
+    recovered, manifest = _fit(start, dataset, config, schedule, progress, keras_model)
     recovered = dataclasses.replace(recovered, sparsity=float(sparsity))
     expected = prune(net, method, sparsity, scope)
     if _kept(recovered) != _kept(expected):
@@ -140,7 +147,8 @@ def gradual(net: Network, method: str, sparsity: float, scope: str, dataset: Dat
 
 
 def recover(net: Network, stage: str, method: str, sparsity: float, scope: str, dataset: Dataset,
-            config: RecoveryConfig = RecoveryConfig(), progress: bool = True) -> tuple[MaskedNetwork, dict]:
+            config: RecoveryConfig = RecoveryConfig(), progress: bool = True,
+            keras_model: str | os.PathLike | None = None) -> tuple[MaskedNetwork, dict]:
     """The network of ``stage`` (see :data:`RECOVERED_STAGES`) for the dense ``net``.
 
     A training set smaller than ``config`` assumes (a user's own data) sets ``train_samples``,
@@ -152,14 +160,18 @@ def recover(net: Network, stage: str, method: str, sparsity: float, scope: str, 
     if n < (config.train_samples or N_TRAIN):
         config = dataclasses.replace(config, train_samples=n)
     if stage == "finetuned":
-        return finetune(prune(net, method, sparsity, scope), dataset, config, progress)
-    return gradual(net, method, sparsity, scope, dataset, config, progress)
+        return finetune(prune(net, method, sparsity, scope), dataset, config, progress, keras_model)
+    return gradual(net, method, sparsity, scope, dataset, config, progress, keras_model)
 
 
 def recovered_network(net: Network, stage: str, method: str, sparsity: float, scope: str, dataset: str | Dataset,
                       config: RecoveryConfig = RecoveryConfig(), cache_dir: str | os.PathLike | None = None,
-                      data_dir: str | os.PathLike | None = None, progress: bool = True) -> tuple[MaskedNetwork, dict]:
+                      data_dir: str | os.PathLike | None = None, progress: bool = True,
+                      keras_model: str | os.PathLike | None = None) -> tuple[MaskedNetwork, dict]:
     """:func:`recover`, cached under ``<cache>/recovered/``, keyed by the dense weights and every setting.
+
+    A conv network needs ``keras_model`` (see :func:`finetune`) to train, not to be read from
+    the cache; its entry is a :mod:`sparsenet._conv_npz` file, read without tensorflow.
 
     ``dataset`` is a built-in dataset's name, or the data itself (a user's, e.g. from
     :func:`sparsenet.userdata.user_dataset`), whose training arrays then join the key."""
@@ -176,7 +188,7 @@ def recovered_network(net: Network, stage: str, method: str, sparsity: float, sc
         manifest = read_manifest(directory / "manifest.json", key, key_field="key")
         if manifest is not None:
             try:
-                masked = load_masked(directory / "network.npz")
+                masked = _load(directory / "network.npz", net)
             except (OSError, ValueError) as exc:
                 print(f"cache entry {directory} is unusable ({exc}); training again", flush=True)
             else:
@@ -185,8 +197,8 @@ def recovered_network(net: Network, stage: str, method: str, sparsity: float, sc
         if progress:
             print(f"  {stage} {name} {method}/{scope} at {sparsity:g}: {config.epochs} epochs "
                   f"(cached in {directory})", flush=True)
-        masked, manifest = recover(net, stage, method, sparsity, scope, data, config, progress)
-        save_masked(directory / "network.npz", masked)
+        masked, manifest = recover(net, stage, method, sparsity, scope, data, config, progress, keras_model)
+        _save(directory / "network.npz", masked)
         write_json(directory / "manifest.json", {**manifest, "key": key})
         return masked, {**manifest, "key": key}
 
@@ -207,10 +219,31 @@ def recovery_key(net: Network, stage: str, method: str, sparsity: float, scope: 
 
 # --- training with masks -------------------------------------------------------------------------
 
+def _save(path, masked: MaskedNetwork) -> None:
+    if masked.net.layer_kinds & SPATIAL_KINDS:
+        save_conv_network(path, masked)
+    else:
+        save_masked(path, masked)
+
+
+def _load(path, net: Network) -> MaskedNetwork:
+    if not net.layer_kinds & SPATIAL_KINDS:
+        return load_masked(path)
+    masked = load_conv_network(path)
+    if not isinstance(masked, MaskedNetwork) or [layer.weight.shape for layer in masked.net.layers] != [
+            layer.weight.shape for layer in net.layers]:
+        raise ValueError(f"{path} does not hold a masked network of this network's shape")
+    return masked
+
+
 def _fit(masked: MaskedNetwork, dataset: Dataset, config: RecoveryConfig, schedule: PolynomialDecay | None,
-         progress: bool) -> tuple[MaskedNetwork, dict]:
+         progress: bool, keras_model=None) -> tuple[MaskedNetwork, dict]:
     """Train ``masked`` (masks fixed, or following ``schedule``); return it and a manifest."""
     net = masked.net
+    if net.layer_kinds & SPATIAL_KINDS:
+        from ._masked_conv import fit_conv
+
+        return fit_conv(masked, dataset, config, schedule, keras_model, progress)
     if net.widths[0] != dataset.x_train.shape[1]:
         raise ValueError(f"network takes {net.widths[0]} inputs, {dataset.name} images have "
                          f"{dataset.x_train.shape[1]} pixels")

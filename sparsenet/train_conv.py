@@ -123,7 +123,7 @@ def train_conv(config: ConvTrainConfig, dataset: ImageDataset, path: str | os.Pa
     x_test = dataset.x_test.reshape(shape)
     _, fit_accuracy = model.evaluate(x_test, dataset.y_test, batch_size=500, verbose=0)
     start = time.perf_counter()
-    reestimate_bn(keras, model, x_train, config)
+    reestimate_bn(keras, model, x_train, config.seed)
     bn_seconds = time.perf_counter() - start
     _, test_accuracy = model.evaluate(x_test, dataset.y_test, batch_size=500, verbose=0)
     keras_pred = model.predict(x_test, batch_size=500, verbose=0).argmax(axis=1)
@@ -156,24 +156,26 @@ def train_conv(config: ConvTrainConfig, dataset: ImageDataset, path: str | os.Pa
     }
 
 
-def reestimate_bn(keras, model, x_train: np.ndarray, config: ConvTrainConfig) -> None:
+def reestimate_bn(keras, model, x_train: np.ndarray, seed: int, batches: int = BN_BATCHES,
+                  batch_size: int = BN_BATCH_SIZE) -> None:
     """Replace every batch norm's moving statistics by the mean of its batch statistics over
-    :data:`BN_BATCHES` random training batches under the final weights ("precise BN").
+    ``batches`` random training batches under the final weights ("precise BN"); ``x_train`` NHWC.
 
     Measured (seed 0, 1 epoch on fashion_mnist_32, 2 cores): the moving statistics ``fit`` left
     gave 10 % test accuracy, constant predictions, while the same weights with batch statistics
     gave 81 %; the re-estimated ones give about 80 %. Eager calls with ``training=True`` update
     the moving averages with ``momentum`` read per call, so ``k / (k + 1)`` at batch ``k`` makes
-    them the running mean.
+    them the running mean; each layer's own momentum is restored afterwards.
     """
     layers = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
-    rng = np.random.default_rng(config.seed)
-    for k in range(BN_BATCHES):
+    momenta = [layer.momentum for layer in layers]
+    rng = np.random.default_rng(seed)
+    for k in range(batches):
         for layer in layers:
             layer.momentum = k / (k + 1)
-        model(x_train[rng.choice(len(x_train), min(BN_BATCH_SIZE, len(x_train)), replace=False)], training=True)
-    for layer in layers:
-        layer.momentum = config.bn_momentum
+        model(x_train[rng.choice(len(x_train), min(batch_size, len(x_train)), replace=False)], training=True)
+    for layer, momentum in zip(layers, momenta):
+        layer.momentum = momentum
 
 
 def predict(net: Network, x: np.ndarray, batch_size: int = 500) -> np.ndarray:

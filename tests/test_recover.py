@@ -150,7 +150,7 @@ def test_recovered_network_is_cached(dense, finetuned, tmp_path, monkeypatch):
     _, trained, trained_manifest = finetuned("weight", 0.95)
     calls = []
 
-    def fake_recover(net, stage, method, sparsity, scope, data, config, progress):
+    def fake_recover(net, stage, method, sparsity, scope, data, config, progress, keras_model=None):
         assert net is dense and data.name == "mnist"
         assert (stage, method, sparsity, scope, config) == ("finetuned", "weight", 0.95, "layer", QUICK)
         calls.append(stage)
