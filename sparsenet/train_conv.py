@@ -6,7 +6,8 @@ pooling), trained with Adam and a cosine-decayed learning rate, seeded and deter
 the MLPs (:mod:`sparsenet.train`). The cache entry, under
 :func:`sparsenet.cache.cache_root`, is ``models/<dataset>-mobilenetv2-<key>/`` holding the
 trained ``model.keras`` (its batch norm statistics re-estimated after training,
-:func:`reestimate_bn`) and ``manifest.json`` (written last); :func:`trained_conv_network` reads
+:func:`reestimate_bn`), ``network.npz`` (its checked import, read on a cache hit without
+tensorflow) and ``manifest.json`` (written last); :func:`trained_conv_network` reads
 the Keras file through :func:`sparsenet.load_model`, which folds every batch norm into its
 convolution and checks the result against Keras on random inputs, so the cached artefact is the
 framework's own file and the network is always the checked import of it.
@@ -29,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _keras
+from ._conv_npz import load_conv_network, save_conv_network
 from .cache import RECOVERED_FIELDS, cache_root, entry_lock, read_manifest
 from .files import atomic_path, write_json
 from .image_data import IMAGE_DATASETS, ImageDataset, load_image_dataset
@@ -37,6 +39,7 @@ from .validation import check_choice
 
 RECIPE_VERSION = 2  # 2: batch norm statistics re-estimated after training
 BN_BATCHES, BN_BATCH_SIZE = 50, 256
+NETWORK_FILE = "network.npz"  # the imported network, read without tensorflow
 MAX_EXPORT_MISMATCH = 1e-3  # as for the MLPs: near-tied logits may flip between Keras and numpy
 CONV_FIELDS = {**RECOVERED_FIELDS, "test_accuracy_numpy": RECOVERED_FIELDS["test_accuracy"]}
 
@@ -189,7 +192,12 @@ def predict(net: Network, x: np.ndarray, batch_size: int = 500) -> np.ndarray:
 
 def trained_conv_network(config: ConvTrainConfig, cache_dir: str | os.PathLike | None = None,
                          data_dir: str | os.PathLike | None = None, progress: bool = True) -> tuple[Network, dict]:
-    """The imported (batch norm folded) network for ``config``: from the cache, else trained and cached."""
+    """The imported (batch norm folded) network for ``config``: from the cache, else trained and cached.
+
+    The returned manifest also names the cached Keras file (``keras_model``), which recovery
+    (:mod:`sparsenet.recover`) trains. A cache hit reads ``network.npz`` (the checked import,
+    :mod:`sparsenet._conv_npz`) without tensorflow; an entry without it is imported once more.
+    """
     directory = model_dir(config, cache_dir)
     with entry_lock(directory, f"the {config.dataset} MobileNetV2"):
         path, manifest_path = directory / "model.keras", directory / "manifest.json"
@@ -198,15 +206,29 @@ def trained_conv_network(config: ConvTrainConfig, cache_dir: str | os.PathLike |
             if progress:
                 print(f"reusing trained {config.dataset} MobileNetV2 from {directory} "
                       f"(test accuracy {manifest['test_accuracy']:.2%})", flush=True)
-            return _import(path).network, manifest
+            return _cached_network(directory), {**manifest, "keras_model": str(path)}
         dataset = load_image_dataset(config.dataset, data_dir, channels=config.channels)
         if progress:
             print(f"training MobileNetV2 alpha={config.alpha} on {dataset!r} for {config.epochs} epochs; "
                   f"caching in {directory}", flush=True)
         directory.mkdir(parents=True, exist_ok=True)
         manifest = train_conv(config, dataset, path, progress)
+        net = _import(path).network
+        save_conv_network(directory / NETWORK_FILE, net)
         write_json(manifest_path, manifest)
-        return _import(path).network, manifest
+        return net, {**manifest, "keras_model": str(path)}
+
+
+def _cached_network(directory: Path) -> Network:
+    try:
+        net = load_conv_network(directory / NETWORK_FILE)
+        if isinstance(net, Network):
+            return net
+    except (OSError, ValueError):
+        pass
+    net = _import(directory / "model.keras").network
+    save_conv_network(directory / NETWORK_FILE, net)
+    return net
 
 
 def _import(path):
