@@ -18,13 +18,14 @@ from .engines import OrtForward, TFLiteForward, TorchCSRForward, TorchDenseForwa
 from .fused import FusedSparseForward
 from .shrunk import ShrunkDenseForward
 from .shrunk_int8 import ShrunkInt8Forward
+from .sparse_conv import SparseConvForward
 from .sparse_int8 import SparseInt8Forward
 
 FORMATS: dict[str, type[Forward]] = {
     cls.name: cls
     for cls in (DenseForward, ScipyCSRForward, NumbaCSRForward, NumbaCSRParallelForward, FusedSparseForward,
                 ShrunkDenseForward, AutoForward, OrtForward, TFLiteForward, TorchDenseForward, TorchCSRForward,
-                DenseInt8Forward, SparseInt8Forward, ShrunkInt8Forward)
+                DenseInt8Forward, SparseInt8Forward, ShrunkInt8Forward, SparseConvForward)
 }
 for _cls in FORMATS.values():
     check_format_class(_cls)

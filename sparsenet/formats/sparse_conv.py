@@ -1,0 +1,195 @@
+"""``sparse_conv``: convolutional networks (MobileNetV2) in one compiled call, 1x1 convolutions sparse.
+
+:func:`sparsenet.conv_forward` runs every layer of a group of samples without returning
+to Python: the 1x1 convolutions (and dense layers) as CSR by output channel (kept weights only,
+16-bit indices) times the activations with the spatial positions as SIMD lanes; the first full
+convolution (any conv2d that is not 1x1/stride 1) and the depthwise layers dense, with bias,
+activation (ReLU6, ReLU, linear) and residual add fused into each layer's output pass. Threads
+take whole groups of samples (no barrier between layers); batch 1 runs on one thread.
+
+Measurements (the figures behind the choices) are in :data:`MEASURED`.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numba
+import numpy as np
+
+from ..kernels.conv import ACT_CODES, OP_CODES, ConvPlan, PointwiseCSR, conv_forward, padded_positions
+from ..layers import LAYER_KINDS
+from ..model import MaskedNetwork
+from ..validation import check_batch
+from .base import FormatDefaults
+
+# Samples per group (one worker runs a group through every layer). Late MobileNetV2 layers are
+# 1x1 or 2x2, where the group is the lanes, so a group wants >= 8 samples; early ones hold
+# 16x16 positions per sample, so a large group's activations leave L2.
+GROUP = 8
+_SCRATCH_SHAPES = 3
+
+MEASURED = """(filled in from measurements)"""
+
+
+def _allocate(reads: list[tuple[int, ...]]) -> tuple[list[int], int, int]:
+    """Scratch slots for step outputs: ``reads[s]`` are the tensors step ``s`` reads (-1: the
+    input, else a step's output); a step never writes a slot holding a tensor read at or after
+    it. Returns (slot of each step's output, slot of the input, number of slots)."""
+    last_use = {-1: 0}
+    for s, used in enumerate(reads):
+        for t in used:
+            last_use[t] = s
+    slot_of = {-1: 0}
+    out = []
+    for s in range(len(reads)):
+        busy = {slot_of[t] for t in slot_of if last_use.get(t, -1) >= s}
+        slot = min(set(range(len(busy) + 1)) - busy)
+        slot_of[s] = slot
+        out.append(slot)
+    return out, 0, max(out + [0]) + 1
+
+
+def _steps(masked: MaskedNetwork):
+    """The kernel's steps: one dict of plan fields per step, its reads, and its weights."""
+    net = masked.net
+    steps, reads, rows, dense, biases = [], [], [], [], []
+    tensor_of_layer = {-1: -1}
+    n_rows = n_dense = n_bias = 0
+    for i, (layer, w, b, keep) in enumerate(zip(net.layers, masked.masked_weights(), masked.masked_biases(),
+                                                masked.masks.weight)):
+        src = tensor_of_layer[i - 1]
+        in_shape = tuple(getattr(layer, "input_shape", (layer.n_in,)))
+        if layer.kind == "dense" and len(in_shape) == 1:
+            prev = tuple(getattr(net.layers[i - 1], "output_shape", in_shape)) if i > 0 else in_shape
+            if len(prev) == 3 and prev[0] * prev[1] > 1:  # flattened NHWC: channels-major rows first
+                steps.append(dict(op=OP_CODES["flatten"], act=0, c_in=prev[2], h_in=prev[0], w_in=prev[1],
+                                  c_out=layer.n_in, h_out=1, w_out=1, kh=1, kw=1, stride=1, pad_t=0, pad_l=0,
+                                  b_off=0, w_off=0, res_tensor=-2))
+                reads.append((src,))
+                src = len(steps) - 1
+        res = getattr(layer, "residual_from", None)
+        geo = dict(act=ACT_CODES[layer.activation], kh=1, kw=1, stride=1, pad_t=0, pad_l=0, b_off=n_bias)
+        if layer.kind == "global_avg_pool":
+            h, wd, c = layer.input_shape
+            geo.update(op=OP_CODES["pool"], c_in=c, h_in=h, w_in=wd, c_out=c, h_out=1, w_out=1, w_off=0)
+        elif layer.kind == "dense" or (layer.kind == "conv2d" and layer.kernel_hw == (1, 1) and layer.stride == 1
+                                       and not any(layer.pads)):
+            h, wd = (1, 1) if layer.kind == "dense" else layer.input_hw
+            w2, k2 = w.reshape(w.shape[0], -1), keep.reshape(keep.shape[0], -1)
+            geo.update(op=OP_CODES["pointwise"], c_in=w2.shape[1], h_in=h, w_in=wd, c_out=w2.shape[0], h_out=h,
+                       w_out=wd, w_off=n_rows)
+            rows.append((w2, k2))
+            n_rows += w2.shape[0]
+        else:
+            (h, wd, c), (ho, wo, co) = layer.input_shape, layer.output_shape
+            geo.update(op=OP_CODES["depthwise" if layer.kind == "depthwise_conv2d" else "conv"], c_in=c, h_in=h,
+                       w_in=wd, c_out=co, h_out=ho, w_out=wo, kh=layer.kernel_hw[0], kw=layer.kernel_hw[1],
+                       stride=layer.stride, pad_t=layer.pads[0], pad_l=layer.pads[2], w_off=n_dense)
+            dense.append(w.ravel())
+            n_dense += w.size
+        n_bias += geo["c_out"]
+        biases.append(np.zeros(geo["c_out"], net.dtype) if b is None else b)
+        steps.append(geo)
+        reads.append((src,) if res is None else (src, tensor_of_layer[res]))
+        geo["res_tensor"] = -2 if res is None else tensor_of_layer[res]
+        tensor_of_layer[i] = len(steps) - 1
+    return steps, reads, rows, dense, biases
+
+
+@dataclass(frozen=True)
+class SparseConvForward(FormatDefaults):
+    name: ClassVar[str] = "sparse_conv"
+    kind: ClassVar[str] = "sparse"
+    summary: ClassVar[str] = ("conv networks in one compiled call: 1x1 convolutions as CSR (16-bit indices) over "
+                              "positions in SIMD lanes, first conv and depthwise dense, activations fused")
+    style: ClassVar[tuple[str, str]] = ("darkgreen", "p")
+    operating_points: ClassVar[bool] = True
+    layer_kinds: ClassVar[frozenset[str]] = frozenset(LAYER_KINDS)
+    # fused into each layer's output pass; the output layer's softmax is linear, as in every format
+    activations: ClassVar[frozenset[str]] = frozenset(ACT_CODES)
+    plan: ConvPlan
+    csr: PointwiseCSR
+    dense_w: np.ndarray
+    bias: np.ndarray
+    n_slots: int
+    kept: int
+    _scratch: threading.local = field(default_factory=threading.local, repr=False, compare=False)
+
+    @classmethod
+    def build(cls, masked: MaskedNetwork) -> SparseConvForward:
+        net = masked.net
+        for i, layer in enumerate(net.layers):
+            if layer.activation not in cls.activations:
+                raise NotImplementedError(f"the sparse_conv format fuses {sorted(cls.activations)} only; layer {i} "
+                                          f"is {layer.activation!r}")
+        steps, reads, rows, dense, biases = _steps(masked)
+        slots, input_slot, n_slots = _allocate(reads)
+        src = [input_slot if r[0] == -1 else slots[r[0]] for r in reads]
+        res = [-1 if s["res_tensor"] == -2 else (input_slot if s["res_tensor"] == -1 else slots[s["res_tensor"]])
+               for s in steps]
+        fields = {name: np.array([s[name] for s in steps], np.int64) for name in ConvPlan._fields
+                  if name not in ("src", "dst", "res")}
+        plan = ConvPlan(**fields, src=np.array(src, np.int64), dst=np.array(slots, np.int64),
+                                res=np.array(res, np.int64))
+        widest = max([w.shape[1] for w, _ in rows], default=1)
+        index_dtype = np.uint16 if widest <= np.iinfo(np.uint16).max + 1 else np.int32
+        indptr, indices, data = [np.zeros(1, np.int64)], [np.zeros(0, index_dtype)], [np.zeros(0, net.dtype)]
+        nnz = 0
+        for w, keep in rows:
+            r, c = np.nonzero(keep)
+            indptr.append(nnz + np.cumsum(np.bincount(r, minlength=keep.shape[0])))
+            indices.append(c.astype(index_dtype))
+            data.append(w[r, c])
+            nnz += r.size
+        csr = PointwiseCSR(np.concatenate(indptr).astype(np.int64), np.concatenate(indices),
+                                   np.concatenate(data).astype(net.dtype))
+        dense_w = np.concatenate([np.zeros(0, net.dtype), *dense]).astype(net.dtype)
+        return cls(plan, csr, dense_w, np.concatenate(biases).astype(net.dtype), n_slots,
+                   sum(int(k.sum()) for k in masked.masks.weight))
+
+    def slot_size(self, group: int) -> int:
+        """Values one scratch slot holds for groups of ``group`` samples: the largest step output
+        (or the input), channel rows padded to whole registers."""
+        p = self.plan
+        outs = p.c_out * np.array([padded_positions(group * h * w) for h, w in zip(p.h_out, p.w_out)])
+        first = int(p.c_in[0]) * padded_positions(group * int(p.h_in[0] * p.w_in[0]))
+        return int(max(outs.max(), first))
+
+    def _buffers(self, group: int, n_threads: int, dtype) -> tuple[np.ndarray, int]:
+        """Per-thread scratch reused across calls (zeroed once, see kernels.conv._zero_tail); the
+        last _SCRATCH_SHAPES shapes are kept."""
+        key = (group, n_threads, np.dtype(dtype))
+        kept = self._scratch.__dict__.setdefault("buffers", {})
+        if key not in kept:
+            if len(kept) >= _SCRATCH_SHAPES:
+                del kept[next(iter(kept))]
+            slot = self.slot_size(group)
+            kept[key] = (np.zeros((n_threads, self.n_slots * slot), dtype), slot)
+        return kept[key]
+
+    @property
+    def n_in(self) -> int:
+        p = self.plan
+        return int(p.c_in[0] * p.h_in[0] * p.w_in[0])
+
+    @property
+    def n_out(self) -> int:
+        p = self.plan
+        return int(p.c_out[-1] * p.h_out[-1] * p.w_out[-1])
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = check_batch(x, n_in=self.n_in, dtype=self.bias.dtype)
+        x = np.ascontiguousarray(x)
+        n_threads = numba.get_num_threads()
+        group = 1 if x.shape[0] == 1 else min(GROUP, -(-x.shape[0] // n_threads))
+        scratch, slot = self._buffers(group, n_threads, x.dtype)
+        out = np.empty((x.shape[0], self.n_out), x.dtype)
+        conv_forward(self.plan, self.csr, self.dense_w, self.bias, x, scratch, out, group, slot, n_threads)
+        return out
+
+    @property
+    def nnz(self) -> int:
+        return self.kept

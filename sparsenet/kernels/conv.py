@@ -1,0 +1,276 @@
+"""A whole convolutional network (MobileNetV2-like) in one compiled call: sparse 1x1 convolutions.
+
+Layout. Inside the kernel a tensor of ``C`` channels over ``H x W`` positions of a group of ``g``
+samples is channel-major, positions as the SIMD lane axis: channel ``c`` is one row of
+``M = g * H * W`` values (sample-major, then row-major positions), padded to ``Mp``, a multiple
+of 8 (one AVX2 register of float32), at ``slot + c * Mp``. A 1x1 convolution is then a sparse
+(CSR, rows = output channels) times dense ``(C_in, Mp)`` product in which each kept weight
+broadcasts into an FMA over a tile of positions held in registers, as in Elsen et al., "Fast
+Sparse ConvNets" (2019) and XNNPACK's sparse path (both CHW). A dense layer is the same product
+with ``H = W = 1``, so after the global pooling the lanes are the group's samples.
+NHWC (channels contiguous per position) was measured against it and lost; figures in
+:mod:`sparsenet.formats.sparse_conv`.
+
+Every array is C-contiguous; kernels allocate nothing; callers (the format) validate. Steps (a
+layer, or the flatten a dense layer on a spatial input needs) are described by ``ConvPlan``,
+one int64 entry per step::
+
+    op       0 pointwise (1x1 stride 1 conv, dense layer: CSR), 1 full conv (dense weights),
+             2 depthwise (dense weights), 3 global average pool, 4 flatten (to (H*W*C,) per sample)
+    act      0 linear, 1 ReLU, 2 ReLU6 (after the bias, before the residual add)
+    c_in, h_in, w_in, c_out, h_out, w_out, kh, kw, stride, pad_t, pad_l   geometry
+    src, dst, res   scratch slots read, written, added after the activation (res -1: none)
+    w_off    op 0: first CSR row (absolute into indptr); ops 1, 2: first weight in ``dense_w``
+    b_off    first bias of the step in ``bias`` (c_out values; zeros where the layer has none)
+
+    PointwiseCSR  indptr int64[rows + 1] (absolute), indices uint16|int32[nnz] (input channel), data float[nnz]
+    dense_w   float[...]  op 1: (c_out, kh, kw, c_in) row-major; op 2: (c, kh, kw)
+    x         float[n_batch, n_in]   NHWC flattened, as the format takes it
+    scratch   float[n_threads, n_slots * slot]   slot s of a worker starts at s * slot
+    out       float[n_batch, n_out]  NHWC flattened
+
+Threads: ``conv_forward`` splits the batch into groups of ``group`` samples and the groups into
+one contiguous range per worker (``numba.prange``); a worker runs its groups through every layer
+with no barrier, in its own scratch row.
+"""
+
+from typing import NamedTuple
+
+import numba
+import numpy as np
+
+from .simd import at, vadd, vfma, vload, vsplat, vstore, vzeros
+
+__all__ = ["OP_CODES", "ConvPlan", "PointwiseCSR", "conv_forward", "padded_positions"]
+
+OP_CODES = {"pointwise": 0, "conv": 1, "depthwise": 2, "pool": 3, "flatten": 4}
+ACT_CODES = {"linear": 0, "softmax": 0, "relu": 1, "relu6": 2}
+LANE_PAD = 8
+
+# "contract" lets LLVM fuse multiply-add; nothing else (NaN and inf must propagate as in dense).
+_FASTMATH = {"contract"}
+
+
+class ConvPlan(NamedTuple):
+    """One int64 array per field, one entry per step (see the module docstring)."""
+
+    op: np.ndarray
+    act: np.ndarray
+    c_in: np.ndarray
+    h_in: np.ndarray
+    w_in: np.ndarray
+    c_out: np.ndarray
+    h_out: np.ndarray
+    w_out: np.ndarray
+    kh: np.ndarray
+    kw: np.ndarray
+    stride: np.ndarray
+    pad_t: np.ndarray
+    pad_l: np.ndarray
+    src: np.ndarray
+    dst: np.ndarray
+    res: np.ndarray
+    w_off: np.ndarray
+    b_off: np.ndarray
+
+
+class PointwiseCSR(NamedTuple):
+    """Every pointwise step's kept weights, rows (output channels) back to back."""
+
+    indptr: np.ndarray
+    indices: np.ndarray
+    data: np.ndarray
+
+
+def padded_positions(m: int) -> int:
+    """``Mp``: ``m`` lanes rounded up to whole 8-lane registers."""
+    return -(-m // LANE_PAD) * LANE_PAD
+
+
+@numba.njit(inline="always")
+def _padded(m):
+    return -(-m // 8) * 8  # padded_positions, compiled (LANE_PAD)
+
+
+@numba.njit(inline="always")
+def _act_tail(buf, o0, n, act, ro):
+    """buf[o0:o0 + n] = activation(...) (+ buf[ro:ro + n] when ro >= 0); NaN stays NaN."""
+    if act == 1:
+        for m in range(n):
+            v = buf[o0 + m]
+            buf[o0 + m] = 0 if v < 0 else v
+    elif act == 2:
+        for m in range(n):
+            v = buf[o0 + m]
+            buf[o0 + m] = 0 if v < 0 else (6 if v > 6 else v)
+    if ro >= 0:
+        for m in range(n):
+            buf[o0 + m] += buf[ro + m]
+
+
+@numba.njit(inline="always")
+def _zero_tail(buf, row, m, mp):
+    """Zero the padding lanes m:mp of the channel row at ``row``: the next pointwise step reads
+    them (into padding lanes only), and stale values there could be denormal or grow."""
+    for k in range(m, mp):
+        buf[row + k] = 0
+
+
+@numba.njit(inline="always")
+def _pw_tile(csr, r0, n_out, bias, b0, buf, so, mp_in, do, mp_out, ro, m0, act, lanes):
+    """Output rows r0:r0 + n_out, lanes m0:m0 + lanes: two accumulators per row in registers
+    (even and odd kept weights), so that consecutive FMAs do not wait on each other."""
+    indptr, indices, data = csr.indptr, csr.indices, csr.data
+    for o in range(n_out):
+        b = bias[b0 + o]
+        a0 = vsplat(b, lanes)
+        a1 = vzeros(b, lanes)
+        p = indptr[r0 + o]
+        end = indptr[r0 + o + 1]
+        while p + 2 <= end:
+            a0 = vfma(a0, at(data, p), vload(buf, so + at(indices, p) * mp_in + m0, lanes))
+            a1 = vfma(a1, at(data, p + 1), vload(buf, so + at(indices, p + 1) * mp_in + m0, lanes))
+            p += 2
+        if p < end:
+            a0 = vfma(a0, at(data, p), vload(buf, so + at(indices, p) * mp_in + m0, lanes))
+        o0 = do + o * mp_out + m0
+        vstore(buf, o0, vadd(a0, a1))
+        _act_tail(buf, o0, lanes, act, ro + o * mp_out + m0 if ro >= 0 else -1)
+
+
+@numba.njit(inline="always")
+def _pointwise(csr, bias, r0, b0, n_out, buf, so, mp_in, do, mp_out, ro, act):
+    """A CSR step over every lane tile: 32 lanes (8 float32 registers of accumulators), then 8."""
+    m0 = 0
+    while m0 + 32 <= mp_out:
+        _pw_tile(csr, r0, n_out, bias, b0, buf, so, mp_in, do, mp_out, ro, m0, act, 32)
+        m0 += 32
+    while m0 < mp_out:
+        _pw_tile(csr, r0, n_out, bias, b0, buf, so, mp_in, do, mp_out, ro, m0, act, 8)
+        m0 += 8
+
+
+@numba.njit(inline="always")
+def _window(buf, w, w0, c, kh, kw, c_stride, ib, h_in, w_in, ob, h_out, w_out, s, pt, pl):
+    """buf[ob + p * w_out + q] += sum over taps of w[w0 + (i * kw + j) * c_stride] * input, for one
+    input plane at ib (h_in x w_in) and one output plane at ob; taps outside the input are zeros."""
+    for p in range(h_out):
+        orow = ob + p * w_out
+        for i in range(kh):
+            row = p * s + i - pt
+            if row < 0 or row >= h_in:
+                continue
+            irow = ib + row * w_in - pl
+            for j in range(kw):
+                wv = w[w0 + (i * kw + j) * c_stride]
+                q0 = max(0, -((j - pl) // s))  # first q with q * s + j - pl >= 0
+                q1 = min(w_out, (w_in - 1 + pl - j) // s + 1)  # past the last one inside the row
+                if s == 1:
+                    for q in range(q0, q1):
+                        buf[orow + q] += wv * buf[irow + q + j]
+                else:
+                    for q in range(q0, q1):
+                        buf[orow + q] += wv * buf[irow + q * s + j]
+
+
+@numba.njit(inline="always")
+def _spatial(plan, l, dense_w, bias, buf, so, mp_in, do, mp_out, ro, g):
+    """A full (op 1) or depthwise (op 2) convolution of one group, dense weights, bias and
+    activation fused."""
+    c_in, h_in, w_in = plan.c_in[l], plan.h_in[l], plan.w_in[l]
+    c_out, h_out, w_out = plan.c_out[l], plan.h_out[l], plan.w_out[l]
+    kh, kw, s, pt, pl = plan.kh[l], plan.kw[l], plan.stride[l], plan.pad_t[l], plan.pad_l[l]
+    w0, b0, act = plan.w_off[l], plan.b_off[l], plan.act[l]
+    hw_in, hw_out = h_in * w_in, h_out * w_out
+    for o in range(c_out):
+        for gi in range(g):
+            ob = do + o * mp_out + gi * hw_out
+            for k in range(hw_out):
+                buf[ob + k] = bias[b0 + o]
+            if plan.op[l] == 2:
+                _window(buf, dense_w, w0 + o * kh * kw, o, kh, kw, 1, so + o * mp_in + gi * hw_in, h_in, w_in,
+                        ob, h_out, w_out, s, pt, pl)
+            else:
+                for c in range(c_in):
+                    _window(buf, dense_w, w0 + o * kh * kw * c_in + c, c, kh, kw, c_in,
+                            so + c * mp_in + gi * hw_in, h_in, w_in, ob, h_out, w_out, s, pt, pl)
+            _act_tail(buf, ob, hw_out, act, ro + o * mp_out + gi * hw_out if ro >= 0 else -1)
+        _zero_tail(buf, do + o * mp_out, g * hw_out, mp_out)
+
+
+@numba.njit(inline="always")
+def _pool(plan, l, buf, so, mp_in, do, mp_out, g):
+    hw = plan.h_in[l] * plan.w_in[l]
+    for c in range(plan.c_in[l]):
+        for gi in range(g):
+            total = 0.0  # float64, whatever the dtype: as exact as the reference's mean
+            base = so + c * mp_in + gi * hw
+            for k in range(hw):
+                total += buf[base + k]
+            buf[do + c * mp_out + gi] = total / hw
+        _zero_tail(buf, do + c * mp_out, g, mp_out)
+
+
+@numba.njit(inline="always")
+def _flatten(plan, l, buf, so, mp_in, do, mp_out, g):
+    """(C, g * H * W) to (H * W * C, g): the NHWC order a dense layer's columns have."""
+    c_in, hw = plan.c_in[l], plan.h_in[l] * plan.w_in[l]
+    for c in range(c_in):
+        for gi in range(g):
+            for k in range(hw):
+                buf[do + (k * c_in + c) * mp_out + gi] = buf[so + c * mp_in + gi * hw + k]
+    for r in range(c_in * hw):
+        _zero_tail(buf, do + r * mp_out, g, mp_out)
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _group(plan, csr, dense_w, bias, x, n0, g, buf, slot, out):
+    """Samples n0:n0 + g through every step, in scratch ``buf``. Compiled on its own, not inlined
+    into conv_forward's parallel loop, which calls it once per group."""
+    c, hw = plan.c_in[0], plan.h_in[0] * plan.w_in[0]
+    so, mp = plan.src[0] * slot, _padded(g * hw)
+    for ch in range(c):  # NHWC rows of x to channel rows, padding lanes zeroed
+        for gi in range(g):
+            for k in range(hw):
+                buf[so + ch * mp + gi * hw + k] = x[n0 + gi, k * c + ch]
+        _zero_tail(buf, so + ch * mp, g * hw, mp)
+    n_steps = plan.op.shape[0]
+    for l in range(n_steps):
+        op = plan.op[l]
+        mp_in = _padded(g * plan.h_in[l] * plan.w_in[l])
+        mp_out = _padded(g * plan.h_out[l] * plan.w_out[l])
+        so, do = plan.src[l] * slot, plan.dst[l] * slot
+        ro = plan.res[l] * slot if plan.res[l] >= 0 else -1
+        if op == 0:
+            _pointwise(csr, bias, plan.w_off[l], plan.b_off[l], plan.c_out[l], buf, so, mp_in, do, mp_out, ro,
+                       plan.act[l])
+        elif op == 1 or op == 2:
+            _spatial(plan, l, dense_w, bias, buf, so, mp_in, do, mp_out, ro, g)
+        elif op == 3:
+            _pool(plan, l, buf, so, mp_in, do, mp_out, g)
+        else:
+            _flatten(plan, l, buf, so, mp_in, do, mp_out, g)
+    last = n_steps - 1
+    c, hw = plan.c_out[last], plan.h_out[last] * plan.w_out[last]
+    do, mp = plan.dst[last] * slot, _padded(g * hw)
+    for gi in range(g):
+        for k in range(hw):
+            for ch in range(c):
+                out[n0 + gi, k * c + ch] = buf[do + ch * mp + gi * hw + k]
+
+
+@numba.njit(parallel=True, cache=True, nogil=True, fastmath=_FASTMATH)
+def conv_forward(plan, csr, dense_w, bias, x, scratch, out, group, slot, n_threads):
+    """out = network(x): groups of ``group`` samples, one contiguous range of groups per worker
+    (at most ``n_threads``, numba's thread count passed in so that the on-disk cache holds),
+    each in its own row of ``scratch`` whose slots are ``slot`` values apart (at least the
+    largest step output, ``c * padded_positions(group * h * w)``); see the module docstring."""
+    n_batch = x.shape[0]
+    n_groups = -(-n_batch // group)
+    n_workers = min(n_threads, n_groups, scratch.shape[0])
+    for t in numba.prange(n_workers):  # worker t writes only scratch[t] and its own samples of out
+        buf = scratch[t]
+        for k in range(t * n_groups // n_workers, (t + 1) * n_groups // n_workers):
+            n0 = k * group
+            _group(plan, csr, dense_w, bias, x, n0, min(group, n_batch - n0), buf, slot, out)
+    return out
