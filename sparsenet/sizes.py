@@ -11,7 +11,11 @@
     ``.npz``: the file a framework writes); ``"shrunk"``, the same for the network with its dead
     units deleted; ``"compact"``, sparsenet's compact sparse file (:func:`sparsenet.export.save_pruned`,
     CSR with the narrowest index type, already deflated); ``"compact_int8"``, the same with int8
-    values, per-unit scales and gap-coded indices (:func:`sparsenet.export_int8.save_quantized`).
+    values, per-unit scales and gap-coded indices (:func:`sparsenet.export_int8.save_quantized`);
+    ``"tflite_int8"``, TensorFlow Lite's full-integer flatbuffer
+    (:func:`sparsenet.formats.engines.tflite_int8.tflite_int8_bytes`; calibrated on the stand-in
+    samples here: another calibration changes the scales, not the tensors; measured, the file by
+    under 100 bytes of flatbuffer alignment).
 ``zipped_bytes``
     That file in a zip archive, deflate level 9: TensorFlow Model Optimization's "strip, then zip"
     measure of a pruned model (zeros compress; a dense file of random weights does not).
@@ -32,7 +36,7 @@ import numpy as np
 
 from .model import Layer, MaskedNetwork, Network
 
-SAVED_AS = ("dense", "shrunk", "compact", "compact_int8")
+SAVED_AS = ("dense", "shrunk", "compact", "compact_int8", "tflite_int8")
 
 __all__ = ["SAVED_AS", "Sizes", "dense_file_bytes", "file_bytes", "kept_bytes", "network_sizes", "zipped_size"]
 
@@ -96,8 +100,8 @@ def _pruned_network(masked: MaskedNetwork, shrink: bool) -> Network:
 
 def file_bytes(masked: MaskedNetwork, saved_as: str, folder: str | Path | None = None) -> tuple[int, int]:
     """``(on_disk_bytes, zipped_bytes)`` of ``masked`` written the way ``saved_as`` names (one of
-    :data:`SAVED_AS`), measured on real files: in ``folder`` when given (``network.npz`` or
-    ``network.spz``, kept there), else in a temporary folder."""
+    :data:`SAVED_AS`), measured on real files: in ``folder`` when given (``network.npz``,
+    ``network.spz``, ``network-int8.spz`` or ``network-int8.tflite``, kept there), else in a temporary folder."""
     from .validation import check_choice
 
     check_choice("saved_as", saved_as, SAVED_AS)
@@ -118,6 +122,11 @@ def _write_and_measure(masked: MaskedNetwork, saved_as: str, folder: Path) -> tu
         from .quantize import quantize
 
         path = save_quantized(quantize(masked), folder / "network-int8.spz")
+    elif saved_as == "tflite_int8":
+        from .formats.engines.tflite_int8 import stand_in_calibration, tflite_int8_bytes
+
+        path = folder / "network-int8.tflite"
+        path.write_bytes(tflite_int8_bytes(masked, stand_in_calibration(masked.net.widths[0])))
     else:
         path = save_network(folder / "network.npz", _pruned_network(masked, shrink=saved_as == "shrunk"))
     return path.stat().st_size, zipped_size(path)

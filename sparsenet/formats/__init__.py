@@ -15,6 +15,7 @@ from .csr_scipy import ScipyCSRForward
 from .dense import DenseForward
 from .dense_int8 import DenseInt8Forward
 from .engines import OrtForward, TFLiteForward, TorchCSRForward, TorchDenseForward, unavailable_engines
+from .engines.tflite_int8 import TFLiteInt8Forward
 from .fused import FusedSparseForward
 from .shrunk import ShrunkDenseForward
 from .shrunk_int8 import ShrunkInt8Forward
@@ -25,7 +26,7 @@ FORMATS: dict[str, type[Forward]] = {
     cls.name: cls
     for cls in (DenseForward, ScipyCSRForward, NumbaCSRForward, NumbaCSRParallelForward, FusedSparseForward,
                 ShrunkDenseForward, AutoForward, OrtForward, TFLiteForward, TorchDenseForward, TorchCSRForward,
-                DenseInt8Forward, SparseInt8Forward, ShrunkInt8Forward, SparseConvForward)
+                DenseInt8Forward, SparseInt8Forward, ShrunkInt8Forward, SparseConvForward, TFLiteInt8Forward)
 }
 for _cls in FORMATS.values():
     check_format_class(_cls)
