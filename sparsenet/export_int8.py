@@ -42,14 +42,15 @@ import numpy as np
 from .errors import FileFormatError
 from .export import COMPACT_FORMAT, _array, _manifest, _npy, _open_zip, index_dtype
 from .files import atomic_path
-from .quantize import QMAX, QuantizedLayer, QuantizedNetwork
+from .model import MaskedNetwork
+from .quantize import QMAX, QuantizedLayer, QuantizedNetwork, quantize
 from .validation import ACTIVATION_NAMES, check_choice
 
 INT8_VERSION = 2
 INDEX_CODINGS = ("auto", "plain", "delta8")
 
-__all__ = ["INDEX_CODINGS", "INT8_VERSION", "decode_gaps", "encode_gaps", "load_quantized", "load_sparse_int8",
-           "save_quantized"]
+__all__ = ["INDEX_CODINGS", "INT8_VERSION", "check_int8_path", "decode_gaps", "encode_gaps", "load_quantized",
+           "load_sparse_int8", "save_int8", "save_quantized"]
 
 
 def encode_gaps(indptr: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -134,6 +135,41 @@ def save_quantized(qnet: QuantizedNetwork, path: str | os.PathLike, *, index_cod
         for name, data in members.items():
             zf.writestr(name, data)
     return path
+
+
+def check_int8_path(path: str | os.PathLike) -> Path:
+    """``path`` as a Path; ValueError for a Keras or ONNX name (the int8 export is the compact file only)."""
+    path = Path(path)
+    if path.suffix.lower() in (".keras", ".h5", ".onnx"):
+        raise ValueError(f"{path.name}: the int8 export writes sparsenet's compact int8 file (e.g. pruned-int8.spz), "
+                         "not Keras or ONNX; for a TFLite int8 model see the tflite_int8 format")
+    return path
+
+
+def save_int8(masked: MaskedNetwork, path: str | os.PathLike, *, index_coding: str = "auto",
+              accuracy: float | None = None, source: str | None = None) -> Path:
+    """Quantize a pruned network (weight-only int8, :func:`sparsenet.quantize.quantize`) and write it
+    as an int8 compact file (:func:`save_quantized`; temporary file + rename, so a failed write
+    leaves nothing at ``path``). What ``sparsenet export --int8`` runs; :func:`load_sparse_int8`
+    runs the file. Returns ``path``.
+
+    Raises
+    ------
+    TypeError
+        ``masked`` is not a MaskedNetwork.
+    NotImplementedError
+        Layers other than dense, or a dtype other than float32 (the int8 formats run float32).
+    ValueError
+        An unknown ``index_coding``; ``path`` is a Keras or ONNX name (int8 is written as the compact file only).
+    """
+    path = check_int8_path(path)
+    check_choice("index coding", index_coding, INDEX_CODINGS)
+    if not isinstance(masked, MaskedNetwork):
+        raise TypeError(f"save_int8 needs a MaskedNetwork (from sparsenet.prune), found {type(masked).__name__}")
+    if masked.net.dtype != np.float32:
+        raise NotImplementedError(f"the int8 formats run float32 networks; this one is {masked.net.dtype}: cast "
+                                  "its weights and biases to float32 before pruning")
+    return save_quantized(quantize(masked), path, index_coding=index_coding, accuracy=accuracy, source=source)
 
 
 def _achieved(qnet: QuantizedNetwork, total: int) -> float:

@@ -335,6 +335,7 @@ def main(argv=None) -> int:
 
 CONSOLE_USAGE = """usage: sparsenet report MODEL --data TEST [--train-data TRAIN] [--quick] [options]
        sparsenet export MODEL --sparsity S --out PATH [--method weight|unit] [--scope layer|global] [--shrink]
+                        [--int8]
        sparsenet compare RUN_A RUN_B [--out DIR] [--threshold 0.05]
 
   MODEL   your trained network: a Keras model (.keras, .h5), an ONNX graph (.onnx) or a sparsenet .npz
@@ -346,7 +347,9 @@ option; `python -m bench.report --model MODEL --data TEST` is the same job.
 
 `sparsenet export` prunes MODEL once and writes it out: PATH ending in .keras (plain Keras, zeros
 in place), .onnx (an ONNX graph) or anything else (sparsenet's compact sparse file, e.g. .spz,
-which sparsenet.load_pruned reads back); --shrink deletes pruned units (Keras and ONNX).
+which sparsenet.load_pruned reads back); --shrink deletes pruned units (Keras and ONNX); --int8
+writes the compact file with int8 weights, one scale per unit (sparsenet.export_int8.load_sparse_int8
+runs it as the sparse_int8 format).
 
 `sparsenet compare` says, cell by cell, whether report run RUN_B is faster than RUN_A beyond the
 noise of both runs (`python -m bench.compare RUN_A RUN_B` is the same job).
@@ -357,6 +360,7 @@ def export_main(argv) -> int:
     """``sparsenet export MODEL --sparsity S --out PATH``: prune a model once and save it."""
     from bench.models import read_model
     from sparsenet import prune, save_pruned
+    from sparsenet.export_int8 import check_int8_path, save_int8
 
     p = argparse.ArgumentParser(prog="sparsenet export", description="prune a model and save the pruned network")
     p.add_argument("model", help="a Keras model (.keras, .h5), an ONNX graph or a sparsenet .npz")
@@ -365,19 +369,29 @@ def export_main(argv) -> int:
     p.add_argument("--scope", default="layer", help="layer or global (default layer)")
     p.add_argument("--out", required=True, help="output file: .keras, .onnx, or a compact sparse file (.spz)")
     p.add_argument("--shrink", action="store_true", help="delete pruned units (Keras and ONNX exports)")
+    p.add_argument("--int8", action="store_true",
+                   help="int8 weights (one scale per unit) in the compact file; runs as the sparse_int8 format")
     args = p.parse_args(argv)
     try:
         path = Path(args.model).expanduser()
         if not path.is_file():
             raise ValueError(f"no model file at {path}")
+        if args.int8 and args.shrink:
+            raise ValueError("--shrink is for Keras and ONNX exports; the int8 compact file keeps the masks "
+                             "(convert(load_pruned(path), 'shrunk_int8') deletes the dead units)")
+        if args.int8:  # checked before the (slow) model read: the int8 file is never Keras or ONNX
+            check_int8_path(args.out)
         net, _ = read_model(path)
         masked = prune(net, args.method, args.sparsity, args.scope)
-        written = save_pruned(masked, args.out, shrink=args.shrink, source=str(path))
+        if args.int8:
+            written = save_int8(masked, args.out, source=str(path))
+        else:
+            written = save_pruned(masked, args.out, shrink=args.shrink, source=str(path))
     except (ValueError, TypeError, NotImplementedError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"{written}: {masked.method} pruning at {masked.achieved_sparsity():.2%} of the weights "
-          f"({Path(written).stat().st_size:,} bytes)")
+    print(f"{written}: {masked.method} pruning at {masked.achieved_sparsity():.2%} of the weights"
+          f"{', int8 weights' if args.int8 else ''} ({Path(written).stat().st_size:,} bytes)")
     return 0
 
 
