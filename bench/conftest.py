@@ -18,6 +18,7 @@ import time
 import numpy as np
 import pytest
 
+from bench.conv_sizes import conv_file_bytes
 from bench.grid import (
     BATCH1_INPUTS,
     OPTIONS,
@@ -34,6 +35,7 @@ from bench.runtime import fix_threads
 from sparsenet import convert, prune
 from sparsenet.formats import baseline
 from sparsenet.host import wait_until_quiet
+from sparsenet.layers import SPATIAL_KINDS
 from sparsenet.recover import recovered_network
 from sparsenet.sizes import file_bytes
 from sparsenet.userdata import LabelledData
@@ -132,7 +134,7 @@ def study(pytestconfig, grid):
     first use; or the user's --weights / --model) and each one's dataset."""
     opt = pytestconfig.getoption
     return load_study(grid.datasets, grid.epochs, opt("data_dir"), opt("model_cache"), parse_weights(opt("weights")),
-                      opt("model"), opt("data"), opt("train_data"))
+                      opt("model"), opt("data"), opt("train_data"), grid=grid)
 
 
 @pytest.fixture(scope="session")
@@ -160,7 +162,6 @@ def build(pytestconfig, grid, models, eval_data, study):
     cached for the neighbouring cases (the grid is ordered dataset > method > sparsity), so
     they are paid once per setting and never timed.
     """
-    recovery = recovery_config(grid)
     model_cache, data_dir = pytestconfig.getoption("model_cache"), pytestconfig.getoption("data_dir")
 
     @functools.lru_cache(maxsize=2)
@@ -170,8 +171,9 @@ def build(pytestconfig, grid, models, eval_data, study):
             return prune(net, method, sparsity)
         data = study[1][dataset]
         data = data if isinstance(data, LabelledData) else dataset  # a user's data travels as itself
-        return recovered_network(net, stage, method, sparsity, RECOVERY_SCOPE, data, recovery,
-                                 cache_dir=model_cache, data_dir=data_dir)[0]
+        return recovered_network(net, stage, method, sparsity, RECOVERY_SCOPE, data, recovery_config(grid, dataset),
+                                 cache_dir=model_cache, data_dir=data_dir,
+                                 keras_model=models[dataset][1].get("keras_model"))[0]
 
     @functools.lru_cache(maxsize=8)
     def forward_of(dataset, method, sparsity, stage, fmt):
@@ -233,7 +235,8 @@ def file_sizes():
         if key not in memo:
             if len(memo) >= 8:
                 memo.clear()
-            memo[key] = (masked, file_bytes(masked, saved_as))  # masked kept alive: its id stays its own
+            sizes = conv_file_bytes if masked.net.layer_kinds & SPATIAL_KINDS else file_bytes
+            memo[key] = (masked, sizes(masked, saved_as))  # masked kept alive: its id stays its own
         return memo[key][1]
 
     return _sizes

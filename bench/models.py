@@ -8,9 +8,10 @@ user's ``--weights DATASET=PATH.npz`` for a built-in dataset), or the user's own
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
-from bench.grid import data_label
+from bench.grid import GRIDS, Grid, conv_config, data_label, is_conv
 from sparsenet import Network, convert, load_network, prune
 from sparsenet.data import DATASETS, load_dataset
 from sparsenet.formats import baseline
@@ -91,24 +92,37 @@ def own_model(model: str, data: str, train_data: str | None, data_dir=None) -> t
 
 
 def load_study(datasets, epochs: int | None, data_dir=None, cache_dir=None, weights=None, model=None, data=None,
-               train_data=None) -> tuple[dict, dict]:
+               train_data=None, grid: Grid | None = None) -> tuple[dict, dict]:
     """``({name: (network, manifest)}, {name: dataset})`` for a run: the user's ``model`` alone,
-    or one network per built-in dataset (``weights`` where given, else ours)."""
+    or one network per built-in dataset (``weights`` where given, else ours). Image datasets get
+    the conv section's MobileNetV2 (``grid``'s conv budget), and only the first
+    ``grid.conv_test_samples`` of their test images (the accuracy sweep runs the network often)."""
     if model is not None:
         return own_model(model, data, train_data, data_dir)
-    models = load_models(datasets, epochs, data_dir, cache_dir, weights)
-    return models, {name: load_dataset(name, data_dir=data_dir) for name in datasets}
+    models = load_models(datasets, epochs, data_dir, cache_dir, weights, grid)
+    return models, {name: _test_subset(load_dataset(name, data_dir=data_dir), grid, name) for name in datasets}
+
+
+def _test_subset(data, grid: Grid | None, name: str):
+    n = (grid or GRIDS["full"]).conv_test_samples
+    if not is_conv(name) or n is None or n >= len(data.y_test):
+        return data
+    return dataclasses.replace(data, x_test=data.x_test[:n], y_test=data.y_test[:n],
+                               source=f"{data.source}; accuracy on the first {n} test images")
 
 
 def load_models(datasets, epochs: int | None, data_dir=None, cache_dir=None,
-                weights: dict[str, Path] | None = None) -> dict[str, tuple[Network, dict]]:
+                weights: dict[str, Path] | None = None, grid: Grid | None = None) -> dict[str, tuple[Network, dict]]:
     """``{dataset: (network, manifest)}``: the user's ``weights`` where given, otherwise trained
-    with TensorFlow on first use and cached."""
+    with TensorFlow on first use and cached (an image dataset: MobileNetV2, :func:`bench.grid.conv_config`)."""
     weights = weights or {}
     out = {}
     for name in datasets:
         if name in weights:
             out[name] = user_model(name, weights[name], data_dir)
+            continue
+        if is_conv(name):
+            out[name] = conv_model(conv_config(grid or GRIDS["full"], name), cache_dir, data_dir)
             continue
         from sparsenet.train import DEFAULT_EPOCHS, TrainConfig, trained_network  # tensorflow stays lazy
 
@@ -116,3 +130,14 @@ def load_models(datasets, epochs: int | None, data_dir=None, cache_dir=None,
         out[name] = trained_network(config, cache_dir=cache_dir, data_dir=data_dir, progress=True)
     return out
 
+
+
+def conv_model(config, cache_dir=None, data_dir=None) -> tuple[Network, dict]:
+    """The MobileNetV2 for ``config`` (sparsenet.train_conv: trained once, then cached) and a
+    manifest in the shape the report reads (``architecture``: the widths between layers)."""
+    from sparsenet.train_conv import trained_conv_network  # tensorflow only when training
+
+    net, manifest = trained_conv_network(config, cache_dir=cache_dir, data_dir=data_dir, progress=True)
+    return net, {**manifest, "architecture": [int(w) for w in net.widths],
+                 "network": f"MobileNetV2 (keras.applications), width {config.alpha:g}, BN folded",
+                 "layer_kinds": sorted(net.layer_kinds)}

@@ -41,6 +41,11 @@ RECIPE_VERSION = 2  # 2: batch norm statistics re-estimated after training
 BN_BATCHES, BN_BATCH_SIZE = 50, 256
 NETWORK_FILE = "network.npz"  # the imported network, read without tensorflow
 MAX_EXPORT_MISMATCH = 1e-3  # as for the MLPs: near-tied logits may flip between Keras and numpy
+# what the imported keras.applications.MobileNetV2 is made of (a test checks it), so that the
+# benchmark grid can pick the formats for it before any network is loaded
+MOBILENET_LAYER_KINDS = frozenset({"conv2d", "depthwise_conv2d", "global_avg_pool", "dense"})
+MOBILENET_ACTIVATIONS = frozenset({"relu6", "linear", "softmax"})
+_ADDED_FIELDS = ("test_samples",)  # left out of the cache key while None: earlier entries keep their keys
 CONV_FIELDS = {**RECOVERED_FIELDS, "test_accuracy_numpy": RECOVERED_FIELDS["test_accuracy"]}
 
 
@@ -52,7 +57,8 @@ class ConvTrainConfig:
     initial values after the few hundred steps of a 1-2 epoch run (inference accuracy then stays
     near chance while training accuracy climbs); 0.99 forgets them within a few hundred steps.
     ``channels``: None takes the dataset's (3 for cifar10, 1 for fashion_mnist_32; 3 replicates
-    Fashion-MNIST's one). ``train_samples``: the first ``n`` training images only (None: all).
+    Fashion-MNIST's one). ``train_samples``: the first ``n`` training images only (None: all);
+    ``test_samples``: accuracy in the manifest on the first ``n`` test images (None: all).
     """
 
     dataset: str = "fashion_mnist_32"
@@ -64,6 +70,7 @@ class ConvTrainConfig:
     bn_momentum: float = 0.99
     channels: int | None = None
     train_samples: int | None = None
+    test_samples: int | None = None
 
     def __post_init__(self) -> None:
         check_choice("image dataset", self.dataset, IMAGE_DATASETS)
@@ -75,12 +82,14 @@ class ConvTrainConfig:
                 raise ValueError(f"{name} must be a positive integer, found {value!r}")
         if self.channels is None:
             object.__setattr__(self, "channels", 3 if self.dataset == "cifar10" else 1)
-        if self.train_samples is not None and self.train_samples < 1:
-            raise ValueError(f"train_samples must be positive or None (all), found {self.train_samples!r}")
+        for name in ("train_samples", "test_samples"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive or None (all), found {getattr(self, name)!r}")
 
 
 def config_key(config: ConvTrainConfig) -> str:
-    payload = {"config": dataclasses.asdict(config), "tensorflow": _keras.tf_version(), "recipe": RECIPE_VERSION,
+    fields = {k: v for k, v in dataclasses.asdict(config).items() if not (k in _ADDED_FIELDS and v is None)}
+    payload = {"config": fields, "tensorflow": _keras.tf_version(), "recipe": RECIPE_VERSION,
                "model": "keras.applications.MobileNetV2"}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -123,17 +132,18 @@ def train_conv(config: ConvTrainConfig, dataset: ImageDataset, path: str | os.Pa
     start = time.perf_counter()
     model.fit(batches, epochs=config.epochs, verbose=0, shuffle=False, callbacks=[log])
     train_seconds = time.perf_counter() - start
-    x_test = dataset.x_test.reshape(shape)
-    _, fit_accuracy = model.evaluate(x_test, dataset.y_test, batch_size=500, verbose=0)
+    x_test, y_test = dataset.x_test[:config.test_samples].reshape(shape), dataset.y_test[:config.test_samples]
+    _, fit_accuracy = model.evaluate(x_test, y_test, batch_size=500, verbose=0)
     start = time.perf_counter()
-    reestimate_bn(keras, model, x_train, config.seed)
+    bn_batches = min(BN_BATCHES, max(1, n // 64))  # all 50 from 3200 images on
+    reestimate_bn(keras, model, x_train, config.seed, batches=bn_batches)
     bn_seconds = time.perf_counter() - start
-    _, test_accuracy = model.evaluate(x_test, dataset.y_test, batch_size=500, verbose=0)
+    _, test_accuracy = model.evaluate(x_test, y_test, batch_size=500, verbose=0)
     keras_pred = model.predict(x_test, batch_size=500, verbose=0).argmax(axis=1)
     with atomic_path(Path(path), suffix=".keras") as tmp:
         model.save(tmp)
     net = _import(path).network
-    numpy_pred = predict(net, dataset.x_test)
+    numpy_pred = predict(net, dataset.x_test[:config.test_samples])
     mismatches = int((numpy_pred != keras_pred).sum())
     if mismatches > MAX_EXPORT_MISMATCH * len(numpy_pred):
         raise RuntimeError(f"imported network disagrees with Keras on {mismatches} of {len(numpy_pred)} test "
@@ -147,8 +157,8 @@ def train_conv(config: ConvTrainConfig, dataset: ImageDataset, path: str | os.Pa
         "parameters_keras": int(model.count_params()), "weights_sparsenet": int(net.n_weights),
         "final_loss": log.history[-1]["loss"], "train_accuracy": log.history[-1]["accuracy"],
         "test_accuracy": float(test_accuracy), "test_accuracy_fit_bn_statistics": float(fit_accuracy),
-        "bn_reestimation": f"{BN_BATCHES} batches of {BN_BATCH_SIZE} training images, {bn_seconds:.1f} s",
-        "test_accuracy_numpy": float((numpy_pred == dataset.y_test).mean()),
+        "bn_reestimation": f"{bn_batches} batches of {min(BN_BATCH_SIZE, n)} training images, {bn_seconds:.1f} s",
+        "test_accuracy_numpy": float((numpy_pred == y_test).mean()), "test_samples": int(len(y_test)),
         "export_prediction_mismatches": mismatches,
         "epoch_seconds": [round(h["seconds"], 3) for h in log.history], "train_seconds": round(train_seconds, 3),
         "threads": threads,

@@ -74,7 +74,8 @@ def recovery_records(models: dict, data: dict, methods: Iterable[str], stages: I
                 row = []
                 for sparsity in sparsities:
                     masked, info = recovered_network(net, stage, method, sparsity, scope, own, config,
-                                                     cache_dir=cache_dir, data_dir=data_dir)
+                                                     cache_dir=cache_dir, data_dir=data_dir,
+                                                     keras_model=manifest.get("keras_model"))
                     acc = accuracy(convert(masked, baseline()), x_test, y_test)
                     records.append({
                         "dataset": dataset, "method": method, "scope": scope, "sparsity": sparsity,

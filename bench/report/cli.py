@@ -28,11 +28,15 @@ from bench.grid import (
     cases,
     grid_args,
     grid_from_options,
+    is_conv,
     parse_list,
     recovery_config,
+    recovery_methods,
+    recovery_sparsities,
 )
 from bench.models import load_study, parse_weights
 from bench.report.accuracy import accuracy_records, recovery_records
+from bench.report.conv import conv_summary
 from bench.report.formats import describe_methods, describe_registry
 from bench.report.machine import measure_machine
 from bench.report.remeasure import MAX_CELLS, merge_remeasured, remeasure_cases
@@ -269,23 +273,31 @@ def main(argv=None) -> int:
         threads = fix_threads(args.threads)
         if study is None:
             print(f"[1/5] models for {', '.join(grid.datasets)} (trained once, then cached)", flush=True)
-            study = load_study(grid.datasets, grid.epochs, args.data_dir, args.model_cache, weights)
+            study = load_study(grid.datasets, grid.epochs, args.data_dir, args.model_cache, weights, grid=grid)
         else:
             print(f"[1/5] your model {args.model} on {', '.join(grid.datasets)}", flush=True)
         models, data = study
         recovered = grid.stages[1:]
-        sparsities = tuple(sorted(set(grid.sparsities) | (set(grid.recovery_sparsities) if recovered else set())))
+        recovered_at = {s for d in grid.datasets for s in recovery_sparsities(grid, d)} if recovered else set()
+        sparsities = tuple(sorted(set(grid.sparsities) | recovered_at))
         print(f"[2/5] one-shot accuracy: {len(grid.methods)} methods x {len(scopes)} scopes x "
               f"{len(sparsities)} sparsities per dataset", flush=True)
         accuracy = accuracy_records(models, data, grid.methods, scopes, sparsities)
         unstructured = [m for m in grid.methods if not PRUNERS[m].structured] or list(grid.methods)
-        weights = weight_records(models, unstructured[0], [s for s in (0.5, 0.9, max(sparsities)) if s in sparsities])
+        # per-layer histograms of the MLPs (MobileNetV2's 36 pruned layers would not read at a glance)
+        weights = weight_records({d: m for d, m in models.items() if not is_conv(d)}, unstructured[0],
+                                 [s for s in (0.5, 0.9, max(sparsities)) if s in sparsities])
         config = recovery_config(grid)
-        n_recovered = len(recovered) * len(grid.datasets) * len(grid.methods) * len(grid.recovery_sparsities)
-        print(f"[3/5] recovery: {n_recovered} networks ({', '.join(recovered) or 'none'}), {config.epochs} epochs "
+        plan = [(d, scope) for d in grid.datasets for scope in (scopes if is_conv(d) else [RECOVERY_SCOPE])]
+        n_recovered = sum(len(recovered) * len(recovery_methods(grid, d)) * len(recovery_sparsities(grid, d))
+                          for d, _ in plan)
+        print(f"[3/5] recovery: {n_recovered} networks ({', '.join(recovered) or 'none'}), "
+              f"{' / '.join(sorted({str(recovery_config(grid, d).epochs) for d in grid.datasets}))} epochs "
               f"each on top of the dense training (trained once, then cached)", flush=True)
-        accuracy += recovery_records(models, data, grid.methods, recovered, grid.recovery_sparsities,
-                                     RECOVERY_SCOPE, config, args.data_dir, args.model_cache)
+        for d, scope in plan:  # the conv section recovers at both scopes: the classic flat-vs-layer figure
+            accuracy += recovery_records({d: models[d]}, data, recovery_methods(grid, d), recovered,
+                                         recovery_sparsities(grid, d), scope, recovery_config(grid, d),
+                                         args.data_dir, args.model_cache)
         n_cases = len(cases(grid))
         print(f"[4/5] latency: {n_cases} benchmark cases, {threads} threads", flush=True)
         raw_path = work / f"raw-{run_dir.name}.json"  # named by run: pytest-benchmark compare labels runs by file
@@ -312,6 +324,7 @@ def main(argv=None) -> int:
             "accuracy": accuracy,
             "weights": weights,
             **({"recovery": recovery_summary(grid, config, models)} if recovered else {}),
+            **({"conv": conv_summary(grid, models, data)} if any(is_conv(d) for d in models) else {}),
             "latency": latency,
             "size": size,
             "machine": machine,

@@ -24,7 +24,7 @@ def weight_records(models: dict, method: str, sparsities: Iterable[float], scope
     (sparsity 0: every weight of the dense network), pruned by ``method`` at ``scope``."""
     out = []
     for dataset, (net, _) in models.items():
-        edges = [np.linspace(-m, m, BINS + 1) for m in (float(np.abs(layer.weight).max()) or 1.0
+        edges = [np.linspace(-m, m, BINS + 1) for m in (float(np.abs(layer.weight).max(initial=0.0)) or 1.0
                                                          for layer in net.layers)]
         for s in sorted({0.0, *sparsities}):
             masked = prune(net, method, s, scope)

@@ -15,6 +15,7 @@ from functools import partial
 from matplotlib.figure import Figure
 
 from bench.report.formats import baseline_format
+from bench.report.plots.conv import conv_figure_names
 from bench.report.plots.oneshot import (
     accuracy_figure,
     disk_figure,
@@ -53,6 +54,7 @@ def figure_names(results: Mapping) -> list[tuple[str, Callable[[], Figure]]]:
     names = [(f"accuracy-{file_stem(d)}", partial(accuracy_figure, results, d))
              for d in sorted({r["dataset"] for r in accuracy})]
     names += recovery_figure_names(results)
+    names += conv_figure_names(results)
     timed = []
     for (d, m), group in sorted(group_by(latency, "dataset", "method").items()):
         by_threads = group_by(group, "threads")
