@@ -39,11 +39,12 @@ MIN_BLOCK_NNZ = 32
 PARALLEL_NNZ = 100_000
 # A batch-1 layer keeping at least this fraction of its weights runs as dense blocks (zeros
 # stored, each non-zero input one vectorized row) instead of CSC (kept weights only, scattered
-# one at a time). Measured with 64-byte aligned blocks on both datasets' weights (2 threads,
-# cycling over 64 test images, every layer one way or the other): dense blocks 32-45 us at any
-# sparsity; CSC 60-67 us at 0.8 and 42-47 us at 0.9 (density 0.1), but 27-31 us at 0.95 and
-# 24 us at 0.97. The crossover lies between densities 0.05 and 0.1.
-DENSE_DENSITY = 0.075
+# one at a time). Both cost in proportion to the non-zero inputs, so the crossover is a density.
+# Measured on the Fashion-MNIST weights (AVX2 EPYC, 1 thread, cycling over 64 test images, every
+# layer one way or the other, interleaved; the machine was shared): at sparsity 0.7 dense blocks
+# 129 against CSC 194 us, at 0.8 217 against 218, at 0.85 245 against 175, at 0.9 235 against
+# 126. (Before the CSC loop's positions were unsigned, it lost down to density 0.075.)
+DENSE_DENSITY = 0.2
 # Scratch buffer sets (one per batch shape) each thread keeps per network.
 _SCRATCH_SHAPES = 3
 

@@ -295,7 +295,9 @@ def _csc_part(csc, bias, b0, c0, act, n_act, r0, r1, relu, src, dst):
     for q in range(n_act):
         j = act[q]
         v = src[j]
-        for p in range(colptr[c0 + j], colptr[c0 + j + 1]):
+        # unsigned positions: with signed ones numba wraps every index for negative values, six more
+        # instructions per kept weight (1.3-1.5x slower, one 1000x1000 layer at density 0.01-0.1)
+        for p in range(np.uint64(colptr[c0 + j]), np.uint64(colptr[c0 + j + 1])):
             dst[rows[p]] += v * data[p]
     if relu:
         for i in range(r0, r1):
