@@ -30,6 +30,7 @@ Callers (sparsenet.formats.*_int8) validate; nothing here checks shapes.
 """
 
 import numba
+import numpy as np
 
 from .fused import _FASTMATH, _active, _layer_buffers
 from .simd import at, vadd, vfma, vload, vrelu, vsplat, vstore, vzeros
@@ -57,8 +58,10 @@ def _csc_part(csc, scale, bias, widen, b0, c0, act, n_act, r0, r1, relu, src, ds
     for q in range(n_act):
         j = act[q]
         v = src[j]
-        for p in range(colptr[c0 + j], colptr[c0 + j + 1]):
-            dst[rows[p]] += v * widen[data[p] + 128]
+        # unsigned positions and at(): with signed ones numba wraps every index for negative
+        # values (fused._csc_part), here twice per kept weight (the position and the table's index)
+        for p in range(np.uint64(colptr[c0 + j]), np.uint64(colptr[c0 + j + 1])):
+            dst[rows[p]] += v * at(widen, data[p] + 128)
     _finish(dst[r0:r1], r1 - r0, scale, bias, b0 + r0, relu)
 
 
