@@ -52,7 +52,7 @@ class Grid:
     # recovery budgets, accuracy on the first conv_test_samples test images (None: all), batch
     # sizes up to CONV_MAX_BATCH, recovery of the unstructured methods at both scopes
     conv_alpha: float = 1.0
-    conv_epochs: int = 10
+    conv_epochs: int = 2  # measured: 87.7 % dense on fashion_mnist_32 at width 1.0, ~3.5-4 min per epoch
     conv_samples: int | None = None
     conv_recovery_sparsities: tuple[float, ...] = (0.5, 0.7, 0.9)
     conv_recovery_epochs: int = 1
@@ -118,7 +118,7 @@ OPTIONS: tuple[Option, ...] = (
            single=True),
     Option("--conv-alpha", "conv_alpha", float, "MobileNetV2 width multiplier of the conv section (image "
                                                 "datasets: fashion_mnist_32, cifar10; default 1.0)", single=True),
-    Option("--conv-epochs", "conv_epochs", int, "training epochs of the MobileNetV2 (default 10)", single=True),
+    Option("--conv-epochs", "conv_epochs", int, "training epochs of the MobileNetV2 (default 2)", single=True),
     Option("--conv-samples", "conv_samples", int, "train the MobileNetV2 on the first N images only (default: all)",
            single=True),
     Option("--conv-recovery-sparsities", "conv_recovery_sparsities", float,

@@ -194,7 +194,7 @@ def fit_conv(masked: MaskedNetwork, dataset, config, schedule: PolynomialDecay |
     from . import _keras
     from .importers import check_import
     from .importers.keras import reference
-    from .train_conv import predict, reestimate_bn
+    from .train_conv import reestimate_bn
 
     shape = getattr(dataset, "image_shape", None)
     if shape is None or int(np.prod(shape)) != masked.net.widths[0]:
@@ -234,7 +234,10 @@ def fit_conv(masked: MaskedNetwork, dataset, config, schedule: PolynomialDecay |
     net = wrapper.network()
     check_import(net, reference(model), shape, str(keras_model), config.seed)
     recovered = wrapper.masked_network(net)
-    accuracy = float((predict(net, dataset.x_test) == dataset.y_test).mean())
+    # Keras' own evaluation of the same weights (the import is checked equal above): a full test
+    # set through sparsenet's dense format takes ~45 s for width 1.0 on 2 cores, Keras ~10 s
+    _, accuracy = wrapper.evaluate(dataset.x_test.reshape(-1, *shape), dataset.y_test, batch_size=500, verbose=0)
+    accuracy = float(accuracy)
     history = callbacks[0].history
     return recovered, {
         "dataset": dataset.name, "method": masked.method, "scope": masked.scope,
