@@ -56,14 +56,17 @@ def test_sparse_conv_matches_the_reference(rng, dtype, method, scope, sparsity):
     assert forward.in_memory_bytes >= forward.csr.data.nbytes + forward.dense_w.nbytes
 
 
-def test_a_sample_gets_the_same_bits_in_any_batch(rng):
-    """Every lane runs the same operations in the same order, whatever the group and tile width."""
+def test_a_sample_gets_the_same_result_in_any_batch(rng):
+    """Groups of GROUP samples run the spatial layers as SIMD over samples, single samples along
+    image rows, partial groups scalar: the same sums (FMA contraction of the scalar path may differ
+    in the last bit, so within tolerance), and a partial group's padding lanes change nothing."""
     masked = prune(mobilenet_like(rng), "weight", 0.7)
     forward = convert(masked, "sparse_conv")
     x = rng.standard_normal((2 * GROUP + 5, masked.net.widths[0])).astype(np.float32)
     whole = forward(x)
-    np.testing.assert_array_equal(np.concatenate([forward(x[i:i + 1]) for i in range(len(x))]), whole)
-    np.testing.assert_array_equal(forward(x[:3]), whole[:3])
+    assert_forward_close(np.concatenate([forward(x[i:i + 1]) for i in range(len(x))]), whole)
+    assert_forward_close(forward(x[:3]), whole[:3])
+    np.testing.assert_array_equal(forward(x), whole)  # scratch reused across calls: nothing left behind
 
 
 def test_channels_pruned_to_one_or_none_and_empty_rows_and_columns(rng):

@@ -19,7 +19,7 @@ from typing import ClassVar
 import numba
 import numpy as np
 
-from ..kernels.conv import ACT_CODES, OP_CODES, ConvPlan, PointwiseCSR, conv_forward, padded_positions
+from ..kernels.conv import ACT_CODES, MARGIN, OP_CODES, ConvPlan, PointwiseCSR, conv_forward, padded_positions
 from ..layers import LAYER_KINDS
 from ..model import MaskedNetwork
 from ..validation import check_batch
@@ -166,8 +166,8 @@ class SparseConvForward(FormatDefaults):
         if key not in kept:
             if len(kept) >= _SCRATCH_SHAPES:
                 del kept[next(iter(kept))]
-            slot = self.slot_size(group)
-            kept[key] = (np.zeros((n_threads, self.n_slots * slot), dtype), slot)
+            slot = self.slot_size(group) + MARGIN  # slots MARGIN values apart, MARGIN around all
+            kept[key] = (np.zeros((n_threads, MARGIN + self.n_slots * slot + MARGIN), dtype), slot)
         return kept[key]
 
     @property

@@ -38,14 +38,19 @@ from typing import NamedTuple
 
 import numba
 import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
 
-from .simd import at, vadd, vfma, vload, vsplat, vstore, vzeros
+from .simd import Vec, at, vadd, vfma, vload, vrelu, vsplat, vstore, vzeros
 
 __all__ = ["OP_CODES", "ConvPlan", "PointwiseCSR", "conv_forward", "padded_positions"]
 
 OP_CODES = {"pointwise": 0, "conv": 1, "depthwise": 2, "pool": 3, "flatten": 4}
 ACT_CODES = {"linear": 0, "softmax": 0, "relu": 1, "relu6": 2}
 LANE_PAD = 8
+MARGIN = 32  # values kept free before, between (after each slot) and after the slots; see _rows_vec
+GROUP_LANES = 8  # a group this size runs the spatial layers as SIMD over its samples
 
 # "contract" lets LLVM fuse multiply-add; nothing else (NaN and inf must propagate as in dense).
 _FASTMATH = {"contract"}
@@ -92,20 +97,72 @@ def _padded(m):
     return -(-m // 8) * 8  # padded_positions, compiled (LANE_PAD)
 
 
+@intrinsic
+def _vmin6(typingctx, a):
+    """Lanes above 6 set to 6; NaN stays NaN (as ``if v > 6: v = 6`` does). With simd.vrelu: ReLU6."""
+    if not isinstance(a, Vec):
+        return None
+
+    def codegen(context, builder, sig, args):
+        vty = context.get_value_type(a)
+        six = ir.Constant(vty, [ir.Constant(vty.element, 6.0)] * vty.count)
+        return builder.select(builder.fcmp_ordered(">", args[0], six), six, args[0])
+
+    return a(a), codegen
+
+
+@intrinsic
+def _vkeep(typingctx, a, lo, hi):
+    """Lanes l with lo <= l < hi of a, zeros elsewhere (a select: a NaN in a dropped lane does
+    not leak, as it would through a multiply by a 0/1 mask)."""
+    if not isinstance(a, Vec) or not isinstance(lo, types.Integer) or not isinstance(hi, types.Integer):
+        return None
+
+    def codegen(context, builder, sig, args):
+        vty = context.get_value_type(a)
+        i64 = ir.IntType(64)
+        ity = ir.VectorType(i64, vty.count)
+        lanes = ir.Constant(ity, [ir.Constant(i64, k) for k in range(vty.count)])
+        undef = ir.Constant(ity, ir.Undefined)
+        zeros = ir.Constant(ir.VectorType(ir.IntType(32), vty.count), [0] * vty.count)
+
+        def splat(v, t):
+            v = context.cast(builder, v, t, types.int64)
+            return builder.shuffle_vector(builder.insert_element(undef, v, ir.Constant(ir.IntType(32), 0)), undef,
+                                          zeros)
+
+        keep = builder.and_(builder.icmp_signed(">=", lanes, splat(args[1], sig.args[1])),
+                            builder.icmp_signed("<", lanes, splat(args[2], sig.args[2])))
+        return builder.select(keep, args[0], ir.Constant(vty, None))
+
+    return a(a, lo, hi), codegen
+
+
 @numba.njit(inline="always")
-def _act_tail(buf, o0, n, act, ro):
-    """buf[o0:o0 + n] = activation(...) (+ buf[ro:ro + n] when ro >= 0); NaN stays NaN."""
+def _act_vec(a, act):
     if act == 1:
-        for m in range(n):
-            v = buf[o0 + m]
-            buf[o0 + m] = 0 if v < 0 else v
-    elif act == 2:
-        for m in range(n):
-            v = buf[o0 + m]
-            buf[o0 + m] = 0 if v < 0 else (6 if v > 6 else v)
+        return vrelu(a)
+    if act == 2:
+        return _vmin6(vrelu(a))
+    return a
+
+
+@numba.njit(inline="always")
+def _act(v, act):
+    if act >= 1 and v < 0:
+        return 0.0
+    if act == 2 and v > 6:
+        return 6.0
+    return v
+
+
+@numba.njit(inline="always")
+def _finish_vec(a, buf, o0, act, ro, lanes):
+    """Activation, then the residual add (ro >= 0), in registers; one store."""
+    a = _act_vec(a, act)
     if ro >= 0:
-        for m in range(n):
-            buf[o0 + m] += buf[ro + m]
+        a = vadd(a, vload(buf, ro, lanes))
+    vstore(buf, o0, a)
 
 
 @numba.njit(inline="always")
@@ -133,9 +190,7 @@ def _pw_tile(csr, r0, n_out, bias, b0, buf, so, mp_in, do, mp_out, ro, m0, act, 
             p += 2
         if p < end:
             a0 = vfma(a0, at(data, p), vload(buf, so + at(indices, p) * mp_in + m0, lanes))
-        o0 = do + o * mp_out + m0
-        vstore(buf, o0, vadd(a0, a1))
-        _act_tail(buf, o0, lanes, act, ro + o * mp_out + m0 if ro >= 0 else -1)
+        _finish_vec(vadd(a0, a1), buf, do + o * mp_out + m0, act, ro + o * mp_out + m0 if ro >= 0 else -1, lanes)
 
 
 @numba.njit(inline="always")
@@ -151,51 +206,118 @@ def _pointwise(csr, bias, r0, b0, n_out, buf, so, mp_in, do, mp_out, ro, act):
 
 
 @numba.njit(inline="always")
-def _window(buf, w, w0, c, kh, kw, c_stride, ib, h_in, w_in, ob, h_out, w_out, s, pt, pl):
-    """buf[ob + p * w_out + q] += sum over taps of w[w0 + (i * kw + j) * c_stride] * input, for one
-    input plane at ib (h_in x w_in) and one output plane at ob; taps outside the input are zeros."""
-    for p in range(h_out):
-        orow = ob + p * w_out
-        for i in range(kh):
-            row = p * s + i - pt
-            if row < 0 or row >= h_in:
+def _taps(buf, w, wb, cs, n_c, c_step, ib, h_in, w_in, p, q, kh, kw, s, pt, pl, g, gi, acc):
+    """acc + the window sum of output (p, q) of sample gi: input channels k < n_c at ib + k * c_step,
+    weights w[wb + (i * kw + j) * cs + k]; taps outside the input are zeros. Scalar, in registers:
+    even kernel rows onto acc, odd ones onto a second sum (two FMA chains, not one), in the same
+    order as the vector paths, so that a sample's result does not depend on the path it took."""
+    odd = acc * 0
+    for i in range(kh):
+        row = p * s + i - pt
+        if row < 0 or row >= h_in:
+            continue
+        for j in range(kw):
+            col = q * s + j - pl
+            if col < 0 or col >= w_in:
                 continue
-            irow = ib + row * w_in - pl
-            for j in range(kw):
-                wv = w[w0 + (i * kw + j) * c_stride]
-                q0 = max(0, -((j - pl) // s))  # first q with q * s + j - pl >= 0
-                q1 = min(w_out, (w_in - 1 + pl - j) // s + 1)  # past the last one inside the row
-                if s == 1:
-                    for q in range(q0, q1):
-                        buf[orow + q] += wv * buf[irow + q + j]
+            for k in range(n_c):
+                v = at(buf, ib + k * c_step + (row * w_in + col) * g + gi)
+                if i % 2 == 0:
+                    acc += at(w, wb + (i * kw + j) * cs + k) * v
                 else:
-                    for q in range(q0, q1):
-                        buf[orow + q] += wv * buf[irow + q * s + j]
+                    odd += at(w, wb + (i * kw + j) * cs + k) * v
+    return acc + odd
+
+
+@numba.njit(inline="always")
+def _taps_vec(buf, w, wb, cs, n_c, c_step, ib, h_in, w_in, p, q, kh, kw, s, pt, pl, acc, lanes):
+    """_taps for all ``lanes`` samples of a group at once (they are contiguous): each tap inside the
+    input is one FMA of a broadcast weight with a vector of samples; even and odd kernel rows in
+    two accumulators, so that consecutive FMAs do not wait on each other."""
+    odd = vzeros(at(w, wb), lanes)
+    for i in range(kh):
+        row = p * s + i - pt
+        if row < 0 or row >= h_in:
+            continue
+        for j in range(kw):
+            col = q * s + j - pl
+            if col < 0 or col >= w_in:
+                continue
+            for k in range(n_c):
+                v = vload(buf, ib + k * c_step + (row * w_in + col) * lanes, lanes)
+                if i % 2 == 0:
+                    acc = vfma(acc, at(w, wb + (i * kw + j) * cs + k), v)
+                else:
+                    odd = vfma(odd, at(w, wb + (i * kw + j) * cs + k), v)
+    return vadd(acc, odd)
+
+
+@numba.njit(inline="always")
+def _rows_vec(buf, w, wb, n_c, c_step, ib, h_in, w_in, h_out, w_out, kh, kw, pt, pl, b, ob, rb, act):
+    """One sample's output plane at stride 1, 8 outputs of a row at a time: each tap one FMA of
+    the 8 shifted inputs, the lanes whose input column lies outside the row zeroed (_vkeep).
+
+    Loads reach up to ``pl`` values before a row and ``kw + 7`` after it, and a row's last chunk
+    stores up to 7 values past the row (into the next row or channel, written after it, or the
+    padding lanes, zeroed after it): the format leaves MARGIN values around the slots."""
+    for p in range(h_out):
+        q = 0
+        while q < w_out:
+            a = vsplat(b, 8)
+            odd = vzeros(b, 8)  # odd kernel rows: a second FMA chain
+            for i in range(kh):
+                row = p + i - pt
+                if row < 0 or row >= h_in:
+                    continue
+                for j in range(kw):
+                    lo, hi = pl - j - q, w_in + pl - j - q
+                    for k in range(n_c):
+                        v = _vkeep(vload(buf, ib + k * c_step + row * w_in + q + j - pl, 8), lo, hi)
+                        if i % 2 == 0:
+                            a = vfma(a, at(w, wb + (i * kw + j) * n_c + k), v)
+                        else:
+                            odd = vfma(odd, at(w, wb + (i * kw + j) * n_c + k), v)
+            a = vadd(a, odd)
+            _finish_vec(a, buf, ob + p * w_out + q, act, rb + p * w_out + q if rb >= 0 else -1, 8)
+            q += 8
 
 
 @numba.njit(inline="always")
 def _spatial(plan, l, dense_w, bias, buf, so, mp_in, do, mp_out, ro, g):
-    """A full (op 1) or depthwise (op 2) convolution of one group, dense weights, bias and
-    activation fused."""
+    """A full (op 1) or depthwise (op 2) convolution of one group, dense weights, with bias,
+    activation and residual add fused into one pass over the outputs. A group of GROUP_LANES
+    samples runs every tap as one SIMD FMA over the samples; smaller groups run scalar."""
     c_in, h_in, w_in = plan.c_in[l], plan.h_in[l], plan.w_in[l]
     c_out, h_out, w_out = plan.c_out[l], plan.h_out[l], plan.w_out[l]
     kh, kw, s, pt, pl = plan.kh[l], plan.kw[l], plan.stride[l], plan.pad_t[l], plan.pad_l[l]
     w0, b0, act = plan.w_off[l], plan.b_off[l], plan.act[l]
-    hw_in, hw_out = h_in * w_in, h_out * w_out
+    depthwise = plan.op[l] == 2
+    n_c = 1 if depthwise else c_in
     for o in range(c_out):
-        for gi in range(g):
-            ob = do + o * mp_out + gi * hw_out
-            for k in range(hw_out):
-                buf[ob + k] = bias[b0 + o]
-            if plan.op[l] == 2:
-                _window(buf, dense_w, w0 + o * kh * kw, o, kh, kw, 1, so + o * mp_in + gi * hw_in, h_in, w_in,
-                        ob, h_out, w_out, s, pt, pl)
-            else:
-                for c in range(c_in):
-                    _window(buf, dense_w, w0 + o * kh * kw * c_in + c, c, kh, kw, c_in,
-                            so + c * mp_in + gi * hw_in, h_in, w_in, ob, h_out, w_out, s, pt, pl)
-            _act_tail(buf, ob, hw_out, act, ro + o * mp_out + gi * hw_out if ro >= 0 else -1)
-        _zero_tail(buf, do + o * mp_out, g * hw_out, mp_out)
+        wb = w0 + o * kh * kw * n_c
+        b = bias[b0 + o]
+        ib = so + (o * mp_in if depthwise else 0)
+        if g == 1 and s == 1:
+            _rows_vec(buf, dense_w, wb, n_c, mp_in, ib, h_in, w_in, h_out, w_out, kh, kw, pt, pl, b,
+                      do + o * mp_out, ro + o * mp_out if ro >= 0 else -1, act)
+            _zero_tail(buf, do + o * mp_out, h_out * w_out, mp_out)
+            continue
+        for p in range(h_out):
+            for q in range(w_out):
+                ob = do + o * mp_out + (p * w_out + q) * g
+                rb = ro + o * mp_out + (p * w_out + q) * g if ro >= 0 else -1
+                if g == GROUP_LANES:
+                    a = _taps_vec(buf, dense_w, wb, n_c, n_c, mp_in, ib, h_in, w_in, p, q, kh, kw, s, pt, pl,
+                                  vsplat(b, GROUP_LANES), GROUP_LANES)
+                    _finish_vec(a, buf, ob, act, rb, GROUP_LANES)
+                else:
+                    for gi in range(g):
+                        v = _act(_taps(buf, dense_w, wb, n_c, n_c, mp_in, ib, h_in, w_in, p, q, kh, kw, s, pt, pl,
+                                       g, gi, b), act)
+                        if ro >= 0:
+                            v += buf[rb + gi]
+                        buf[ob + gi] = v
+        _zero_tail(buf, do + o * mp_out, g * h_out * w_out, mp_out)
 
 
 @numba.njit(inline="always")
@@ -204,21 +326,21 @@ def _pool(plan, l, buf, so, mp_in, do, mp_out, g):
     for c in range(plan.c_in[l]):
         for gi in range(g):
             total = 0.0  # float64, whatever the dtype: as exact as the reference's mean
-            base = so + c * mp_in + gi * hw
+            base = so + c * mp_in + gi
             for k in range(hw):
-                total += buf[base + k]
+                total += buf[base + k * g]
             buf[do + c * mp_out + gi] = total / hw
         _zero_tail(buf, do + c * mp_out, g, mp_out)
 
 
 @numba.njit(inline="always")
 def _flatten(plan, l, buf, so, mp_in, do, mp_out, g):
-    """(C, g * H * W) to (H * W * C, g): the NHWC order a dense layer's columns have."""
+    """(C, H * W * g) to (H * W * C, g): the NHWC order a dense layer's columns have."""
     c_in, hw = plan.c_in[l], plan.h_in[l] * plan.w_in[l]
     for c in range(c_in):
-        for gi in range(g):
-            for k in range(hw):
-                buf[do + (k * c_in + c) * mp_out + gi] = buf[so + c * mp_in + gi * hw + k]
+        for k in range(hw):
+            for gi in range(g):
+                buf[do + (k * c_in + c) * mp_out + gi] = buf[so + c * mp_in + k * g + gi]
     for r in range(c_in * hw):
         _zero_tail(buf, do + r * mp_out, g, mp_out)
 
@@ -228,19 +350,19 @@ def _group(plan, csr, dense_w, bias, x, n0, g, buf, slot, out):
     """Samples n0:n0 + g through every step, in scratch ``buf``. Compiled on its own, not inlined
     into conv_forward's parallel loop, which calls it once per group."""
     c, hw = plan.c_in[0], plan.h_in[0] * plan.w_in[0]
-    so, mp = plan.src[0] * slot, _padded(g * hw)
+    so, mp = MARGIN + plan.src[0] * slot, _padded(g * hw)
     for ch in range(c):  # NHWC rows of x to channel rows, padding lanes zeroed
         for gi in range(g):
             for k in range(hw):
-                buf[so + ch * mp + gi * hw + k] = x[n0 + gi, k * c + ch]
+                buf[so + ch * mp + k * g + gi] = x[n0 + gi, k * c + ch]
         _zero_tail(buf, so + ch * mp, g * hw, mp)
     n_steps = plan.op.shape[0]
     for l in range(n_steps):
         op = plan.op[l]
         mp_in = _padded(g * plan.h_in[l] * plan.w_in[l])
         mp_out = _padded(g * plan.h_out[l] * plan.w_out[l])
-        so, do = plan.src[l] * slot, plan.dst[l] * slot
-        ro = plan.res[l] * slot if plan.res[l] >= 0 else -1
+        so, do = MARGIN + plan.src[l] * slot, MARGIN + plan.dst[l] * slot
+        ro = MARGIN + plan.res[l] * slot if plan.res[l] >= 0 else -1
         if op == 0:
             _pointwise(csr, bias, plan.w_off[l], plan.b_off[l], plan.c_out[l], buf, so, mp_in, do, mp_out, ro,
                        plan.act[l])
@@ -252,11 +374,11 @@ def _group(plan, csr, dense_w, bias, x, n0, g, buf, slot, out):
             _flatten(plan, l, buf, so, mp_in, do, mp_out, g)
     last = n_steps - 1
     c, hw = plan.c_out[last], plan.h_out[last] * plan.w_out[last]
-    do, mp = plan.dst[last] * slot, _padded(g * hw)
+    do, mp = MARGIN + plan.dst[last] * slot, _padded(g * hw)
     for gi in range(g):
         for k in range(hw):
             for ch in range(c):
-                out[n0 + gi, k * c + ch] = buf[do + ch * mp + gi * hw + k]
+                out[n0 + gi, k * c + ch] = buf[do + ch * mp + k * g + gi]
 
 
 @numba.njit(parallel=True, cache=True, nogil=True, fastmath=_FASTMATH)
