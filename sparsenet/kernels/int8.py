@@ -66,26 +66,38 @@ def _csc_part(csc, scale, bias, widen, b0, c0, act, n_act, r0, r1, relu, src, ds
 
 
 @numba.njit(inline="always")
+def _axpy4(d, w, j0, j1, j2, j3, v0, v1, v2, v3, n):
+    """d[:n] += v0 * w[j0] + ... + v3 * w[j3] (int8 rows widened in registers): four inputs per
+    pass over the outputs, so each output is loaded and stored once per four inputs, and summed
+    in order (d + v0 w0) + v1 w1 ... so that every term is one FMA."""
+    w0, w1, w2, w3 = w[j0], w[j1], w[j2], w[j3]
+    for i in range(n):
+        d[i] = (((d[i] + v0 * w0[i]) + v1 * w1[i]) + v2 * w2[i]) + v3 * w3[i]
+
+
+@numba.njit(inline="always")
+def _axpy1(d, w, j, v, n):
+    wj = w[j]
+    for i in range(n):
+        d[i] += v * wj[i]
+
+
+@numba.njit(inline="always")
 def _dense_part(dense, p, n_in, scale, bias, b0, act, n_act, relu, src, dst):
-    """Dense block p (n_in, width) of int8 weights, the active inputs' rows only; two inputs per
-    pass over the outputs, so that each output is loaded and stored half as often."""
+    """Dense block p (n_in, width) of int8 weights, the active inputs' rows only, four per pass."""
     r0, width, stride, start = dense.r0[p], dense.width[p], dense.stride[p], dense.off[p]
     w = dense.values[start:start + n_in * stride].reshape((n_in, stride))
     d = dst[r0:r0 + width]
     for i in range(width):
         d[i] = 0
     q = 0
-    while q + 2 <= n_act:
-        j0, j1 = act[q], act[q + 1]
-        v0, v1 = src[j0], src[j1]
-        for i in range(width):
-            d[i] += v0 * w[j0, i] + v1 * w[j1, i]
-        q += 2
-    if q < n_act:
-        j = act[q]
-        v = src[j]
-        for i in range(width):
-            d[i] += v * w[j, i]
+    while q + 4 <= n_act:
+        j0, j1, j2, j3 = act[q], act[q + 1], act[q + 2], act[q + 3]
+        _axpy4(d, w, j0, j1, j2, j3, src[j0], src[j1], src[j2], src[j3], width)
+        q += 4
+    while q < n_act:
+        _axpy1(d, w, act[q], src[act[q]], width)
+        q += 1
     _finish(d, width, scale, bias, b0 + r0, relu)
 
 
@@ -210,7 +222,7 @@ def int8_csr_forward_batch(shape, csr, scale, bias, widen, x, buf_a, buf_b, out,
 @numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
 def int8_dense_forward_vector(shape, dense, scale, bias, x, buf_a, buf_b, out):
     """out = network(x) for one sample through dense int8 matrices (``dense.weight_t`` int8,
-    layer l's (n_in, n_out) row-major from ``dense.w_off[l]``), skipping zero inputs; two
+    layer l's (n_in, n_out) row-major from ``dense.w_off[l]``), skipping zero inputs; four
     non-zero inputs per pass over the outputs."""
     widths, relu, bias_off = shape.widths, shape.relu, shape.bias_off
     n_layers = widths.shape[0] - 1
@@ -221,19 +233,24 @@ def int8_dense_forward_vector(shape, dense, scale, bias, x, buf_a, buf_b, out):
         d = dst[:n_out]
         for i in range(n_out):
             d[i] = 0
-        pending = -1
+        n_pending, p0, p1, p2 = 0, 0, 0, 0  # non-zero inputs waiting for a pass of four
         for j in range(n_in):
             if src[j] != 0:
-                if pending < 0:
-                    pending = j
+                if n_pending == 0:
+                    p0 = j
+                elif n_pending == 1:
+                    p1 = j
+                elif n_pending == 2:
+                    p2 = j
                 else:
-                    v0, v1 = src[pending], src[j]
-                    for i in range(n_out):
-                        d[i] += v0 * w[pending, i] + v1 * w[j, i]
-                    pending = -1
-        if pending >= 0:
-            v = src[pending]
-            for i in range(n_out):
-                d[i] += v * w[pending, i]
+                    _axpy4(d, w, p0, p1, p2, j, src[p0], src[p1], src[p2], src[j], n_out)
+                    n_pending = -1
+                n_pending += 1
+        if n_pending > 0:
+            _axpy1(d, w, p0, src[p0], n_out)
+        if n_pending > 1:
+            _axpy1(d, w, p1, src[p1], n_out)
+        if n_pending > 2:
+            _axpy1(d, w, p2, src[p2], n_out)
         _finish(d, n_out, scale, bias, b0, relu[l])
     return out
