@@ -283,15 +283,15 @@ def _rows_vec(buf, w, wb, n_c, c_step, ib, h_in, w_in, h_out, w_out, kh, kw, pt,
 
 
 @numba.njit(inline="always")
-def _spatial(plan, l, dense_w, bias, buf, so, mp_in, do, mp_out, ro, g):
-    """A full (op 1) or depthwise (op 2) convolution of one group, dense weights, with bias,
-    activation and residual add fused into one pass over the outputs. A group of GROUP_LANES
-    samples runs every tap as one SIMD FMA over the samples; smaller groups run scalar."""
+def _spatial(plan, l, dense_w, bias, buf, so, mp_in, do, mp_out, ro, g, depthwise):
+    """A full or depthwise convolution of one group, dense weights, with bias, activation and
+    residual add fused into one pass over the outputs. A group of GROUP_LANES samples runs every
+    tap as one SIMD FMA over the samples; one sample runs stride-1 rows 8 outputs at a time
+    (_rows_vec); anything else is scalar."""
     c_in, h_in, w_in = plan.c_in[l], plan.h_in[l], plan.w_in[l]
     c_out, h_out, w_out = plan.c_out[l], plan.h_out[l], plan.w_out[l]
     kh, kw, s, pt, pl = plan.kh[l], plan.kw[l], plan.stride[l], plan.pad_t[l], plan.pad_l[l]
     w0, b0, act = plan.w_off[l], plan.b_off[l], plan.act[l]
-    depthwise = plan.op[l] == 2
     n_c = 1 if depthwise else c_in
     for o in range(c_out):
         wb = w0 + o * kh * kw * n_c
@@ -318,6 +318,25 @@ def _spatial(plan, l, dense_w, bias, buf, so, mp_in, do, mp_out, ro, g):
                             v += buf[rb + gi]
                         buf[ob + gi] = v
         _zero_tail(buf, do + o * mp_out, g * h_out * w_out, mp_out)
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _pointwise_step(csr, bias, r0, b0, n_out, buf, so, mp_in, do, mp_out, ro, act):
+    """_pointwise compiled on its own (see _depthwise)."""
+    _pointwise(csr, bias, r0, b0, n_out, buf, so, mp_in, do, mp_out, ro, act)
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _depthwise(plan, l, dense_w, bias, buf, so, mp_in, do, mp_out, ro, g):
+    """_spatial with one input channel per output (n_c = 1 known when compiled, so the channel
+    loop folds away). Compiled on its own, as is _full_conv: inside _group's one big function
+    LLVM optimized these loops less well."""
+    _spatial(plan, l, dense_w, bias, buf, so, mp_in, do, mp_out, ro, g, True)
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _full_conv(plan, l, dense_w, bias, buf, so, mp_in, do, mp_out, ro, g):
+    _spatial(plan, l, dense_w, bias, buf, so, mp_in, do, mp_out, ro, g, False)
 
 
 @numba.njit(inline="always")
@@ -364,10 +383,12 @@ def _group(plan, csr, dense_w, bias, x, n0, g, buf, slot, out):
         so, do = MARGIN + plan.src[l] * slot, MARGIN + plan.dst[l] * slot
         ro = MARGIN + plan.res[l] * slot if plan.res[l] >= 0 else -1
         if op == 0:
-            _pointwise(csr, bias, plan.w_off[l], plan.b_off[l], plan.c_out[l], buf, so, mp_in, do, mp_out, ro,
+            _pointwise_step(csr, bias, plan.w_off[l], plan.b_off[l], plan.c_out[l], buf, so, mp_in, do, mp_out, ro,
                        plan.act[l])
-        elif op == 1 or op == 2:
-            _spatial(plan, l, dense_w, bias, buf, so, mp_in, do, mp_out, ro, g)
+        elif op == 2:
+            _depthwise(plan, l, dense_w, bias, buf, so, mp_in, do, mp_out, ro, g)
+        elif op == 1:
+            _full_conv(plan, l, dense_w, bias, buf, so, mp_in, do, mp_out, ro, g)
         elif op == 3:
             _pool(plan, l, buf, so, mp_in, do, mp_out, g)
         else:
