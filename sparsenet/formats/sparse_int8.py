@@ -7,11 +7,14 @@ byte next to its 16-bit index (3 bytes instead of 6), widened to float in regist
 same CSR input blocks on SIMD tiles. Outputs are checked against the format's own
 :meth:`~SparseInt8Forward.reference`, the float64 dequantized network.
 
-Measured on the 784-1000-1000-500-200-10 MNIST MLP (2-core AVX2 EPYC, shared and loaded, 1
-numba thread, interleaved medians of real test images): batch 1 ran 2.1x faster than ``sparse``
-at sparsity 0.5, 0.8 and 0.9 (dense-block layers: a quarter of the bytes) and 1.0-1.05x at 0.95
-(CSC layers: the scatter of single weights is bound by its loads and stores, not by bandwidth);
-batches of 64 and 1024 ran 0.75-1.1x (the same FMAs, one table load more per kept weight).
+Measured on the 784-1000-1000-500-200-10 Fashion-MNIST MLP (2-core AVX2 EPYC shared with
+other jobs at load 5-6, 1 numba thread, interleaved medians of real test images, 2026-12-02):
+batch 1 1.93x faster than ``sparse`` at sparsity 0.5 and 1.84x at 0.8 (dense-block layers: a
+quarter of the bytes, four inputs per pass), 1.03x at 0.9 and 0.82x at 0.95 (10th percentiles
+1.33x and 1.05x: both formats run CSC there since DENSE_DENSITY 0.2, and a cached scatter is
+bound by its loads and stores, not by bytes); batches of 64 and 1024 0.78-1.02x (the same FMAs,
+one int8 load and table broadcast more per kept weight). Two threads on that loaded machine
+measured thread wake-ups, not kernels (medians of milliseconds at batch 1); not quoted.
 
 Built from a MaskedNetwork (``convert(masked, "sparse_int8")`` quantizes at build), or from a
 :class:`~sparsenet.quantize.QuantizedNetwork` with :meth:`SparseInt8Forward.build_quantized`,
