@@ -19,7 +19,16 @@ from typing import ClassVar
 import numba
 import numpy as np
 
-from ..kernels.conv import ACT_CODES, MARGIN, OP_CODES, ConvPlan, PointwiseCSR, conv_forward, padded_positions
+from ..kernels.conv import (
+    ACT_CODES,
+    MARGIN,
+    OP_CODES,
+    ConvPlan,
+    PointwiseCSR,
+    conv_forward,
+    conv_forward_serial,
+    padded_positions,
+)
 from ..layers import LAYER_KINDS
 from ..model import MaskedNetwork
 from ..validation import check_batch
@@ -187,7 +196,10 @@ class SparseConvForward(FormatDefaults):
         group = 1 if x.shape[0] == 1 else min(GROUP, -(-x.shape[0] // n_threads))
         scratch, slot = self._buffers(group, n_threads, x.dtype)
         out = np.empty((x.shape[0], self.n_out), x.dtype)
-        conv_forward(self.plan, self.csr, self.dense_w, self.bias, x, scratch, out, group, slot, n_threads)
+        if n_threads == 1 or x.shape[0] <= group:  # one worker: no parallel region to start
+            conv_forward_serial(self.plan, self.csr, self.dense_w, self.bias, x, scratch, out, group, slot)
+        else:
+            conv_forward(self.plan, self.csr, self.dense_w, self.bias, x, scratch, out, group, slot, n_threads)
         return out
 
     @property

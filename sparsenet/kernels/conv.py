@@ -2,14 +2,18 @@
 
 Layout. Inside the kernel a tensor of ``C`` channels over ``H x W`` positions of a group of ``g``
 samples is channel-major, positions as the SIMD lane axis: channel ``c`` is one row of
-``M = g * H * W`` values (sample-major, then row-major positions), padded to ``Mp``, a multiple
-of 8 (one AVX2 register of float32), at ``slot + c * Mp``. A 1x1 convolution is then a sparse
-(CSR, rows = output channels) times dense ``(C_in, Mp)`` product in which each kept weight
-broadcasts into an FMA over a tile of positions held in registers, as in Elsen et al., "Fast
-Sparse ConvNets" (2019) and XNNPACK's sparse path (both CHW). A dense layer is the same product
-with ``H = W = 1``, so after the global pooling the lanes are the group's samples.
-NHWC (channels contiguous per position) was measured against it and lost; figures in
-:mod:`sparsenet.formats.sparse_conv`.
+``M = H * W * g`` values, position-major with the group's samples innermost (value
+``(p * W + q) * g + n``), padded to ``Mp``, a multiple of 8 (one AVX2 register of float32), at
+``slot + c * Mp``. A 1x1 convolution is then a sparse (CSR, rows = output channels) times dense
+``(C_in, Mp)`` product in which each kept weight broadcasts into an FMA over a tile of 32 (then
+8) lanes held in registers, as in Elsen et al., "Fast Sparse ConvNets" (2019) and XNNPACK's
+sparse path (both CHW). A dense layer is the same product with ``H = W = 1``, so after the
+global pooling the lanes are the group's samples. With the samples innermost, a depthwise or
+full convolution over a group of GROUP_LANES samples is one SIMD FMA per tap (the 8 samples'
+inputs are contiguous) whatever the plane size, down to MobileNetV2's 1x1 planes; one sample
+(batch 1) runs stride-1 windows 8 outputs of a row at a time; the rest (stride 2 at batch 1,
+partial groups) is scalar. NHWC (channels contiguous per position) was measured against this
+layout for the 1x1 layers and lost; figures in :mod:`sparsenet.formats.sparse_conv`.
 
 Every array is C-contiguous; kernels allocate nothing; callers (the format) validate. Steps (a
 layer, or the flatten a dense layer on a spatial input needs) are described by ``ConvPlan``,
@@ -26,12 +30,15 @@ one int64 entry per step::
     PointwiseCSR  indptr int64[rows + 1] (absolute), indices uint16|int32[nnz] (input channel), data float[nnz]
     dense_w   float[...]  op 1: (c_out, kh, kw, c_in) row-major; op 2: (c, kh, kw)
     x         float[n_batch, n_in]   NHWC flattened, as the format takes it
-    scratch   float[n_threads, n_slots * slot]   slot s of a worker starts at s * slot
+    scratch   float[n_threads, MARGIN + n_slots * slot + MARGIN]   a worker's slot s starts at
+              MARGIN + s * slot; slot >= the largest step output + MARGIN (see _rows_vec)
     out       float[n_batch, n_out]  NHWC flattened
 
 Threads: ``conv_forward`` splits the batch into groups of ``group`` samples and the groups into
 one contiguous range per worker (``numba.prange``); a worker runs its groups through every layer
-with no barrier, in its own scratch row.
+with no barrier, in its own scratch row. Each step runs in a function compiled on its own
+(_pointwise_step, _depthwise, _full_conv), called from the group loop: inlined into one large
+function, the same loops ran 2-3x slower (LLVM optimized them less; measured, see c925da1).
 """
 
 from typing import NamedTuple
@@ -44,7 +51,7 @@ from numba.extending import intrinsic
 
 from .simd import Vec, at, vadd, vfma, vload, vrelu, vsplat, vstore, vzeros
 
-__all__ = ["OP_CODES", "ConvPlan", "PointwiseCSR", "conv_forward", "padded_positions"]
+__all__ = ["OP_CODES", "ConvPlan", "PointwiseCSR", "conv_forward", "conv_forward_serial", "padded_positions"]
 
 OP_CODES = {"pointwise": 0, "conv": 1, "depthwise": 2, "pool": 3, "flatten": 4}
 ACT_CODES = {"linear": 0, "softmax": 0, "relu": 1, "relu6": 2}
@@ -416,4 +423,16 @@ def conv_forward(plan, csr, dense_w, bias, x, scratch, out, group, slot, n_threa
         for k in range(t * n_groups // n_workers, (t + 1) * n_groups // n_workers):
             n0 = k * group
             _group(plan, csr, dense_w, bias, x, n0, min(group, n_batch - n0), buf, slot, out)
+    return out
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def conv_forward_serial(plan, csr, dense_w, bias, x, scratch, out, group, slot):
+    """conv_forward on the calling thread only, in ``scratch[0]``: for batches of one group,
+    where a parallel region would only add its start-up (and, on a busy machine, the wait for
+    every worker thread to be scheduled: measured 9-20 ms against 2.5 ms at batch 1)."""
+    n_batch = x.shape[0]
+    buf = scratch[0]
+    for n0 in range(0, n_batch, group):
+        _group(plan, csr, dense_w, bias, x, n0, min(group, n_batch - n0), buf, slot, out)
     return out
