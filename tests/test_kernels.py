@@ -132,8 +132,13 @@ def test_forward_vector_matches_naive(rng, dtype, index_dtype, density):
     for as_dense in ([False] * n, [True] * n, [l % 2 == 1 for l in range(n)]):
         out = np.full(shape.widths[-1], np.nan, dtype)  # must be fully overwritten
         act = np.full(int(shape.widths[:-1].max()), -1, np.int64)
-        kernels.forward_vector(shape, csc, dense_blocks(net, as_dense, dtype), bias, x[0], act,
-                               np.empty(max_w, dtype), np.empty(max_w, dtype), out)
+        dense = dense_blocks(net, as_dense, dtype)
+        pack, *views = kernels.flatten_vector(shape, csc, dense, bias)
+        for got, want in zip(views, (shape, csc, dense, bias)):  # the pack holds exactly what it was given
+            for a, b in zip(got, want) if isinstance(want, tuple) else [(got, want)]:
+                np.testing.assert_array_equal(a, b)
+        assert views[2].values.ctypes.data % 64 == 0, "dense blocks stay on cache lines"
+        kernels.forward_vector(*pack, x[0], act, np.empty(max_w, dtype), np.empty(max_w, dtype), out)
         assert_forward_close(out, expected[0])
 
 

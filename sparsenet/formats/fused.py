@@ -177,6 +177,7 @@ class FusedSparseForward(FormatDefaults):
     bias: np.ndarray
     bias1: np.ndarray  # bias for batch 1, whose pack (csc, dense) orders hidden units differently
     vector_bits: int  # register width its tiles are chosen for (input blocks at build, tile widths per call)
+    flat1: tuple | None = None  # batch 1's pack as forward_vector takes it; csc, dense and bias1 are views of it
     _scratch: threading.local = field(default_factory=threading.local, repr=False, compare=False)
 
     @classmethod
@@ -213,14 +214,19 @@ class FusedSparseForward(FormatDefaults):
                      for w, keep, n in zip(w1, csc_keeps, parts)
                      for k in range(n)
                      for r0, r1 in [(k * w.shape[0] // n, (k + 1) * w.shape[0] // n)]], index_dtype, net.dtype)
+        shape = kernels.NetworkShape(widths, np.array([layer.activation == "relu" for layer in net.layers], np.bool_),
+                                     np.concatenate([[0], np.cumsum(widths[1:-1])]).astype(np.int64))
+        flat1, _, csc1, dense1, bias1 = kernels.flatten_vector(
+            shape, kernels.CSCParts(*csc, parts), _dense_blocks(w1, as_dense, n_threads, net.dtype),
+            np.concatenate(b1).astype(net.dtype))
         return cls(
-            shape=kernels.NetworkShape(widths, np.array([layer.activation == "relu" for layer in net.layers], np.bool_),
-                                       np.concatenate([[0], np.cumsum(widths[1:-1])]).astype(np.int64)),
+            shape=shape,
             csr=kernels.BlockedCSR(*csr, col_blocks),
-            csc=kernels.CSCParts(*csc, parts),
-            dense=_dense_blocks(w1, as_dense, n_threads, net.dtype),
+            csc=csc1,
+            dense=dense1,
             bias=np.concatenate(biases).astype(net.dtype),
-            bias1=np.concatenate(b1).astype(net.dtype),
+            bias1=bias1,
+            flat1=flat1,
             vector_bits=vector_bits,
         )
 
@@ -256,8 +262,7 @@ class FusedSparseForward(FormatDefaults):
         if n_batch == 1:
             act, a, b = self._vector_scratch(x.dtype)
             out = np.empty(n_out, dtype=x.dtype)
-            kernels.forward_vector(self.shape, self.csc, self.dense, self.bias1, np.ascontiguousarray(x[0]), act, a, b,
-                                   out)
+            kernels.forward_vector(*self.flat1, np.ascontiguousarray(x[0]), act, a, b, out)
             return out[None, :]
         tile = tile_lanes(n_batch, x.dtype, self.vector_bits)
         n_tiles = -(-n_batch // tile)

@@ -26,8 +26,10 @@ rows are output units, each layer's inputs cut into blocks::
     out           float[n_tiles, n_out, T]    overwritten
     n_acc         accumulators per row, 1 or 2: (T, n_acc) one of VARIANTS (see accumulators())
 
-Batch 1, ``forward_vector(shape, csc, dense, bias, x, act, buf_a, buf_b, out)``: per layer
-either CSC (columns are input units) or dense blocks::
+Batch 1, ``forward_vector(ints, rows, vals, x, act, buf_a, buf_b, out)``: per layer either CSC
+(columns are input units) or dense blocks, described by these NamedTuples (and the network's shape
+and bias) but handed over packed into three arrays by ``flatten_vector(shape, csc, dense, bias)``
+(``unflatten_vector`` gives the NamedTuples back as views)::
 
     CSCParts      colptr   int64[sum(parts * n_in) + 1]  column c owns colptr[c]:colptr[c + 1] (absolute)
                   rows     uint16|int32[nnz]  output index within the layer
@@ -329,8 +331,8 @@ def _dense_part(dense, p, n_in, bias, b0, act, n_act, relu, src, dst):
                 d[i] = 0
 
 
-@numba.njit(parallel=True, cache=True, nogil=True, fastmath=_FASTMATH)
-def forward_vector(shape, csc, dense, bias, x, act, buf_a, buf_b, out):
+@numba.njit(inline="always")
+def _forward_vector(shape, csc, dense, bias, x, act, buf_a, buf_b, out):
     """out = network(x) for one sample, skipping every zero input of every layer.
 
     A layer runs one of two ways. Dense blocks (``dense.part0[l] < dense.part0[l + 1]``):
@@ -361,6 +363,66 @@ def forward_vector(shape, csc, dense, bias, x, act, buf_a, buf_b, out):
                 _csc_part(csc, bias, b0, c0 + k * n_in, act, n_act, k * n_out // k_parts,
                           (k + 1) * n_out // k_parts, relu[l], src, dst)
     return out
+
+
+# forward_vector's ``ints``: a header, then these int64 arrays back to back. The header holds
+# the bounds of the arrays in ``ints`` (_N_INTS + 1 positions), then where ``vals``' dense blocks
+# start, where its bias starts and where it ends (``vals`` = CSC data, padding, dense blocks, bias).
+_FLAT_INTS = ("widths", "relu", "bias_off", "colptr", "col_off", "parts", "off", "r0", "width", "part0", "stride")
+_N_INTS = len(_FLAT_INTS)
+_HEADER = _N_INTS + 1 + 3
+
+
+def flatten_vector(shape: NetworkShape, csc: CSCParts, dense: DenseBlocks, bias: np.ndarray, align: int = 64):
+    """forward_vector's arguments packed for :func:`forward_vector_flat`: ``((ints, rows, vals),
+    shape, csc, dense, bias)``, the NamedTuples and the bias again as views of the three arrays (keep
+    those, not the originals: nothing is stored twice). The dense blocks keep their ``align``-byte
+    alignment (``vals`` is aligned and the CSC data before them padded to whole lines)."""
+    parts = [shape.widths, shape.relu, shape.bias_off, csc.colptr, csc.col_off, csc.parts, dense.off, dense.r0,
+             dense.width, dense.part0, dense.stride]
+    dtype = csc.data.dtype
+    per_line = align // dtype.itemsize
+    n_data = -(-csc.data.size // per_line) * per_line
+    v0, v1 = n_data, n_data + dense.values.size
+    v2 = v1 + bias.size
+    bounds = _HEADER + np.cumsum([0] + [p.size for p in parts])
+    ints = np.concatenate([bounds, [v0, v1, v2]] + [np.asarray(p).astype(np.int64) for p in parts]).astype(np.int64)
+    raw = np.zeros(v2 * dtype.itemsize + align, np.uint8)
+    start = -raw.ctypes.data % align
+    vals = raw[start:start + v2 * dtype.itemsize].view(dtype)
+    vals[:csc.data.size] = csc.data
+    vals[v0:v1] = dense.values
+    vals[v1:v2] = bias
+    rows = np.ascontiguousarray(csc.rows)
+    return (ints, rows, vals), *unflatten_vector(ints, rows, vals)
+
+
+def unflatten_vector(ints: np.ndarray, rows: np.ndarray, vals: np.ndarray):
+    """``(shape, csc, dense, bias)`` of a flat pack, as views of it (the Python side of what
+    forward_vector does in compiled code; ``shape.relu`` is int64 there)."""
+    seg = [ints[ints[i]:ints[i + 1]] for i in range(_N_INTS)]
+    v0, v1, v2 = (int(v) for v in ints[_N_INTS + 1:_N_INTS + 4])
+    shape = NetworkShape(seg[0], seg[1], seg[2])
+    csc = CSCParts(seg[3], rows, vals[:int(seg[3][-1])], seg[4], seg[5])
+    dense = DenseBlocks(vals[v0:v1], seg[6], seg[7], seg[8], seg[9], seg[10])
+    return shape, csc, dense, vals[v1:v2]
+
+
+@numba.njit(parallel=True, cache=True, nogil=True, fastmath=_FASTMATH)
+def forward_vector(ints, rows, vals, x, act, buf_a, buf_b, out):
+    """out = network(x) for one sample (see _forward_vector) on the pack of :func:`flatten_vector`.
+
+    Three arrays instead of the 17 of its NamedTuples: numba types and unboxes every array of a
+    NamedTuple argument on every call, and a call that did nothing took 10.7 us with those against
+    3.1 us with 9 plain arrays (784-1000-1000-500-200-10 pack, 1 thread). Measured on that network
+    (1 thread, interleaved): 1.11x faster at sparsity 0.9, 1.18x at 0.95, 1.35x at 0.99 (36 -> 27 us)."""
+    h = _N_INTS + 1
+    colptr = ints[ints[3]:ints[4]]
+    shape = NetworkShape(ints[ints[0]:ints[1]], ints[ints[1]:ints[2]], ints[ints[2]:ints[3]])
+    csc = CSCParts(colptr, rows, vals[:colptr[colptr.shape[0] - 1]], ints[ints[4]:ints[5]], ints[ints[5]:ints[6]])
+    dense = DenseBlocks(vals[ints[h]:ints[h + 1]], ints[ints[6]:ints[7]], ints[ints[7]:ints[8]],
+                        ints[ints[8]:ints[9]], ints[ints[9]:ints[10]], ints[ints[10]:ints[11]])
+    return _forward_vector(shape, csc, dense, vals[ints[h + 1]:ints[h + 2]], x, act, buf_a, buf_b, out)
 
 
 @numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
