@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from bench.report.conv import conv_section
+from bench.report.field import field_section
 from bench.report.formats import FILE_KINDS, baseline_format, format_info, formats_of_kind, method_info, method_order
 from bench.report.markdown import format_time, image_links, table
 from bench.report.noise import ORDER_LIMIT, SPREAD_LIMIT, dense_references, fastest_dense, flagged, reference_of, spread
@@ -334,6 +335,6 @@ def render_markdown(results: dict, figures: list[str]) -> str:
              "folder. Never edited by hand.", warnings_section(results),
              environment_section(results), models_section(results), accuracy_section(oneshot, figures),
              recovery_section(results, figures), conv_section(results, figures), break_even_section(oneshot),
-             latency_section(oneshot, figures),
+             latency_section(oneshot, figures), field_section(oneshot),
              roofline_section(oneshot, figures), size_section(oneshot, figures), weights_section(results, figures)]
     return "\n\n".join(p for p in parts if p) + "\n"
