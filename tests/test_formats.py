@@ -303,7 +303,7 @@ def test_shrunk_batch1_kernel_equals_blas_path(rng, dtype, sparsity):
     for i in range(3):
         assert_forward_close(forward(x[i:i + 1]), expected[i:i + 1])
     assert_forward_close(forward(x), expected)
-    flat = forward.packed.weights.weight_t
+    flat = forward.packed.weight_t
     assert all(np.shares_memory(layer.weight_t, flat) for layer in forward.layers)  # stored once
     assert flat.nbytes <= forward.in_memory_bytes < 2 * flat.nbytes  # the views are not counted again
 

@@ -150,7 +150,8 @@ def test_dense_forward_vector_matches_naive(rng, dtype, density):
     dense = kernels.DenseWeights(np.concatenate(weights), np.cumsum([0] + [w.size for w in weights[:-1]]))
     max_w = int(shape.widths[1:-1].max())
     out = np.full(shape.widths[-1], np.nan, dtype)
-    kernels.dense_forward_vector(shape, dense, bias, x[0], np.empty(max_w, dtype), np.empty(max_w, dtype), out)
+    kernels.dense_forward_vector(kernels.flatten_dense_vector(shape, dense), dense.weight_t, bias, x[0],
+                                 np.empty(max_w, dtype), np.empty(max_w, dtype), out)
     assert_forward_close(out, expected[0])
 
 

@@ -63,10 +63,11 @@ def folded_biases(masked: MaskedNetwork, live: list[np.ndarray]) -> list[np.ndar
 
 
 class Batch1Arrays(NamedTuple):
-    """The arguments of :func:`sparsenet.kernels.dense_forward_vector` that belong to the network."""
+    """The arguments of :func:`sparsenet.kernels.dense_forward_vector` that belong to the network
+    (``ints``: its shape and layer offsets, :func:`sparsenet.kernels.flatten_dense_vector`)."""
 
-    shape: kernels.NetworkShape
-    weights: kernels.DenseWeights
+    ints: np.ndarray
+    weight_t: np.ndarray
     bias: np.ndarray
 
 
@@ -94,7 +95,7 @@ class ShrunkDenseForward(DenseLayersForward):
         a, b = np.empty(width, x.dtype), np.empty(width, x.dtype)
         out = np.empty(self.widths[-1], x.dtype)
         packed = self.packed
-        kernels.dense_forward_vector(packed.shape, packed.weights, packed.bias, np.ascontiguousarray(x[0]), a, b, out)
+        kernels.dense_forward_vector(packed.ints, packed.weight_t, packed.bias, np.ascontiguousarray(x[0]), a, b, out)
         return out[None, :]
 
     @classmethod
@@ -131,5 +132,5 @@ def _pack(layers: list[DenseLayer], widths: tuple[int, ...]):
     shape = kernels.NetworkShape(np.array(widths, dtype=np.int64),
                                  np.array([layer.activation == "relu" for layer in layers], dtype=np.bool_),
                                  np.concatenate([[0], np.cumsum(widths[1:-1])]).astype(np.int64))
-    return layers, Batch1Arrays(shape, kernels.DenseWeights(flat, w_off[:-1].copy()),
-                                np.concatenate(biases).astype(dtype))
+    ints = kernels.flatten_dense_vector(shape, kernels.DenseWeights(flat, w_off[:-1]))
+    return layers, Batch1Arrays(ints, flat, np.concatenate(biases).astype(dtype))

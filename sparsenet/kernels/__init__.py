@@ -13,6 +13,7 @@ from .fused import (
     accumulators,
     csr_forward_batch,
     dense_forward_vector,
+    flatten_dense_vector,
     flatten_vector,
     forward_vector,
     tile_widths,
@@ -22,5 +23,5 @@ from .simd import VECTOR_BITS, register_lanes
 
 __all__ = ["ACC_REGISTERS", "LANES", "VARIANTS", "VECTOR_BITS", "BlockedCSR", "CSCParts", "DenseBlocks", "DenseWeights",
            "NetworkShape", "accumulators", "csr_forward_batch", "csr_matmul", "csr_matmul_parallel",
-           "dense_forward_vector", "flatten_vector", "forward_vector", "register_lanes",
+           "dense_forward_vector", "flatten_dense_vector", "flatten_vector", "forward_vector", "register_lanes",
            "tile_widths", "unflatten_vector"]

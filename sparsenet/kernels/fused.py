@@ -43,7 +43,8 @@ and bias) but handed over packed into three arrays by ``flatten_vector(shape, cs
                   part0    int64[n_layers + 1]  layer l's blocks are part0[l]:part0[l + 1] (none: CSC)
     x float[n_in]; act int64[max(widths[:-1])] scratch; buf_a, buf_b float[max_width]; out float[n_out]
 
-Batch 1, dense (the shrunk format), ``dense_forward_vector(shape, dense, bias, x, buf_a, buf_b, out)``::
+Batch 1, dense (the shrunk format), ``dense_forward_vector(ints, weight_t, bias, x, buf_a, buf_b, out)``,
+with ``ints = flatten_dense_vector(shape, dense)`` of these::
 
     DenseWeights  weight_t float[sum(n_in * n_out)]  layer l's (n_in, n_out) matrix, row-major, from w_off[l]
                   w_off    int64[n_layers]
@@ -425,16 +426,26 @@ def forward_vector(ints, rows, vals, x, act, buf_a, buf_b, out):
     return _forward_vector(shape, csc, dense, vals[ints[h + 1]:ints[h + 2]], x, act, buf_a, buf_b, out)
 
 
+def flatten_dense_vector(shape: NetworkShape, dense: DenseWeights) -> np.ndarray:
+    """dense_forward_vector's ``ints``: ``[n_layers, widths, relu, bias_off, w_off]`` as one int64 array."""
+    return np.concatenate([[len(shape.relu)], shape.widths, shape.relu, shape.bias_off, dense.w_off]).astype(np.int64)
+
+
 @numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def dense_forward_vector(shape, dense, bias, x, buf_a, buf_b, out):
+def dense_forward_vector(ints, weight_t, bias, x, buf_a, buf_b, out):
     """out = network(x) for one sample through dense matrices, skipping zero inputs.
 
-    ``dense.weight_t`` holds every layer's ``(n_in, n_out)`` matrix row-major, back to back,
-    layer ``l`` from ``dense.w_off[l]``: input ``j``'s weights are contiguous, so each non-zero
-    input adds one vectorized ``v * row`` to the outputs (no reduction, so no reassociation is
-    needed to vectorize). Serial on purpose: the shrunk networks this runs are small enough that
-    waking a second thread costs more than it saves.
+    ``weight_t`` holds every layer's ``(n_in, n_out)`` matrix row-major, back to back, layer ``l``
+    from ``w_off[l]``: input ``j``'s weights are contiguous, so each non-zero input adds one
+    vectorized ``v * row`` to the outputs (no reduction, so no reassociation is needed to
+    vectorize). Serial on purpose: the shrunk networks this runs are small enough that waking a
+    second thread costs more than it saves. ``ints`` is :func:`flatten_dense_vector`'s: plain
+    arrays, not NamedTuples, because numba unboxes each array of a NamedTuple on every call
+    (see :func:`forward_vector`); at 80-95% unit sparsity the whole pass takes 5-9 us.
     """
+    n = ints[0]
+    shape = NetworkShape(ints[1:n + 2], ints[n + 2:2 * n + 2], ints[2 * n + 2:3 * n + 2])
+    dense = DenseWeights(weight_t, ints[3 * n + 2:4 * n + 2])
     widths, relu, bias_off = shape.widths, shape.relu, shape.bias_off
     n_layers = widths.shape[0] - 1
     for l in range(n_layers):
