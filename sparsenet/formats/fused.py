@@ -256,14 +256,27 @@ class FusedSparseForward(FormatDefaults):
                          aligned_empty(hidden, dtype))
         return kept[key]
 
+    def _call_scratch(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int, np.dtype]:
+        """:meth:`_vector_scratch` for the network's dtype (the only one its calls accept), with n_in,
+        n_out and that dtype as plain Python values: every call reads them, and numpy scalars
+        cost a conversion each."""
+        kept = self._scratch.__dict__
+        call = kept.get("call")
+        if call is None:
+            dtype = self.csr.data.dtype
+            call = kept["call"] = (*self._vector_scratch(dtype), int(self.shape.widths[0]),
+                                   int(self.shape.widths[-1]), dtype)
+        return call
+
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        x = check_batch(x, n_in=int(self.shape.widths[0]), dtype=self.csr.data.dtype)
-        n_batch, n_out = x.shape[0], int(self.shape.widths[-1])
+        act, a, b, n_in, n_out, dtype = self._call_scratch()
+        x = check_batch(x, n_in=n_in, dtype=dtype)
+        n_batch = x.shape[0]
         if n_batch == 1:
-            act, a, b = self._vector_scratch(x.dtype)
-            out = np.empty(n_out, dtype=x.dtype)
-            kernels.forward_vector(*self.flat1, np.ascontiguousarray(x[0]), act, a, b, out)
-            return out[None, :]
+            out = np.empty((1, n_out), dtype=dtype)
+            kernels.forward_vector(*self.flat1, x[0] if x.flags.c_contiguous else np.ascontiguousarray(x[0]), act, a,
+                                   b, out[0])
+            return out
         tile = tile_lanes(n_batch, x.dtype, self.vector_bits)
         n_tiles = -(-n_batch // tile)
         src, a, b, out = self._buffers(n_tiles, tile, x.dtype)
