@@ -1,13 +1,51 @@
 """``sparse_conv``: convolutional networks (MobileNetV2) in one compiled call, 1x1 convolutions sparse.
 
-:func:`sparsenet.conv_forward` runs every layer of a group of samples without returning
-to Python: the 1x1 convolutions (and dense layers) as CSR by output channel (kept weights only,
+:func:`sparsenet.kernels.conv.conv_forward` runs every layer of a batch without returning to
+Python: the 1x1 convolutions (and dense layers) as CSR by output channel (kept weights only,
 16-bit indices) times the activations with the spatial positions as SIMD lanes; the first full
 convolution (any conv2d that is not 1x1/stride 1) and the depthwise layers dense, with bias,
 activation (ReLU6, ReLU, linear) and residual add fused into each layer's output pass. Threads
-take whole groups of samples (no barrier between layers); batch 1 runs on one thread.
+take whole groups of GROUP samples (no barrier between layers); a batch of one group runs on
+the calling thread (``conv_forward_serial``). Scratch is per thread, reused across calls.
 
-Measurements (the figures behind the choices) are in :data:`MEASURED`.
+Measured on the 2-core AVX2 AMD EPYC, shared with three other agents (load average 4-8 on 2
+cores, so every figure is slower than on a quiet machine and noisy; ratios are from one process,
+interleaved rounds, medians of 5). MobileNetV2 for 32x32x1 inputs, Keras random init with batch
+norm folded, weight magnitude pruning per layer of the 1x1 and dense layers (depthwise excluded).
+
+Layout, the 1x1 layers alone (all 34 of alpha 1.0 at their real sizes, one thread, the kept
+weights' CSR in each variant): positions as lanes (channel rows, this module) against NHWC per
+position, either CSR rows (a scalar dot per output) or CSC columns (each non-zero input
+scattering its kept weights, zero inputs skipped)::
+
+    sparsity batch   channel rows   NHWC CSR   NHWC CSC   rows faster by
+    0.5      1         1.56 ms       4.20 ms    3.96 ms    2.5x
+    0.5      64       51.9  ms     412   ms   356   ms     6.9x
+    0.9      1         0.83 ms       1.38 ms    1.59 ms    1.7x
+    0.9      64       20.5  ms      72.8 ms    98.5 ms     3.6x
+
+Whole network against ``dense`` (numpy/BLAS), 2 numba threads. OpenBLAS at 2 threads collapsed
+on the busy machine (alpha 1.0, batch 64: the 1x1 GEMMs took 670 ms against 38 ms at 1 thread,
+dense 1.0-1.1 s per batch), so dense has its faster setting here, 1 BLAS thread; the other
+engines are the report's. Median ms per batch, dense / sparse_conv = ratio::
+
+    alpha sparsity  batch 1                  batch 64
+    1.0   0.0       5.26 / 5.11  = 1.03x     131 / 79.3 = 1.65x
+    1.0   0.5       6.51 / 4.55  = 1.43x     133 / 64.4 = 2.07x
+    1.0   0.7       7.18 / 3.62  = 1.98x     116 / 52.3 = 2.22x
+    1.0   0.9       8.47 / 2.98  = 2.84x     135 / 44.2 = 3.07x
+    1.0   0.95      7.39 / 2.86  = 2.58x     130 / 40.8 = 3.19x
+    0.35  0.0       4.20 / 1.87  = 2.24x     47.7 / 28.2 = 1.69x
+    0.35  0.5       5.16 / 2.18  = 2.37x     68.8 / 25.5 = 2.70x
+    0.35  0.7       4.35 / 1.41  = 3.09x     53.5 / 24.6 = 2.17x
+    0.35  0.9       4.92 / 1.69  = 2.91x     84.2 / 27.3 = 3.08x
+    0.35  0.95      5.06 / 1.56  = 3.24x     82.1 / 29.1 = 2.82x
+
+What is left at high sparsity is the dense part: removing the depthwise taps from the kernel
+(alpha 1.0, sparsity 0.9, one group) saved about half of its time, removing every kept 1x1
+weight much less (noisy: those ablations moved by 30% between runs); at 0.5 the 1x1 layers
+still took about half. Dense's own time at batch 64 was mostly its depthwise layers (135 of
+175 ms with 1 BLAS thread). Cold compile: about 25 s per dtype on an idle core, minutes here.
 """
 
 from __future__ import annotations
@@ -39,8 +77,6 @@ from .base import FormatDefaults
 # 16x16 positions per sample, so a large group's activations leave L2.
 GROUP = 8
 _SCRATCH_SHAPES = 3
-
-MEASURED = """(filled in from measurements)"""
 
 
 def _allocate(reads: list[tuple[int, ...]]) -> tuple[list[int], int, int]:
