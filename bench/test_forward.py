@@ -32,8 +32,9 @@ def test_forward(benchmark, dataset, method, sparsity, batch, fmt, stage, build,
         forward, xs, expected, masked = build(dataset, method, sparsity, fmt, batch, stage)
     except NotImplementedError as exc:  # the format cannot run this network (an activation, a layer kind)
         pytest.skip(f"{fmt}: {exc}")
+    check = getattr(forward, "assert_close", assert_forward_close)  # a format with its own tolerance (TFLite int8)
     for x, want in zip(xs, expected):  # also compiles numba kernels outside the timing
-        assert_forward_close(forward(x), want)
+        check(forward(x), want)
     benchmark.extra_info.update(
         dataset=dataset, method=method, scope=masked.scope, sparsity=sparsity, stage=stage,
         achieved_sparsity=masked.achieved_sparsity(), format=fmt, batch=batch, threads=threads,
@@ -45,7 +46,7 @@ def test_forward(benchmark, dataset, method, sparsity, batch, fmt, stage, build,
     result = benchmark(step)
     load = others_load(before, cpu_sample())  # cores other processes took while this case was timed
     benchmark.extra_info.update(others_load=load, waited_s=round(waited, 2))
-    assert_forward_close(result, expected[step.last])
+    check(result, expected[step.last])
     if hasattr(forward, "choice"):  # an adaptive format: the candidate it ran at this batch size
         benchmark.extra_info["choice"] = forward.choice(batch)
     if stage == "oneshot":  # sizes after the timed calls: auto counts the candidate it chose

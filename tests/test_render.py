@@ -157,3 +157,22 @@ def test_formats_that_cannot_run_the_network_are_named_not_silently_missing():
     results["models"][0]["manifest"]["activations"] = ["tanh", "softmax"]
     md = render_markdown(results, [])
     assert "`sparse` (runs linear, relu, softmax only)" in md and "Not timed on fashion_mnist" in md
+
+
+def test_file_table_shows_the_tflite_int8_file_and_its_accuracy():
+    """The size chain's last step: TFLite's full-integer file, with the accuracy of that conversion."""
+    results = make_results()
+    results["formats"] = {"dense": {"kind": "baseline"}, "sparse": {"kind": "sparse"}, "shrunk": {"kind": "structured"},
+                          "tflite_int8": {"kind": "engine", "quantized": True}}
+    results["size"] = [{"dataset": "mnist", "method": "weight", "scope": "layer", "sparsity": s, "format": f,
+                        "nnz": 10, "in_memory_bytes": 1000, "on_disk_bytes": disk, "zipped_bytes": disk // 2,
+                        "saved_as": saved}
+                       for s in (0.5, 0.9)
+                       for f, saved, disk in (("dense", "dense", 9_546_000), ("tflite_int8", "tflite_int8", 2_421_000))]
+    for r in results["accuracy"]:
+        r["tflite_int8_accuracy"] = r["accuracy"] - 0.01
+    md = render_markdown(results, [])
+    assert "TFLite int8 accuracy" in md and "TFLite int8: on disk / zipped" in md
+    row = next(line for line in md.splitlines() if line.startswith("| 0.90 |") and "2.421 / 1.210 MB" in line)
+    acc = next(r for r in results["accuracy"] if r["sparsity"] == 0.9)
+    assert f"{100 * acc['tflite_int8_accuracy']:.2f}%" in row

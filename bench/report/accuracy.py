@@ -20,6 +20,30 @@ def accuracy(forward, x: np.ndarray, y: np.ndarray, chunk: int = 2000) -> float:
 
 
 INT8_FORMAT = "dense_int8"
+TFLITE_INT8 = "tflite_int8"  # the int8 path users know: its accuracy too, calibrated on training samples
+
+
+def tflite_int8_runs(net, formats) -> bool:
+    """Whether ``formats`` (the run's) has TFLite int8 and it can run ``net`` (installed, layer kinds)."""
+    from sparsenet import FORMATS
+    from sparsenet.formats import available
+
+    cls = FORMATS.get(TFLITE_INT8)
+    return TFLITE_INT8 in formats and cls is not None and available(cls) and net.layer_kinds <= cls.layer_kinds
+
+
+def tflite_int8_accuracy(masked, x_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray) -> float | None:
+    """Test accuracy of the TFLite full-integer conversion of ``masked``, its representative
+    dataset the first CALIBRATION_SAMPLES training images; None where it cannot convert this network."""
+    from sparsenet.formats.engines.tflite_int8 import CALIBRATION_SAMPLES, TFLiteInt8Forward
+
+    calibration = np.ascontiguousarray(x_train[:CALIBRATION_SAMPLES].reshape(-1, masked.net.widths[0]),
+                                       dtype=np.float32)
+    try:
+        forward = TFLiteInt8Forward.build(masked, calibration)
+    except NotImplementedError:
+        return None
+    return accuracy(forward, x_test.astype(np.float32, copy=False), y_test)
 
 
 def int8_runs(net) -> bool:
@@ -32,15 +56,18 @@ def int8_runs(net) -> bool:
 
 
 def accuracy_records(models: dict, data: dict, methods: Iterable[str], scopes: Iterable[str],
-                     sparsities: Iterable[float], progress=print) -> list[dict]:
+                     sparsities: Iterable[float], progress=print, formats: Iterable[str] = ()) -> list[dict]:
     """One record per one-shot setting, measured with the ``dense`` format (formats agree;
     tests prove it), and ``int8_accuracy``, the same network with int8 weights (one scale per
     unit, float activations: what the int8 formats run; measured with ``dense_int8``, which tests
     check against the dequantized network). ``epochs`` is the dense training budget (None: a
-    network of the user's)."""
+    network of the user's). Where ``formats`` has ``tflite_int8``, per-layer settings also get
+    ``tflite_int8_accuracy`` (a TFLite conversion per network: seconds each, cached)."""
     records = []
+    formats = tuple(formats)
     for dataset, (net, manifest) in models.items():
         x_test, y_test = data[dataset].x_test.astype(net.dtype, copy=False), data[dataset].y_test
+        tflite = tflite_int8_runs(net, formats)
         for method in methods:
             for scope in scopes:
                 row = []
@@ -48,14 +75,18 @@ def accuracy_records(models: dict, data: dict, methods: Iterable[str], scopes: I
                     masked = prune(net, method, sparsity, scope)
                     acc = accuracy(convert(masked, baseline()), x_test, y_test)
                     int8 = accuracy(convert(masked, INT8_FORMAT), x_test, y_test) if int8_runs(net) else None
+                    lite = (tflite_int8_accuracy(masked, data[dataset].x_train, x_test, y_test)
+                            if tflite and scope == "layer" else None)
                     records.append({
                         "dataset": dataset, "method": method, "scope": scope, "sparsity": sparsity,
                         "achieved_sparsity": round(masked.achieved_sparsity(), 6),
                         "layer_sparsity": [round(s, 6) for s in masked.layer_sparsity()],
                         "accuracy": acc, "stage": "oneshot", "epochs": manifest.get("epochs"),
                         "recovery_epochs": 0, **({} if int8 is None else {"int8_accuracy": int8}),
+                        **({} if lite is None else {"tflite_int8_accuracy": lite}),
                     })
-                    row.append(f"{sparsity:.2f}:{100 * acc:.1f}%" + ("" if int8 is None else f"/{100 * int8:.1f}%"))
+                    row.append(f"{sparsity:.2f}:{100 * acc:.1f}%" + ("" if int8 is None else f"/{100 * int8:.1f}%")
+                               + ("" if lite is None else f"/{100 * lite:.1f}%"))
                 progress(f"  accuracy {dataset} {method}/{scope}: " + " ".join(row))
     return records
 

@@ -23,6 +23,7 @@ FILE_KINDS = {  # a format's saved_as (sparsenet.sizes.SAVED_AS) -> the file, as
     "shrunk": "shrunk file",
     "compact": "compact .spz",
     "compact_int8": "int8 .spz",
+    "tflite_int8": "TFLite int8",
 }
 _UNKNOWN = {"kind": None, "layer_kinds": [], "pruning": "any", "summary": "", "style": None, "operating_points": False}
 

@@ -215,6 +215,8 @@ def size_section(results: dict, figures: list[str]) -> str:
                 for r in results.get("accuracy", ())}
     int8 = {(r["dataset"], r["method"], r.get("scope", "layer"), r["sparsity"]): r["int8_accuracy"]
             for r in results.get("accuracy", ()) if r.get("int8_accuracy") is not None}
+    lite = {(r["dataset"], r["method"], r.get("scope", "layer"), r["sparsity"]): r["tflite_int8_accuracy"]
+            for r in results.get("accuracy", ()) if r.get("tflite_int8_accuracy") is not None}
     baseline = baseline_format(results)
     for (dataset, method), recs in _by_dataset_method(size).items():
         formats = list(dict.fromkeys(r["format"] for r in recs))
@@ -224,7 +226,7 @@ def size_section(results: dict, figures: list[str]) -> str:
                 for s in sparsities]
         out += [f"### {dataset}, {method} pruning", table(["sparsity"] + formats, rows)]
         if with_files:
-            out.append(_file_size_table(recs, baseline, accuracy, dataset, method, int8))
+            out.append(_file_size_table(recs, baseline, accuracy, dataset, method, int8, lite))
         out.append(image_links(figures, f"size-{dataset}-{method}"))
         if with_files:
             out.append(image_links(figures, f"disk-{dataset}-{method}"))
@@ -232,7 +234,7 @@ def size_section(results: dict, figures: list[str]) -> str:
 
 
 def _file_size_table(recs: list[dict], baseline: str, accuracy: dict, dataset: str, method: str,
-                     int8: dict | None = None) -> str:
+                     int8: dict | None = None, lite: dict | None = None) -> str:
     """On disk and zipped, per file kind, with the accuracy at that sparsity and the best ratio to dense float32."""
     files = {}  # (sparsity, saved_as) -> (on disk, zipped); every format saved the same way writes the same file
     scope = {}
@@ -243,7 +245,7 @@ def _file_size_table(recs: list[dict], baseline: str, accuracy: dict, dataset: s
     reference = next((r["on_disk_bytes"] for r in recs if r["format"] == baseline and "on_disk_bytes" in r), None)
     kinds = [k for k in FILE_KINDS if any(saved == k for _, saved in files)]
     header = ["sparsity", "accuracy"] + (["int8 accuracy"] if int8 else []) + \
-        [f"{FILE_KINDS[k]}: on disk / zipped" for k in kinds]
+        (["TFLite int8 accuracy"] if lite else []) + [f"{FILE_KINDS[k]}: on disk / zipped" for k in kinds]
     header += ["smallest vs dense float32"] if reference else []
     rows = []
     for s in sorted({s for s, _ in files}):
@@ -251,6 +253,9 @@ def _file_size_table(recs: list[dict], baseline: str, accuracy: dict, dataset: s
         acc8 = int8.get((dataset, method, scope.get(s, "layer"), s))
         row = [f"{s:.2f}", "–" if acc is None else f"{100 * acc:.2f}%"]
         row += ([f"{100 * acc8:.2f}%" if acc8 is not None else "–"] if int8 else [])
+        if lite:
+            acc_lite = lite.get((dataset, method, scope.get(s, "layer"), s))
+            row.append(f"{100 * acc_lite:.2f}%" if acc_lite is not None else "–")
         row += [f"{files[(s, k)][0] / 1e6:.3f} / {files[(s, k)][1] / 1e6:.3f} MB" if (s, k) in files else "–"
                 for k in kinds]
         if reference:

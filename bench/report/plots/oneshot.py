@@ -243,6 +243,8 @@ def disk_figure(results: Mapping, dataset: str, method: str) -> Figure:
     accuracy = {(r["sparsity"], r.get("scope", "layer")): 100 * r["accuracy"] for r in accuracy_rows}
     int8 = {(r["sparsity"], r.get("scope", "layer")): 100 * r["int8_accuracy"] for r in accuracy_rows
             if r.get("int8_accuracy") is not None}  # the int8 file holds the int8 network: its own accuracy
+    lite = {(r["sparsity"], r.get("scope", "layer")): 100 * r["tflite_int8_accuracy"] for r in accuracy_rows
+            if r.get("tflite_int8_accuracy") is not None}
     styles, baseline = format_styles(results), baseline_format(results)
     fig = Figure(figsize=(WIDTH_IN, 5.6), layout="constrained")
     ax = fig.subplots()
@@ -252,7 +254,7 @@ def disk_figure(results: Mapping, dataset: str, method: str) -> Figure:
             for r in rows:
                 if r["format"] == fmt and r["saved_as"] == saved_as:
                     by_sparsity.setdefault(r["sparsity"], r)
-        acc_of = int8 if saved_as == "compact_int8" else accuracy
+        acc_of = {"compact_int8": int8, "tflite_int8": lite}.get(saved_as, accuracy)
         pts = sorted((s, r["on_disk_bytes"], r["zipped_bytes"], acc_of.get((s, r.get("scope", "layer"))))
                      for s, r in by_sparsity.items())
         pts = [p for p in pts if p[3] is not None]
