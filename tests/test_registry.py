@@ -169,3 +169,12 @@ def test_every_registered_format_has_a_colour_of_its_own():
     """Plots tell formats apart by colour first: two formats sharing one read as one line."""
     colours = [cls.style[0] for cls in FORMATS.values()]
     assert len(set(colours)) == len(colours), sorted(c for c in colours if colours.count(c) > 1)
+
+
+def test_a_conv_format_is_not_offered_for_mlps():
+    """sparse_conv runs an MLP correctly, but `sparse` does that better: the grid leaves it out there."""
+    from sparsenet.formats import formats_for
+
+    assert "sparse_conv" not in formats_for(False, {"dense"})
+    assert "sparse_conv" in formats_for(False, {"conv2d", "depthwise_conv2d", "global_avg_pool", "dense"},
+                                        {"relu6", "linear", "softmax"})

@@ -47,6 +47,7 @@ def formats_for(method_structured: bool, layer_kinds=frozenset({"dense"}),
     says which and why)."""
     return tuple(name for name, cls in FORMATS.items()
                  if (cls.pruning == "any" or method_structured) and set(layer_kinds) <= cls.layer_kinds
+                 and (not getattr(cls, "needs_kinds", None) or set(layer_kinds) & cls.needs_kinds)
                  and set(activations) <= cls.activations and available(cls))
 
 

@@ -19,6 +19,10 @@ the report's tables, break-even and roofline, the plot legends) is derived from 
     :func:`sparsenet.formats.formats_for` offers only available formats.
 ``layer_kinds``
     the layer kinds (:data:`sparsenet.layers.LAYER_KINDS`) it can run.
+``needs_kinds``
+    layer kinds of which a network must hold at least one for the format to be worth running
+    (empty: any network it can run). A conv kernel runs an MLP correctly, but `sparse` does that
+    better: :func:`sparsenet.formats.formats_for` leaves it out there.
 ``activations``
     the activations (keys of :data:`sparsenet.activations.ACTIVATIONS`) it can run; by default
     all of them (a format applying ``ACTIVATIONS[...]`` runs any), fewer where a kernel fuses them.
@@ -91,6 +95,7 @@ class FormatDefaults:
     any pruning method, not timed on recovered networks. A format overrides what differs."""
 
     layer_kinds: ClassVar[frozenset[str]] = frozenset({"dense"})
+    needs_kinds: ClassVar[frozenset[str]] = frozenset()
     activations: ClassVar[frozenset[str]] = frozenset(ACTIVATIONS)
     pruning: ClassVar[str] = "any"
     operating_points: ClassVar[bool] = False
@@ -125,6 +130,7 @@ def available(cls: type) -> bool:
 def describe(cls: type[Forward]) -> dict:
     """The self-description of a format class as plain data (what a report stores next to its records)."""
     return {"kind": cls.kind, "layer_kinds": sorted(cls.layer_kinds),
+            "needs_kinds": sorted(getattr(cls, "needs_kinds", ())),
             "activations": sorted(cls.activations), "pruning": cls.pruning,
             "summary": cls.summary, "style": list(cls.style), "operating_points": cls.operating_points,
             "quantized": getattr(cls, "quantized", False),

@@ -153,6 +153,7 @@ class SparseConvForward(FormatDefaults):
     style: ClassVar[tuple[str, str]] = ("darkgreen", "p")
     operating_points: ClassVar[bool] = True
     layer_kinds: ClassVar[frozenset[str]] = frozenset(LAYER_KINDS)
+    needs_kinds: ClassVar[frozenset[str]] = frozenset({"conv2d", "depthwise_conv2d"})  # MLPs: `sparse`
     # fused into each layer's output pass; the output layer's softmax is linear, as in every format
     activations: ClassVar[frozenset[str]] = frozenset(ACT_CODES)
     plan: ConvPlan

@@ -1,5 +1,6 @@
 """Numba kernels by name (no logic here; see each module's contract)."""
 
+from .conv import ConvPlan, PointwiseCSR, conv_forward, conv_forward_serial
 from .csr import csr_matmul, csr_matmul_parallel
 from .fused import (
     ACC_REGISTERS,
@@ -21,7 +22,8 @@ from .fused import (
 )
 from .simd import VECTOR_BITS, register_lanes
 
-__all__ = ["ACC_REGISTERS", "LANES", "VARIANTS", "VECTOR_BITS", "BlockedCSR", "CSCParts", "DenseBlocks", "DenseWeights",
+__all__ = ["ACC_REGISTERS", "LANES", "VARIANTS", "VECTOR_BITS", "BlockedCSR", "CSCParts", "ConvPlan", "DenseBlocks",
+           "DenseWeights", "PointwiseCSR", "conv_forward", "conv_forward_serial",
            "NetworkShape", "accumulators", "csr_forward_batch", "csr_matmul", "csr_matmul_parallel",
            "dense_forward_vector", "flatten_dense_vector", "flatten_vector", "forward_vector", "register_lanes",
            "tile_widths", "unflatten_vector"]
