@@ -67,7 +67,7 @@ def test_format_runs_the_activations_it_declares(rng, fmt, activation, method, n
         with pytest.raises(NotImplementedError, match=f"runs activations .*also uses \\['{activation}'\\]"):
             convert(masked, fmt)
         return
-    assert fmt in formats_for(True, activations=used)
+    assert fmt in formats_for(True, activations=used) or cls.needs_kinds  # an MLP: a conv format is not offered
     x = rng.standard_normal((n_batch, 23)).astype(np.float32)
     assert_forward_close(convert(masked, fmt)(x), naive.forward(masked, x))
 
@@ -78,7 +78,7 @@ def test_formats_for_keeps_todays_default():
     assert "shrunk" in formats_for(True, activations={"sigmoid"}) and "shrunk" not in formats_for(False)
 
 
-@pytest.mark.parametrize("fmt", OURS)
+@pytest.mark.parametrize("fmt", [f for f in OURS if "float64" in FORMATS[f].dtypes])
 def test_format_float64_and_noncontiguous_input(rng, fmt):
     net = random_net(rng, (30, 20, 5), dtype=np.float64, bias=True)
     masked = prune(net, "weight", 0.7)
