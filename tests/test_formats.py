@@ -78,7 +78,7 @@ def test_formats_for_keeps_todays_default():
     assert "shrunk" in formats_for(True, activations={"sigmoid"}) and "shrunk" not in formats_for(False)
 
 
-@pytest.mark.parametrize("fmt", [f for f in OURS if "float64" in FORMATS[f].dtypes])
+@pytest.mark.parametrize("fmt", [f for f in OURS if np.dtype(np.float64) in FORMATS[f].dtypes])
 def test_format_float64_and_noncontiguous_input(rng, fmt):
     net = random_net(rng, (30, 20, 5), dtype=np.float64, bias=True)
     masked = prune(net, "weight", 0.7)

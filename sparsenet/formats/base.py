@@ -20,7 +20,7 @@ the report's tables, break-even and roofline, the plot legends) is derived from 
 ``layer_kinds``
     the layer kinds (:data:`sparsenet.layers.LAYER_KINDS`) it can run.
 ``dtypes``
-    the float dtypes of the networks it builds for (names: ``"float32"``, ``"float64"``); a
+    the float dtypes (``np.dtype``) of the networks it builds for; a
     network of another dtype is refused at build with NotImplementedError naming it.
 ``needs_kinds``
     layer kinds of which a network must hold at least one for the format to be worth running
@@ -99,7 +99,7 @@ class FormatDefaults:
 
     layer_kinds: ClassVar[frozenset[str]] = frozenset({"dense"})
     needs_kinds: ClassVar[frozenset[str]] = frozenset()
-    dtypes: ClassVar[frozenset[str]] = frozenset({"float32", "float64"})
+    dtypes: ClassVar[frozenset[np.dtype]] = frozenset({np.dtype(np.float32), np.dtype(np.float64)})
     activations: ClassVar[frozenset[str]] = frozenset(ACTIVATIONS)
     pruning: ClassVar[str] = "any"
     operating_points: ClassVar[bool] = False
@@ -135,7 +135,7 @@ def describe(cls: type[Forward]) -> dict:
     """The self-description of a format class as plain data (what a report stores next to its records)."""
     return {"kind": cls.kind, "layer_kinds": sorted(cls.layer_kinds),
             "needs_kinds": sorted(getattr(cls, "needs_kinds", ())),
-            "dtypes": sorted(getattr(cls, "dtypes", ("float32", "float64"))),
+            "dtypes": sorted(np.dtype(d).name for d in getattr(cls, "dtypes", (np.float32, np.float64))),
             "activations": sorted(cls.activations), "pruning": cls.pruning,
             "summary": cls.summary, "style": list(cls.style), "operating_points": cls.operating_points,
             "quantized": getattr(cls, "quantized", False),

@@ -72,7 +72,7 @@ class DenseInt8Forward(FormatDefaults):
     name: ClassVar[str] = "dense_int8"
     kind: ClassVar[str] = "structured"  # dense arithmetic on every stored weight (the roofline's dense cost model)
     quantized: ClassVar[bool] = True
-    dtypes: ClassVar[frozenset[str]] = frozenset({"float32"})  # float activations over int8 weights: float32
+    dtypes: ClassVar[frozenset[np.dtype]] = frozenset({np.dtype(np.float32)})  # float activations over int8
     saved_as: ClassVar[str] = "compact_int8"  # the int8 compact file (sparsenet.export_int8) loads into it
     summary: ClassVar[str] = ("every weight int8 (zeros kept, one scale per unit): batch 1 one compiled call "
                               "widening int8 rows, larger batches BLAS on the widened matrices")

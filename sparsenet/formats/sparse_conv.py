@@ -156,7 +156,7 @@ class SparseConvForward(FormatDefaults):
     needs_kinds: ClassVar[frozenset[str]] = frozenset({"conv2d", "depthwise_conv2d"})  # MLPs: `sparse`
     # float32 only: conv networks come from Keras in float32, and each dtype is ~90 s of cold numba
     # compile (the whole test suite has a 10-minute budget on 2 cores)
-    dtypes: ClassVar[frozenset[str]] = frozenset({"float32"})
+    dtypes: ClassVar[frozenset[np.dtype]] = frozenset({np.dtype(np.float32)})
     # fused into each layer's output pass; the output layer's softmax is linear, as in every format
     activations: ClassVar[frozenset[str]] = frozenset(ACT_CODES)
     plan: ConvPlan
@@ -170,10 +170,10 @@ class SparseConvForward(FormatDefaults):
     @classmethod
     def build(cls, masked: MaskedNetwork) -> SparseConvForward:
         net = masked.net
-        if np.dtype(net.dtype).name not in cls.dtypes:
-            raise NotImplementedError(f"format {cls.name!r} runs {sorted(cls.dtypes)} networks; this one is "
-                                      f"{np.dtype(net.dtype).name}: cast its weights and biases to float32 before "
-                                      "pruning (or use 'dense')")
+        if np.dtype(net.dtype) not in cls.dtypes:
+            raise NotImplementedError(f"format {cls.name!r} runs {sorted(d.name for d in cls.dtypes)} networks; this "
+                                      f"one is {np.dtype(net.dtype).name}: cast its weights and biases to float32 "
+                                      "before pruning (or use 'dense')")
         for i, layer in enumerate(net.layers):
             if layer.activation not in cls.activations:
                 raise NotImplementedError(f"the sparse_conv format fuses {sorted(cls.activations)} only; layer {i} "

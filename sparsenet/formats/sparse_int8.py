@@ -67,7 +67,7 @@ class SparseInt8Forward(FusedSparseForward):
     name: ClassVar[str] = "sparse_int8"
     kind: ClassVar[str] = "sparse"
     quantized: ClassVar[bool] = True
-    dtypes: ClassVar[frozenset[str]] = frozenset({"float32"})  # float activations over int8 weights: float32
+    dtypes: ClassVar[frozenset[np.dtype]] = frozenset({np.dtype(np.float32)})  # float activations over int8
     saved_as: ClassVar[str] = "compact_int8"  # the int8 compact file (sparsenet.export_int8) loads into it
     summary: ClassVar[str] = ("the sparse format with int8 weights (one scale per unit, float activations): "
                               "1 byte per kept weight, widened to float in registers")
