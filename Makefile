@@ -12,7 +12,7 @@ setup: $(STAMP) data
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[train,bench,test,onnx,engines]'
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-compile -e '.[train,bench,test,onnx,engines]'
 	touch $(STAMP)
 
 data:

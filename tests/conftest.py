@@ -83,9 +83,10 @@ def tiny_trained(mnist):
 # last leaves one worker idle while the other finishes it. make test passes --no-loadscope-reorder:
 # by default xdist re-sorts files by their number of tests, which put the report files (few tests,
 # 140-170 s each) last. Order from --durations=0 on a cold numba cache (2026-12-02, 2 cores).
-_SLOW_FIRST = ("test_report.py", "test_report_inputs.py", "test_kernels.py", "test_kill.py",
-               "test_int8_formats.py", "test_formats.py", "test_recover.py", "test_train.py", "test_export.py",
-               "test_fuzz.py", "test_data.py", "test_import.py")
+_SLOW_FIRST = ("test_report.py", "test_report_inputs.py", "test_kernels.py", "test_report_conv.py", "test_kill.py",
+               "test_sparse_conv.py", "test_formats.py", "test_int8_formats.py", "test_recover_conv.py",
+               "test_recover.py", "test_train.py", "test_tflite_int8.py", "test_export.py", "test_fuzz.py",
+               "test_data.py", "test_import.py")
 
 
 def pytest_collection_modifyitems(items):

@@ -14,7 +14,9 @@ from conftest import random_net
 SPARSITIES = [0.0, 0.25, 0.5, 0.9, 0.99]
 # sparsenet's own formats; the other engines (TFLite converts for a second) are tests/test_engines.py's
 # and not the int8 ones, checked against their own dequantized reference in tests/test_int8_formats.py
-OURS = sorted(name for name, cls in FORMATS.items() if cls.kind != "engine" and not cls.quantized)
+# conv formats (needs_kinds) are checked on conv networks, MLPs included, in their own file (tests/test_sparse_conv.py)
+OURS = sorted(name for name, cls in FORMATS.items() if cls.kind != "engine" and not cls.quantized
+              and not cls.needs_kinds)
 
 
 @pytest.fixture(autouse=True)

@@ -12,7 +12,7 @@ from test_report import run_report
     (["--sparsities", "0,1.2"], "sparsity must be in [0, 1)"),
     (["--formats", "dense,bsr"], "unknown format 'bsr'"),
     (["--methods", "random"], "unknown pruning method 'random'"),
-    (["--datasets", "cifar10"], "unknown dataset 'cifar10'"),
+    (["--datasets", "imagenet"], "unknown dataset 'imagenet'"),
     (["--batch-sizes", "1,x"], "--batch-sizes expects a comma-separated list of int"),
     (["--stages", "oneshot,finetune"], "unknown stage 'finetune'"),
     (["--recovery-sparsities", "0.9,99"], "0.9 means 90%"),
