@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._masked_mlp import gradual_callback  # the masked model exposes network(), masks(), set_masks() alike
 from .importers.keras_conv import read_conv
 from .model import MaskedNetwork, Masks, Network
-from .prune import PRUNERS, prune
+from .prune import PRUNERS
 from .schedule import PolynomialDecay
 
 
@@ -157,30 +158,6 @@ def masked_conv_model(keras, tf, model, template: MaskedNetwork, layer_names, in
     return wrapper
 
 
-def gradual_conv_callback(keras, schedule: PolynomialDecay, method: str, scope: str):
-    """Recomputes the masks at the schedule's steps with :func:`prune` on the current import."""
-
-    class GradualConvPruning(keras.callbacks.Callback):
-        def on_train_begin(self, logs=None):
-            self.step = int(self.model.optimizer.iterations.numpy())
-
-        def on_train_batch_end(self, batch, logs=None):
-            self.step += 1
-
-        def on_train_batch_begin(self, batch, logs=None):
-            prune_now, sparsity = schedule(self.step)
-            if not prune_now:
-                return
-            current = prune(self.model.network(), method, sparsity, scope)
-            old = self.model.masks()
-            # pruned weights are 0 and go first again; the AND guards a tie with a trained 0
-            self.model.set_masks(Masks(tuple(n & o for n, o in zip(current.masks.weight, old.weight)),
-                                       tuple(None if n is None else n & o
-                                             for n, o in zip(current.masks.bias, old.bias))))
-
-    return GradualConvPruning()
-
-
 def fit_conv(masked: MaskedNetwork, dataset, config, schedule: PolynomialDecay | None, keras_model,
              progress: bool) -> tuple[MaskedNetwork, dict]:
     """Train the Keras model ``keras_model`` (the file ``masked.net`` was imported from) with
@@ -222,7 +199,7 @@ def fit_conv(masked: MaskedNetwork, dataset, config, schedule: PolynomialDecay |
                .batch(config.batch_size).prefetch(2))
     callbacks = [_keras.epoch_log(keras, config.epochs, progress)]
     if schedule is not None:
-        callbacks.append(gradual_conv_callback(keras, schedule, masked.method, masked.scope))
+        callbacks.append(gradual_callback(keras, schedule, masked.method, masked.scope))
     start = time.perf_counter()
     wrapper.fit(batches, epochs=config.epochs, verbose=0, shuffle=False, callbacks=callbacks)  # shuffled above
     seconds = time.perf_counter() - start
