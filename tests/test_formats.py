@@ -139,13 +139,15 @@ def test_unknown_object_is_rejected():
 @pytest.mark.parametrize("method", sorted(PRUNERS))
 @pytest.mark.parametrize("layout", ["csc", "dense", "mixed"])
 def test_sparse_batch1_split_across_threads_matches(rng, monkeypatch, method, layout):
-    """Force the batch-1 kernel's multi-block paths (normally only for layers with >= 100k
-    weights), with every layer CSC, every layer dense blocks, or a mix."""
+    """Force the batch-1 kernel's multi-block paths (normally only for large layers: PARALLEL_NNZ
+    stored dense, PARALLEL_CSC_NNZ kept sparse), with every layer CSC, every layer dense blocks,
+    or a mix."""
     import numba
 
     from sparsenet.formats import fused
 
     monkeypatch.setattr(fused, "PARALLEL_NNZ", 0)
+    monkeypatch.setattr(fused, "PARALLEL_CSC_NNZ", 0)
     monkeypatch.setattr(fused, "DENSE_DENSITY", {"csc": 1.01, "dense": 0.0, "mixed": 0.5}[layout])
     net = random_net(rng, (50, 41, 33, 10), bias=True)
     masked = prune(net, method, 0.6) if layout != "mixed" else MaskedNetwork(

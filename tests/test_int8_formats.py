@@ -65,6 +65,7 @@ def test_int8_empty_rows_columns_and_layers(rng, fmt):
 def test_sparse_int8_batch1_paths(rng, monkeypatch, layout):
     """Every layer CSC, every layer dense blocks, or a mix, each split across threads."""
     monkeypatch.setattr(fused, "PARALLEL_NNZ", 0)
+    monkeypatch.setattr(fused, "PARALLEL_CSC_NNZ", 0)
     monkeypatch.setattr(fused, "DENSE_DENSITY", {"csc": 1.01, "dense": 0.0, "mixed": 0.5}[layout])
     net = random_net(rng, (50, 41, 33, 10), bias=True)
     keep = tuple(rng.random(l.weight.shape) < d for l, d in zip(net.layers, (0.9, 0.1, 0.7)))

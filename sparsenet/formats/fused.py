@@ -33,10 +33,16 @@ from .base import FormatDefaults
 # those layers in two at most (0.95) or not at all (0.99).
 L1_BLOCK_BYTES = 32 * 1024
 MIN_BLOCK_NNZ = 32
-# A batch-1 layer with at least this many stored weights is split across threads. Waking the
-# OpenMP threads costs several microseconds per layer; measured on Fashion-MNIST weights
-# (2 threads), splitting paid at sparsity 0.5 (127 -> 81 us) and lost at 0.95 and above.
+# A batch-1 layer stored as dense blocks with at least PARALLEL_NNZ weights (zeros included) is
+# split by rows across threads; one kept sparse (CSC) is split only from PARALLEL_CSC_NNZ kept
+# weights. Waking the OpenMP threads costs several microseconds per layer. Measured on the
+# Fashion-MNIST weights (AVX2 EPYC, 2 threads, quiet machine, 64 test images, interleaved): dense
+# blocks split ran 65.8 against 92.9 us at sparsity 0.5 and 66.5 against 96.1 at 0.8 (the
+# 1000x1000 layer, 1M stored weights); CSC split lost at every size we have, 62.5 against 59.5 us
+# at 0.83 (170k kept weights in the largest layer), 38.4 against 34.0 at 0.9 (100k). Layers ten
+# times larger than those are split on the expectation that their work then dwarfs the wake-up.
 PARALLEL_NNZ = 100_000
+PARALLEL_CSC_NNZ = 1_000_000
 # A batch-1 layer keeping at least this fraction of its weights runs as dense blocks (zeros
 # stored, each non-zero input one vectorized row) instead of CSC (kept weights only, scattered
 # one at a time). Both cost in proportion to the non-zero inputs, so the crossover is a density.
@@ -154,9 +160,9 @@ def _batch1_order(weights, keeps, biases):
 
 
 def _csc_parts(keeps, n_threads: int) -> np.ndarray:
-    """Row blocks per layer for the batch-1 kernel: one per thread where a layer has enough work
-    to pay for waking the threads (a few microseconds), else one."""
-    return np.array([n_threads if n_threads > 1 and int(keep.sum()) >= PARALLEL_NNZ else 1
+    """Row blocks per layer for the batch-1 kernel's CSC layers: one per thread where a layer has
+    enough work to pay for waking the threads (PARALLEL_CSC_NNZ), else one."""
+    return np.array([n_threads if n_threads > 1 and int(keep.sum()) >= PARALLEL_CSC_NNZ else 1
                      for keep in keeps], dtype=np.int64)
 
 

@@ -3,7 +3,7 @@
 Weight-only int8 (:mod:`sparsenet.quantize`): activations stay float, each kept weight is one
 byte next to its 16-bit index (3 bytes instead of 6), widened to float in registers
 (:mod:`sparsenet.kernels.int8`). Batch 1 runs CSC or dense blocks per layer as ``sparse`` does
-(same DENSE_DENSITY and PARALLEL_NNZ rules, hidden units in the same order), larger batches the
+(same DENSE_DENSITY and PARALLEL_*NNZ rules, hidden units in the same order), larger batches the
 same CSR input blocks on SIMD tiles. Outputs are checked against the format's own
 :meth:`~SparseInt8Forward.reference`, the float64 dequantized network.
 
