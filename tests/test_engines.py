@@ -224,3 +224,28 @@ def test_available_engines_are_offered_and_describe_themselves():
         assert (cls.name in formats_for(False)) == cls.available()
     assert describe(FORMATS["dense"])["computes"] == "dense" and describe(FORMATS["sparse"])["computes"] == "sparse"
     assert describe(FORMATS["shrunk"])["computes"] == "dense" and describe(FORMATS["dense"])["engine"] is None
+
+
+def test_tflite_conversion_keeps_the_terminal_clean(rng, capfd):
+    """TensorFlow prints a page per conversion (the Keras export's "Saved artifact" lines, C++
+    warnings on file descriptor 2); the report's progress lines must not drown in it."""
+    needs("tflite")
+    from sparsenet.formats.engines.tflite import tflite_model_bytes
+
+    capfd.readouterr()
+    assert tflite_model_bytes(prune(random_net(rng, (8, 6, 3)), "weight", 0.5))[4:8] == b"TFL3"
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+
+
+def test_what_a_failed_conversion_printed_reaches_its_error(capfd):
+    import os
+
+    from sparsenet.formats.engines.tflite import _captured_output
+
+    with pytest.raises(ValueError, match="boom") as info:
+        with _captured_output():
+            os.write(2, b"converter said: unsupported op\n")
+            raise ValueError("boom")
+    assert "converter said: unsupported op" in "".join(info.value.__notes__)
+    assert capfd.readouterr() == ("", "")

@@ -8,6 +8,10 @@ package"), and LiteRT is what a Keras user deploys with now. The converter is st
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import tempfile
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -20,6 +24,37 @@ from .base import EngineDefaults, kept_weights, logit_activations
 # Keras activation per sparsenet activation; gelu_tanh has no Keras name (a callable below).
 _KERAS_ACTIVATIONS = {"relu": "relu", "relu6": "relu6", "tanh": "tanh", "sigmoid": "sigmoid", "gelu": "gelu",
                       "linear": None}
+
+
+@contextlib.contextmanager
+def _captured_output():
+    """Run the block with its output captured: Python's ``sys.stdout``/``sys.stderr`` (the Keras
+    export's prints) and the process's file descriptors 1 and 2 (TensorFlow's C++ logging) all go
+    to one temporary file. If the block raises, what it printed is added to the exception's notes;
+    otherwise it is dropped. Each conversion prints a page of "Saved artifact ... TensorSpec" lines
+    and converter warnings, which drowned the report's progress lines."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with tempfile.TemporaryFile() as sink, open(sink.fileno(), "w", closefd=False) as text:
+        try:
+            os.dup2(sink.fileno(), 1)
+            os.dup2(sink.fileno(), 2)
+            with contextlib.redirect_stdout(text), contextlib.redirect_stderr(text):
+                yield
+        except BaseException as e:
+            text.flush()
+            sink.seek(0)
+            said = sink.read().decode(errors="replace").strip()
+            if said:
+                e.add_note("TFLite converter output:\n" + said[-4000:])
+            raise
+        finally:
+            text.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
 
 
 def tflite_model_bytes(masked: MaskedNetwork, quantize: str | None = None,
@@ -57,8 +92,9 @@ def tflite_model_bytes(masked: MaskedNetwork, quantize: str | None = None,
     if quantize is None and calibration_x is not None:
         raise ValueError("calibration_x is for quantize='int8'; the float32 conversion needs no data")
     try:
-        import keras
-        import tensorflow as tf
+        with _captured_output():  # TensorFlow's first import logs its CPU features and oneDNN to fd 2
+            import keras
+            import tensorflow as tf
     except ImportError:
         raise ImportError("converting to TFLite needs TensorFlow: pip install 'sparsenet[train]'") from None
 
@@ -87,7 +123,8 @@ def tflite_model_bytes(masked: MaskedNetwork, quantize: str | None = None,
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.float32
         converter.inference_output_type = tf.float32
-    return converter.convert()
+    with _captured_output():
+        return converter.convert()
 
 
 @dataclass(eq=False)
