@@ -19,7 +19,7 @@ def test_sparsity_given_in_percent_gets_a_hint(small_net):
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"method": "magnitude"}, "unknown pruning method 'magnitude'; choose one of \\['unit', 'weight'\\]"),
+    ({"method": "magnitude"}, "unknown pruning method 'magnitude'; choose one of \\['block', 'unit', 'weight'\\]"),
     ({"method": "weight", "scope": "flat"}, "unknown scope 'flat'"),
 ])
 def test_unknown_method_or_scope(small_net, kwargs, match):

@@ -283,7 +283,8 @@ def main(argv=None) -> int:
         print(f"[2/5] one-shot accuracy: {len(grid.methods)} methods x {len(scopes)} scopes x "
               f"{len(sparsities)} sparsities per dataset", flush=True)
         accuracy = accuracy_records(models, data, grid.methods, scopes, sparsities, formats=grid.formats)
-        unstructured = [m for m in grid.methods if not PRUNERS[m].structured] or list(grid.methods)
+        unstructured = ([m for m in grid.methods if not PRUNERS[m].structured and not PRUNERS[m].block_rows]
+                        or list(grid.methods))
         # per-layer histograms of the MLPs (MobileNetV2's 36 pruned layers would not read at a glance)
         weights = weight_records({d: m for d, m in models.items() if not is_conv(d)}, unstructured[0],
                                  [s for s in (0.5, 0.9, max(sparsities)) if s in sparsities])

@@ -19,14 +19,16 @@ from .engines.tflite_int8 import TFLiteInt8Forward
 from .fused import FusedSparseForward
 from .shrunk import ShrunkDenseForward
 from .shrunk_int8 import ShrunkInt8Forward
+from .sparse_block import SparseBlockForward
 from .sparse_conv import SparseConvForward
 from .sparse_int8 import SparseInt8Forward
 
 FORMATS: dict[str, type[Forward]] = {
     cls.name: cls
     for cls in (DenseForward, ScipyCSRForward, NumbaCSRForward, NumbaCSRParallelForward, FusedSparseForward,
-                ShrunkDenseForward, AutoForward, OrtForward, TFLiteForward, TorchDenseForward, TorchCSRForward,
-                DenseInt8Forward, SparseInt8Forward, ShrunkInt8Forward, SparseConvForward, TFLiteInt8Forward)
+                SparseBlockForward, ShrunkDenseForward, AutoForward, OrtForward, TFLiteForward, TorchDenseForward,
+                TorchCSRForward, DenseInt8Forward, SparseInt8Forward, ShrunkInt8Forward, SparseConvForward,
+                TFLiteInt8Forward)
 }
 for _cls in FORMATS.values():
     check_format_class(_cls)
@@ -39,14 +41,16 @@ def baseline() -> str:
 
 
 def formats_for(method_structured: bool, layer_kinds=frozenset({"dense"}),
-                activations=frozenset({"relu", "linear", "softmax"})) -> tuple[str, ...]:
-    """The registered formats worth running for a pruning method (structured or not) on a network
+                activations=frozenset({"relu", "linear", "softmax"}), method_blocks: bool = False) -> tuple[str, ...]:
+    """The registered formats worth running for a pruning method (structured or not; keeping
+    blocks or not, ``method_blocks``: :attr:`sparsenet.prune.Pruner.block_rows`) on a network
     made of ``layer_kinds`` whose layers use ``activations`` (``{layer.activation for layer in
     net.layers}``; the default is the classic ReLU MLP's), in registry order. An engine whose
     package is not installed is left out (:func:`sparsenet.formats.engines.unavailable_engines`
     says which and why)."""
     return tuple(name for name, cls in FORMATS.items()
-                 if (cls.pruning == "any" or method_structured) and set(layer_kinds) <= cls.layer_kinds
+                 if {"any": True, "structured": method_structured, "block": method_blocks}[cls.pruning]
+                 and set(layer_kinds) <= cls.layer_kinds
                  and (not getattr(cls, "needs_kinds", None) or set(layer_kinds) & cls.needs_kinds)
                  and set(activations) <= cls.activations and available(cls))
 

@@ -1,4 +1,4 @@
-"""``auto``: whichever of dense / sparse / shrunk is fastest for this network, machine and batch size.
+"""``auto``: whichever of dense / sparse / shrunk / sparse_block is fastest for this network, machine and batch size.
 
 The choice is measured, not predicted: the first call at a batch-size bucket (the next power
 of two) times every candidate on that call's input and keeps the fastest. Decisions are cached
@@ -33,6 +33,7 @@ from .base import FormatDefaults, Forward
 from .dense import DenseForward
 from .fused import FusedSparseForward
 from .shrunk import ShrunkDenseForward
+from .sparse_block import SparseBlockForward, block_fill
 
 # How each candidate is timed (sparsenet.host.median_seconds). Tests that check only what auto
 # returns, not what it picks, shrink these (the choice never changes the output).
@@ -43,7 +44,10 @@ MEASURE_ROUNDS = 3  # timed calls per candidate and bucket, at least
 # batch 1024), so a candidate timed right after another one would be judged on the other's tail.
 SETTLE_S = 0.15
 MAX_BATCH_SIZES = 64  # distinct batch sizes whose chosen forward is looked up directly (the rest by bucket)
-_VERSION = 8  # bump when kernels change enough that stored decisions should be measured again
+# sparse_block is a candidate where kept blocks are at least this full (block pruning: 1.0;
+# unstructured at 0.9: about 0.3, where it cannot win and would only lengthen the measurement)
+BLOCK_FILL = 0.75
+_VERSION = 9  # bump when kernels change enough that stored decisions should be measured again
 _DISK_LOCK = threading.Lock()
 
 
@@ -63,7 +67,8 @@ def _machine_key() -> str:
 class AutoForward(FormatDefaults):
     name: ClassVar[str] = "auto"
     kind: ClassVar[str] = "adaptive"
-    summary: ClassVar[str] = "times dense, sparse and shrunk on its first call at each batch size and keeps the fastest"
+    summary: ClassVar[str] = ("times dense, sparse, shrunk (units deleted) and sparse_block (block-pruned) on its "
+                              "first call at each batch size and keeps the fastest")
     style: ClassVar[tuple[str, str]] = ("tab:purple", "v")
     operating_points: ClassVar[bool] = True
     candidates: dict
@@ -76,6 +81,9 @@ class AutoForward(FormatDefaults):
         candidates = {"dense": DenseForward.build(masked)}
         if {layer.activation for layer in masked.net.layers} <= FusedSparseForward.activations:
             candidates["sparse"] = FusedSparseForward.build(masked)
+        if (candidates.get("sparse") is not None and masked.net.layer_kinds <= SparseBlockForward.layer_kinds
+                and block_fill(masked) >= BLOCK_FILL):
+            candidates["sparse_block"] = SparseBlockForward.build(masked)
         shrunk = ShrunkDenseForward.build(masked)
         if shrunk.widths != masked.net.widths:  # units really were deleted
             candidates["shrunk"] = shrunk

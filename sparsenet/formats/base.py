@@ -31,7 +31,8 @@ the report's tables, break-even and roofline, the plot legends) is derived from 
     all of them (a format applying ``ACTIVATIONS[...]`` runs any), fewer where a kernel fuses them.
 ``pruning``
     ``"any"``, or ``"structured"`` when it only pays after a structured pruning method
-    (:attr:`sparsenet.prune.Pruner.structured`): weight pruning leaves no unit to delete.
+    (:attr:`sparsenet.prune.Pruner.structured`): weight pruning leaves no unit to delete; or
+    ``"block"`` when it only pays after a block pruning method (:attr:`sparsenet.prune.Pruner.block_rows`).
 ``summary``, ``style``
     a one-line description for reports, and a (matplotlib colour, marker) pair for plots.
 ``operating_points``
@@ -60,7 +61,7 @@ from ..sizes import SAVED_AS, kept_bytes
 KINDS = ("baseline", "sparse", "structured", "adaptive", "engine")
 COMPUTES = ("dense", "sparse")
 _COMPUTES_BY_KIND = {"baseline": "dense", "structured": "dense", "sparse": "sparse"}
-PRUNING = ("any", "structured")
+PRUNING = ("any", "structured", "block")
 
 
 class Forward(Protocol):

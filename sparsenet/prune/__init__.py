@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from ..layers import kind_of
 from ..model import MaskedNetwork, Masks, Network
 from ..validation import check_choice, check_sparsity
+from .block import BLOCK, block_masks
 from .magnitude import magnitude_masks
 from .unit_l2 import unit_l2_masks
 
@@ -30,6 +31,9 @@ class Pruner:
     counts: str  # what ``sparsity`` is a fraction of: "weights" or "units"
     summary: str
     style: tuple[str, str, str]  # plot colour, marker and line style
+    # keeps weights in blocks of this many consecutive output units at one input (None: any
+    # pattern); formats with ``pruning = "block"`` pay only on such masks
+    block_rows: int | None = None
 
     def __call__(self, net: Network, sparsity: float, scope: str, layers: tuple[int, ...]) -> Masks:
         return self.masks(net, sparsity, scope, layers)
@@ -39,6 +43,9 @@ PRUNERS: dict[str, Pruner] = {p.name: p for p in (
     Pruner("unit", unit_l2_masks, structured=True, counts="units",
            summary="the hidden units with the smallest L2 norm of incoming weights, with their biases",
            style=("tab:orange", "s", "--")),
+    Pruner("block", block_masks, structured=False, counts="weights",
+           summary=f"{BLOCK}x1 blocks ({BLOCK} consecutive output units at one input) with the smallest mean |w|",
+           style=("tab:green", "D", "-."), block_rows=BLOCK),
     Pruner("weight", magnitude_masks, structured=False, counts="weights",
            summary="the weights with the smallest |w|", style=("tab:blue", "o", "-")),
 )}
@@ -54,7 +61,9 @@ def prune(net: Network, method: str, sparsity: float, scope: str = "layer",
     method : str
         A key of :data:`PRUNERS`: ``"weight"`` zeroes the smallest |w|; ``"unit"`` zeroes the
         units with the smallest L2 norm (hidden units of a dense layer, output channels of a
-        convolution: filter pruning), and their biases.
+        convolution: filter pruning), and their biases; ``"block"`` zeroes whole blocks of
+        4 consecutive output units at one input, smallest mean |w| first (what the
+        ``sparse_block`` format needs to pay).
     sparsity : float
         Fraction in [0, 1) of the eligible weights (or units, for a structured method) to remove.
     scope : {"layer", "global"}
