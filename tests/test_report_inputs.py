@@ -157,3 +157,26 @@ def test_the_sparsenet_command_reports_on_and_exports_a_model(tmp_path, capsys):
     assert pruned.achieved_sparsity() == 0.9 and pruned.net.widths == load_network(model).widths
     assert console(["export", str(model), "--sparsity", "1.5", "--out", str(tmp_path / "x.spz")]) == 2
     assert "sparsity must be in [0, 1)" in capsys.readouterr().err and not (tmp_path / "x.spz").exists()
+
+
+def test_progress_prints_plain_lines_where_stderr_is_no_terminal(monkeypatch):
+    """rich draws no bar into a log file; the benchmark run then says where it is in plain lines."""
+    import io
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from bench import progress
+
+    sink = io.StringIO()
+    bar = progress.GridProgress(0.25)
+    bar.console = Console(file=sink, force_terminal=False, width=200)
+    monkeypatch.setattr(progress, "LOG_EVERY_S", 0.0)
+    bar.pytest_collection_finish(SimpleNamespace(items=[object()] * 4))
+    assert bar.progress is None and "4 benchmark cases" in sink.getvalue()
+    for i in range(2):
+        bar.pytest_runtest_logstart(f"bench/test_forward.py::test_forward[mnist-sparse-s0.9-b{i}]", None)
+        bar.pytest_runtest_logreport(SimpleNamespace(when="call", outcome="passed", passed=True, skipped=False,
+                                                     failed=False))
+    lines = sink.getvalue().splitlines()
+    assert lines[-1].startswith("latency 2/4 cases, 0 min so far, about 0 min left (now: mnist-sparse-s0.9-b1)")
