@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.grid import GRIDS
 from sparsenet import FORMATS, PRUNERS
 from sparsenet.formats import available, describe, formats_for
 
@@ -50,7 +51,7 @@ def test_report_writes_a_complete_run_folder(report_runs):
         assert b["group"] == (f"{params['dataset']} {params['method']} {params['stage']} "
                               f"sparsity={params['sparsity']:g} batch={params['batch']}")
     assert {b["extra_info"]["choice"] for b in raw["benchmarks"] if b["params"]["fmt"] == "auto"} <= {
-        "dense", "sparse", "shrunk"}
+        "dense", "sparse", "shrunk", "sparse_block"}  # sparse_block: at sparsity 0 every block is whole
     for step in ("[1/5]", "[2/5]", "[3/5]", "[4/5]", "[5/5]"):
         assert step in first.stdout, "progress is printed"
 
@@ -85,11 +86,13 @@ def test_report_results_schema(report_runs):
     assert 0 == rec["gradual"]["begin_step"] < rec["gradual"]["end_step"] < rec["gradual"]["steps"] == 79
     lat = [r for r in results["latency"] if r["stage"] == "oneshot"]
     lat_recovered = [r for r in results["latency"] if r["stage"] != "oneshot"]
-    worth = {m: set(formats_for(PRUNERS[m].structured)) & set(TIMED) for m in PRUNERS}  # what the registries ask for
+    methods = GRIDS["ci"].methods  # the CI grid's (block pruning: tests/test_block.py)
+    worth = {m: set(formats_for(PRUNERS[m].structured, method_blocks=PRUNERS[m].block_rows is not None))
+             & set(TIMED) for m in methods}  # what the registries ask for
     assert {(r["method"], r["format"], r["batch"], r["stage"]) for r in lat_recovered} == {
-        (m, f, b, stage) for m in PRUNERS for f in worth[m] if FORMATS[f].operating_points
+        (m, f, b, stage) for m in methods for f in worth[m] if FORMATS[f].operating_points
         for b in (1, 64) for stage in ("finetuned", "gradual")}
-    for m in PRUNERS:
+    for m in methods:
         assert {r["format"] for r in lat if r["method"] == m} == worth[m]
     assert "shrunk" in worth["unit"] and "shrunk" not in worth["weight"]
     assert len(lat) == 2 * 2 * sum(len(w) for w in worth.values())
