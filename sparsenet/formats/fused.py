@@ -278,7 +278,7 @@ class FusedSparseForward(FormatDefaults):
         kept = self._scratch.__dict__
         call = kept.get("call")
         if call is None:
-            dtype = self.csr.data.dtype
+            dtype = self.bias.dtype  # the network's (csr.data is int8 in sparse_int8)
             call = kept["call"] = (*self._vector_scratch(dtype), int(self.shape.widths[0]),
                                    int(self.shape.widths[-1]), dtype)
         return call

@@ -31,7 +31,7 @@ import numba
 import numpy as np
 
 from .. import kernels
-from ..kernels.int8 import int8_csr_forward_batch, int8_forward_vector
+from ..kernels.int8 import flatten_int8_vector, int8_csr_forward_batch, int8_forward_vector
 from ..model import MaskedNetwork
 from ..quantize import QuantizedNetwork, quantize
 from ..sizes import kept_bytes
@@ -77,6 +77,7 @@ class SparseInt8Forward(FusedSparseForward):
     scale1: np.ndarray  # the same in the order of bias1 (batch-1 pack)
     widen: np.ndarray  # widen[q + 128] = float(q), the kernels' int8 -> float table
     qnet: QuantizedNetwork = field(repr=False, compare=False)  # what reference() runs
+    ints1: np.ndarray | None = None  # batch 1's shape and pointers for int8_forward_vector (flatten_int8_vector)
 
     @classmethod
     def build(cls, masked: MaskedNetwork, vector_bits: int | None = None) -> SparseInt8Forward:
@@ -114,13 +115,16 @@ class SparseInt8Forward(FusedSparseForward):
                            for w, keep, n in zip(w1, csc_keeps, parts)
                            for k in range(n)
                            for r0, r1 in [(k * w.shape[0] // n, (k + 1) * w.shape[0] // n)]], index_dtype, np.int8)
+        shape = kernels.NetworkShape(widths, np.array([layer.activation == "relu" for layer in qnet.layers], np.bool_),
+                                     np.concatenate([[0], np.cumsum(widths[1:-1])]).astype(np.int64))
+        csc1 = kernels.CSCParts(*csc, parts)
+        dense1 = fused._dense_blocks(w1, as_dense, n_threads, np.int8)
         return cls(
-            shape=kernels.NetworkShape(widths, np.array([layer.activation == "relu" for layer in qnet.layers],
-                                                        np.bool_),
-                                       np.concatenate([[0], np.cumsum(widths[1:-1])]).astype(np.int64)),
+            shape=shape,
             csr=kernels.BlockedCSR(*csr, col_blocks),
-            csc=kernels.CSCParts(*csc, parts),
-            dense=fused._dense_blocks(w1, as_dense, n_threads, np.int8),
+            csc=csc1,
+            dense=dense1,
+            ints1=flatten_int8_vector(shape, csc1, dense1),
             bias=np.concatenate(biases).astype(dtype),
             bias1=np.concatenate(b1).astype(dtype),
             vector_bits=vector_bits,
@@ -131,14 +135,15 @@ class SparseInt8Forward(FusedSparseForward):
         )
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        x = check_batch(x, n_in=int(self.shape.widths[0]), dtype=self.bias.dtype)
-        n_batch, n_out = x.shape[0], int(self.shape.widths[-1])
+        act, a, b, n_in, n_out, dtype = self._call_scratch()
+        x = check_batch(x, n_in=n_in, dtype=dtype)
+        n_batch = x.shape[0]
         if n_batch == 1:
-            act, a, b = self._vector_scratch(x.dtype)
-            out = np.empty(n_out, dtype=x.dtype)
-            int8_forward_vector(self.shape, self.csc, self.dense, self.scale1, self.bias1, self.widen,
-                                np.ascontiguousarray(x[0]), act, a, b, out)
-            return out[None, :]
+            out = np.empty((1, n_out), dtype=dtype)
+            int8_forward_vector(self.ints1, self.csc.rows, self.csc.data, self.dense.values, self.scale1, self.bias1,
+                                self.widen, x[0] if x.flags.c_contiguous else np.ascontiguousarray(x[0]), act, a, b,
+                                out[0])
+            return out
         tile = fused.tile_lanes(n_batch, x.dtype, self.vector_bits)
         n_tiles = -(-n_batch // tile)
         src, a, b, out = self._buffers(n_tiles, tile, x.dtype)

@@ -20,8 +20,9 @@ float64 dequantized reference (:meth:`sparsenet.quantize.QuantizedNetwork.refere
 rounding only. What int8 buys is traffic: a weight is 1 byte instead of 4 (with a 16-bit index, 3 bytes
 instead of 6 per kept weight in the sparse packs).
 
-``int8_forward_vector(shape, csc, dense, scale, bias, widen, x, act, buf_a, buf_b, out)``
-    batch 1, sparse pack (CSC layers and dense-block layers), zero inputs skipped.
+``int8_forward_vector(ints, rows, cdata, dvalues, scale, bias, widen, x, act, buf_a, buf_b, out)``
+    batch 1, sparse pack (CSC layers and dense-block layers) flattened by
+    ``flatten_int8_vector(shape, csc, dense)``, zero inputs skipped.
 ``int8_csr_forward_batch(shape, csr, scale, bias, widen, x, buf_a, buf_b, out, n_acc, n_threads)``
     batched, tile-major ``x`` (n_tiles, n_in, T), (T, n_acc) one of ``fused.VARIANTS``.
 ``int8_dense_forward_vector(shape, dense, scale, bias, x, buf_a, buf_b, out)``
@@ -33,10 +34,10 @@ Callers (sparsenet.formats.*_int8) validate; nothing here checks shapes.
 import numba
 import numpy as np
 
-from .fused import _FASTMATH, _active, _layer_buffers
+from .fused import _FASTMATH, CSCParts, DenseBlocks, NetworkShape, _active, _layer_buffers
 from .simd import at, vadd, vfma, vload, vrelu, vsplat, vstore, vzeros
 
-__all__ = ["int8_csr_forward_batch", "int8_dense_forward_vector", "int8_forward_vector"]
+__all__ = ["flatten_int8_vector", "int8_csr_forward_batch", "int8_dense_forward_vector", "int8_forward_vector"]
 
 
 @numba.njit(inline="always")
@@ -104,10 +105,30 @@ def _dense_part(dense, p, n_in, scale, bias, b0, act, n_act, relu, src, dst):
     _finish(d, width, scale, bias, b0 + r0, relu)
 
 
+# int8_forward_vector's ``ints``: 12 bounds, then these int64 arrays back to back
+_FLAT_INTS8 = ("widths", "relu", "bias_off", "colptr", "col_off", "parts", "off", "r0", "width", "part0", "stride")
+
+
+def flatten_int8_vector(shape, csc, dense) -> np.ndarray:
+    """int8_forward_vector's ``ints``: the network's shape, the CSC's pointers and the dense blocks'
+    bookkeeping as one int64 array (numba unboxes every array of a NamedTuple argument on every
+    call, several microseconds at batch 1; see :func:`sparsenet.kernels.forward_vector`)."""
+    parts = [shape.widths, shape.relu, shape.bias_off, csc.colptr, csc.col_off, csc.parts, dense.off, dense.r0,
+             dense.width, dense.part0, dense.stride]
+    bounds = len(parts) + 1 + np.cumsum([0] + [np.asarray(p).size for p in parts])
+    return np.concatenate([bounds] + [np.asarray(p).astype(np.int64) for p in parts]).astype(np.int64)
+
+
 @numba.njit(parallel=True, cache=True, nogil=True, fastmath=_FASTMATH)
-def int8_forward_vector(shape, csc, dense, scale, bias, widen, x, act, buf_a, buf_b, out):
+def int8_forward_vector(ints, rows, cdata, dvalues, scale, bias, widen, x, act, buf_a, buf_b, out):
     """out = network(x) for one sample; layer by layer CSC or dense blocks as in
-    :func:`sparsenet.kernels.forward_vector`, int8 weights, per-unit scales."""
+    :func:`sparsenet.kernels.forward_vector`, int8 weights, per-unit scales. ``ints`` is
+    :func:`flatten_int8_vector`'s; ``rows``/``cdata`` the CSC's rows and int8 values, ``dvalues``
+    the dense blocks' int8 values: plain arrays, so a call unboxes 12 arrays instead of 20."""
+    shape = NetworkShape(ints[ints[0]:ints[1]], ints[ints[1]:ints[2]], ints[ints[2]:ints[3]])
+    csc = CSCParts(ints[ints[3]:ints[4]], rows, cdata, ints[ints[4]:ints[5]], ints[ints[5]:ints[6]])
+    dense = DenseBlocks(dvalues, ints[ints[6]:ints[7]], ints[ints[7]:ints[8]], ints[ints[8]:ints[9]],
+                        ints[ints[9]:ints[10]], ints[ints[10]:ints[11]])
     widths, relu, bias_off = shape.widths, shape.relu, shape.bias_off
     n_layers = widths.shape[0] - 1
     for l in range(n_layers):
