@@ -80,3 +80,14 @@ def test_a_blas_below_the_cpu_is_named_and_warned_about_at_the_top():
     results["environment"] |= env
     md = render_markdown(results, [])
     assert md.index("below this CPU") < md.index("## Machine and run")
+
+
+def test_bandwidth_probes_stay_in_cache_and_leave_it():
+    """A 32 MiB L3 (a desktop, the EPYC): a quarter of it, and 512 MiB for DRAM. A virtual machine
+    reporting a whole socket's 480 MiB L3: the cache probe stays at 8 MiB per thread (a quarter,
+    120 MiB, read at DRAM speed), and the DRAM probe does not allocate 7.5 GiB."""
+    from bench.report.machine import probe_bytes
+
+    assert probe_bytes(32 << 20, 2) == (8 << 20, 512 << 20)
+    assert probe_bytes(480 << 20, 2) == (16 << 20, 2 << 30)
+    assert probe_bytes(4 << 30, 1)[1] == 16 << 30, "beyond L3 even where L3 is huge"

@@ -20,6 +20,12 @@ from sparsenet.host import median_seconds
 from sparsenet.kernels.simd import VECTOR_BITS, register_lanes, vfma, vsplat, vstore
 
 L3_FALLBACK_BYTES = 32 << 20
+# The cache probe reads a quarter of L3, at most this much per thread. Some virtual machines
+# report the whole socket's L3 (480 MiB on a 2-core Sapphire Rapids guest): a quarter of that
+# (120 MiB) read at 40 GB/s there, DRAM's speed, and the probe then measured no cache at all.
+CACHE_PROBE_BYTES_PER_THREAD = 8 << 20
+# The DRAM probe reads 16x L3 (at least 512 MiB), at most this much: 16x that 480 MiB is 7.5 GiB.
+DRAM_PROBE_MAX_BYTES = 2 << 30
 
 
 @numba.njit(parallel=True, nogil=True, fastmath=True, cache=True)
@@ -94,6 +100,14 @@ def cache_bytes(level: int = 3) -> int:
         return L3_FALLBACK_BYTES
 
 
+def probe_bytes(l3: int, threads: int) -> tuple[int, int]:
+    """``(cache, dram)``: bytes the bandwidth probes read. The cache probe: a quarter of L3, at
+    most CACHE_PROBE_BYTES_PER_THREAD per thread; the DRAM probe: far beyond L3 (16x, at least
+    512 MiB and 4x L3, at most DRAM_PROBE_MAX_BYTES unless 4x L3 needs more)."""
+    return (min(l3 // 4, CACHE_PROBE_BYTES_PER_THREAD * threads),
+            max(min(16 * l3, DRAM_PROBE_MAX_BYTES), 512 << 20, 4 * l3))
+
+
 def measure_machine(quick: bool = False) -> dict:
     """GEMM peak (float32, 2048^3), FMA peak, and read bandwidth from L3-sized and DRAM-sized arrays.
 
@@ -106,8 +120,9 @@ def measure_machine(quick: bool = False) -> dict:
     b = rng.random((2048, 2048), dtype=np.float32)
     gemm_s = median_seconds(np.matmul, a, b, min_time=0.2 * scale, min_rounds=rounds)
     l3 = cache_bytes(3)
-    small = np.ones(l3 // 4 // 4, dtype=np.float32)  # a quarter of L3: stays cached
-    big = np.ones(max(512 << 20, 16 * l3) // 4, dtype=np.float32)  # far beyond L3: DRAM
+    cache_probe, dram_probe = probe_bytes(l3, numba.get_num_threads())
+    small = np.ones(cache_probe // 4, dtype=np.float32)  # stays cached
+    big = np.ones(dram_probe // 4, dtype=np.float32)  # far beyond L3: DRAM
     chunks = 8 * numba.get_num_threads()
     cache_s = median_seconds(_read_all, small, chunks, min_time=0.2 * scale, min_rounds=rounds)
     dram_s = median_seconds(_read_all, big, chunks, min_time=0.5 * scale, min_rounds=rounds)
@@ -119,6 +134,7 @@ def measure_machine(quick: bool = False) -> dict:
         "cache_gbps": small.nbytes / cache_s / 1e9,
         "dram_gbps": big.nbytes / dram_s / 1e9,
         "l3_bytes": l3,
+        "cache_probe_bytes": small.nbytes,
         "threads": numba.get_num_threads(),
         "cores": os.cpu_count(),
         "quick": quick,

@@ -274,8 +274,10 @@ def roofline_section(results: dict, figures: list[str]) -> str:
            f"Measured in this run with {m['threads']} threads: dense float32 GEMM peak "
            f"{m['gemm_gflops']:.0f} GFLOP/s" + (f", FMA peak {m['fma_gflops']:.0f} GFLOP/s (a register-only loop "
            f"on {m['vector_bits']}-bit vectors; the floor uses the higher: {flop_peak(m)[1]})"
-           if "fma_gflops" in m else "") + f", read bandwidth {m['cache_gbps']:.0f} GB/s from L3 "
-           f"({m['l3_bytes'] >> 20} MiB) and {m['dram_gbps']:.0f} GB/s from DRAM. A cell's floor is the larger of "
+           if "fma_gflops" in m else "") + f", read bandwidth {m['cache_gbps']:.0f} GB/s from cache "
+           + (f"(a {m['cache_probe_bytes'] >> 20} MiB array; L3 {m['l3_bytes'] >> 20} MiB) "
+              if "cache_probe_bytes" in m else f"(L3, {m['l3_bytes'] >> 20} MiB) ")
+           + f"and {m['dram_gbps']:.0f} GB/s from DRAM. A cell's floor is the larger of "
            "its FLOP time (2 × multiplied weights × batch / peak; dense formats multiply the zeros too) and "
            "its weight-read time (dense: the matrices; sparse formats: kept weights × 6 bytes, the leanest "
            "CSR); activations are not counted, and skipping zero activations (the `sparse` format at batch 1) "
