@@ -36,8 +36,8 @@ MIN_BLOCK_NNZ = 32
 # A batch-1 layer stored as dense blocks with at least PARALLEL_NNZ weights (zeros included) is
 # split by rows across threads; one kept sparse (CSC) is split only from PARALLEL_CSC_NNZ kept
 # weights. Waking the OpenMP threads costs several microseconds per layer. Measured on the
-# Fashion-MNIST weights (AVX2 EPYC, 2 threads, quiet machine, 64 test images, interleaved): dense
-# blocks split ran 65.8 against 92.9 us at sparsity 0.5 and 66.5 against 96.1 at 0.8 (the
+# Fashion-MNIST weights (2-core AVX-512 Xeon, 2 threads, quiet, 64 test images, interleaved):
+# dense blocks split ran 65.8 against 92.9 us at sparsity 0.5 and 66.5 against 96.1 at 0.8 (the
 # 1000x1000 layer, 1M stored weights); CSC split lost at every size we have, 62.5 against 59.5 us
 # at 0.83 (170k kept weights in the largest layer), 38.4 against 34.0 at 0.9 (100k). Layers ten
 # times larger than those are split on the expectation that their work then dwarfs the wake-up.
