@@ -439,6 +439,10 @@ def test_recovery_figure_one_line_per_stage_per_method_and_the_dense_line():
             np.testing.assert_allclose(got.get_ydata(), [100 * recovered_accuracy(method, stage, s)
                                                          for s in RECOVERED])
     assert "dense 10 epochs · one-shot + fine-tune 10+5 · gradual 10+5" in fig._suptitle.get_text()
+    low, high = fig.axes[0].get_ylim()
+    assert all(ax.get_ylim() == (low, high) for ax in fig.axes), "one accuracy scale: methods compare at a glance"
+    every = [y for ax in fig.axes for ln in ax.get_lines() for y in ln.get_ydata()]
+    assert low <= min(every) and max(every) <= high
 
 
 def test_recovery_figure_keeps_coinciding_stages_apart_and_ends_at_the_data():

@@ -65,10 +65,12 @@ def recovery_figure(results: Mapping, dataset: str) -> Figure:
     rows = [r for r in rows if r["scope"] in scopes and start <= r["sparsity"] <= stop]
     methods = method_order({r["method"] for r in recovered}, results)
     fig = Figure(figsize=(WIDTH_IN, 5.6), layout="constrained")
-    axes = list(fig.subplots(1, len(methods), squeeze=False)[0])
+    # one accuracy scale for every method's panel, so that the methods compare at a glance
+    axes = list(fig.subplots(1, len(methods), squeeze=False, sharey=True)[0])
     models = [m for m in checked_records(results, "models") if m["dataset"] == dataset]
+    ys = []
     for ax, method in zip(axes, methods):
-        ys = dense_accuracy_lines([ax], models)
+        ys.extend(dense_accuracy_lines([ax], models))
         for stage in STAGES:
             for scope in scopes:
                 group = [r for r in rows if (r["method"], r["scope"], record_stage(r)) == (method, scope, stage)]
@@ -79,13 +81,13 @@ def recovery_figure(results: Mapping, dataset: str) -> Figure:
                 ax.plot(xs, 100 * acc, color=STAGE_COLORS[stage], label=label,
                         linestyle=SCOPE_LINES.get(scope, "-.") if len(scopes) > 1 else "-", **_stage_line(stage))
                 ys.extend(100 * acc)
-        pad = max(0.5, 0.06 * (max(ys) - min(ys)))
-        ax.set_ylim(max(0.0, min(ys) - pad), min(100.0, max(ys) + pad))
-        ax.set_ylabel("test accuracy (%)")
         ax.set_title(f"{method} pruning")
         ax.grid(True, alpha=0.3)
         sparsity_axis(ax, [r["sparsity"] for r in rows], spread=True, label=X_LABELS["sparsity"], start=start)
         ax.xaxis.set_major_locator(FixedLocator(sorted(set(SPARSITY_TICKS) | {r["sparsity"] for r in recovered})))
+    pad = max(0.5, 0.06 * (max(ys) - min(ys)))
+    axes[0].set_ylim(max(0.0, min(ys) - pad), min(100.0, max(ys) + pad))
+    axes[0].set_ylabel("test accuracy (%)")
     figure_legend(fig, axes)
     budgets = stage_budgets(results, dataset)
     fig.suptitle(f"{dataset_title(dataset)}: test accuracy after one-shot pruning, fine-tuning and gradual pruning\n"
