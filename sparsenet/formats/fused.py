@@ -86,6 +86,17 @@ def aligned_empty(shape, dtype, align: int = 64) -> np.ndarray:
     return raw[start:start + n].view(dtype).reshape(shape)
 
 
+def fill_tiles(src: np.ndarray, x: np.ndarray) -> None:
+    """Copy the batch ``x`` (n_batch, n_in) into the tile-major ``src`` (n_tiles, n_in, T): sample
+    t * T + b at ``src[t, :, b]``, a last partial tile padded with zero samples."""
+    n_batch, tile = x.shape[0], src.shape[2]
+    full = n_batch // tile
+    src[:full] = x[:full * tile].reshape(full, tile, x.shape[1]).transpose(0, 2, 1)
+    if full < src.shape[0]:
+        src[full] = 0
+        src[full, :, :n_batch - full * tile] = x[full * tile:].T
+
+
 def input_blocks(keep: np.ndarray, itemsize: int, lanes: int | None = None) -> int:
     """How many contiguous input blocks the batched kernel cuts a layer into (see L1_BLOCK_BYTES),
     for tiles of ``lanes`` samples (default: the widest this machine runs for that itemsize)."""
@@ -295,11 +306,7 @@ class FusedSparseForward(FormatDefaults):
         tile = tile_lanes(n_batch, x.dtype, self.vector_bits)
         n_tiles = -(-n_batch // tile)
         src, a, b, out = self._buffers(n_tiles, tile, x.dtype)
-        full = n_batch // tile  # whole tiles; a last partial one is padded with zero samples
-        src[:full] = x[:full * tile].reshape(full, tile, x.shape[1]).transpose(0, 2, 1)
-        if full < n_tiles:
-            src[full] = 0
-            src[full, :, :n_batch - full * tile] = x[full * tile:].T
+        fill_tiles(src, x)
         kernels.csr_forward_batch(self.shape, self.csr, self.bias, src, a, b, out,
                                   kernels.accumulators(tile, x.dtype, self.vector_bits), numba.get_num_threads())
         y = out.transpose(0, 2, 1).reshape(n_tiles * tile, n_out)[:n_batch]

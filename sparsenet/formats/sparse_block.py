@@ -22,30 +22,33 @@ from ..kernels.simd import VECTOR_BITS
 from ..model import MaskedNetwork
 from ..validation import check_batch
 from .base import FormatDefaults
-from .fused import aligned_empty
+from .fused import aligned_empty, fill_tiles
 from .fused import tile_lanes as fused_tile_lanes
 
 _SCRATCH_SHAPES = 3
 
 
-def _blocks(w: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(kept, values)`` of one layer: ``kept[g, c]`` whether group g keeps any weight at input c,
-    ``values[g, c]`` its four masked weights (rows 4g ... 4g + 3, zeros where removed or padded)."""
-    n_out, n_in = w.shape
-    n_groups = -(-n_out // kb.BLOCK)
-    vals = np.zeros((n_groups * kb.BLOCK, n_in), w.dtype)
-    vals[:n_out] = np.where(keep, w, 0)
-    mask = np.zeros((n_groups * kb.BLOCK, n_in), bool)
+def _kept_blocks(keep: np.ndarray) -> np.ndarray:
+    """``kept[g, c]``: whether group g (rows 4g ... 4g + 3) keeps any weight at input c."""
+    n_out, n_in = keep.shape
+    mask = np.zeros((-(-n_out // kb.BLOCK) * kb.BLOCK, n_in), bool)
     mask[:n_out] = keep
-    kept = mask.reshape(n_groups, kb.BLOCK, n_in).any(axis=1)
-    return kept, vals.reshape(n_groups, kb.BLOCK, n_in).transpose(0, 2, 1)
+    return mask.reshape(-1, kb.BLOCK, n_in).any(axis=1)
+
+
+def _blocks(w: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(kept, values)`` of one layer: :func:`_kept_blocks`, and ``values[g, c]`` the group's four
+    masked weights at input c (zeros where removed or padded)."""
+    kept = _kept_blocks(keep)
+    vals = np.zeros((kept.shape[0] * kb.BLOCK, w.shape[1]), w.dtype)
+    vals[:w.shape[0]] = np.where(keep, w, 0)
+    return kept, vals.reshape(kept.shape[0], kb.BLOCK, w.shape[1]).transpose(0, 2, 1)
 
 
 def block_fill(masked: MaskedNetwork) -> float:
     """Kept weights per stored block weight: 1.0 where every kept block is whole (block pruning),
     about 0.3 for unstructured pruning at sparsity 0.9 (most blocks then hold one kept weight)."""
-    stored = sum(int(_blocks(layer.weight, keep)[0].sum()) * kb.BLOCK
-                 for layer, keep in zip(masked.net.layers, masked.masks.weight))
+    stored = sum(int(_kept_blocks(keep).sum()) * kb.BLOCK for keep in masked.masks.weight)
     kept = sum(int(k.sum()) for k in masked.masks.weight)
     return kept / stored if stored else 1.0
 
@@ -156,11 +159,7 @@ class SparseBlockForward(FormatDefaults):
         tile = tile_lanes(n_batch, dtype, self.vector_bits, numba.get_num_threads())
         n_tiles = -(-n_batch // tile)
         src, a, b, out = self._buffers(n_tiles, tile, dtype)
-        full = n_batch // tile
-        src[:full] = x[:full * tile].reshape(full, tile, n_in).transpose(0, 2, 1)
-        if full < n_tiles:
-            src[full] = 0
-            src[full, :, :n_batch - full * tile] = x[full * tile:].T
+        fill_tiles(src, x)
         kb.block_forward_batch(self.shape, self.csr, self.bias, src, a, b, out, numba.get_num_threads())
         return out[:, :n_out].transpose(0, 2, 1).reshape(n_tiles * tile, n_out)[:n_batch].copy()
 

@@ -147,11 +147,7 @@ class SparseInt8Forward(FusedSparseForward):
         tile = fused.tile_lanes(n_batch, x.dtype, self.vector_bits)
         n_tiles = -(-n_batch // tile)
         src, a, b, out = self._buffers(n_tiles, tile, x.dtype)
-        full = n_batch // tile
-        src[:full] = x[:full * tile].reshape(full, tile, x.shape[1]).transpose(0, 2, 1)
-        if full < n_tiles:
-            src[full] = 0
-            src[full, :, :n_batch - full * tile] = x[full * tile:].T
+        fused.fill_tiles(src, x)
         int8_csr_forward_batch(self.shape, self.csr, self.scale, self.bias, self.widen, src, a, b, out,
                                kernels.accumulators(tile, x.dtype, self.vector_bits), numba.get_num_threads())
         y = out.transpose(0, 2, 1).reshape(n_tiles * tile, n_out)[:n_batch]
