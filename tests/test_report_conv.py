@@ -64,3 +64,16 @@ def test_conv_section_times_every_format_that_runs_mobilenet(conv_run):
 def test_conv_section_figure_is_written(conv_run):
     run, _, _ = conv_run
     assert (run / "conv-recovery-fashion_mnist_32.png").stat().st_size > 10_000
+
+
+def test_conv_section_breaks_the_time_down_by_layer(conv_run):
+    run, results, report = conv_run
+    recs = results["layers"]
+    n_layers = results["conv"]["fashion_mnist_32"]["layers"]
+    assert {(r["format"], r["sparsity"], r["batch"]) for r in recs} == {("dense", 0.9, 1)}
+    assert sorted(r["layer"] for r in recs) == list(range(n_layers))
+    assert {r["role"] for r in recs} == {"stem conv", "1x1 expand", "depthwise", "1x1 project", "1x1 other",
+                                         "pooling", "classifier"}
+    assert all(r["median_s"] > 0 for r in recs)
+    assert "Time per layer (fashion_mnist_32" in report and "| whole network |" in report
+    assert (run / "conv-layers-fashion_mnist_32.png").stat().st_size > 10_000

@@ -25,6 +25,7 @@ from bench.grid import (
     RECOVERY_SCOPE,
     Grid,
     add_options,
+    batch_sizes,
     cases,
     grid_args,
     grid_from_options,
@@ -230,6 +231,20 @@ def _identity(pid: int) -> str:
     return f"{pid} {start}"
 
 
+def conv_layer_records(grid: Grid, models: dict, data: dict) -> list[dict]:
+    """Per-layer times of each conv network (bench.report.layers) at the grid's sparsities and
+    batch sizes, in those of ``dense`` and ``sparse_conv`` the grid has."""
+    from bench.report.layers import layer_time_records
+
+    formats = [f for f in ("dense", "sparse_conv") if f in grid.resolved().formats]
+    records = []
+    for d in (d for d in grid.datasets if is_conv(d) and formats):
+        print(f"      per-layer times of the {d} MobileNetV2 ({', '.join(formats)})", flush=True)
+        records += layer_time_records(d, models[d][0], data[d].x_test, grid.sparsities, batch_sizes(grid, d),
+                                      tuple(formats))
+    return records
+
+
 def write_figures(results: dict, folder: Path) -> list[str]:
     from bench.report.plots import figure_names  # matplotlib only needed from here on
 
@@ -307,6 +322,7 @@ def main(argv=None) -> int:
         write_json(raw_path, raw)
         latency, size = latency_and_size(raw)
         latency = remeasure_flagged(grid, args, threads, work / f"raw-{run_dir.name}-remeasured.json", latency)
+        layers = conv_layer_records(grid, models, data)
         print("[5/5] measuring the machine's GEMM and FMA peaks and bandwidth; writing results.json, plots, report.md",
               flush=True)
         machine = measure_machine(quick=args.max_time < SMOKE_MAX_TIME_S)
@@ -327,6 +343,7 @@ def main(argv=None) -> int:
             **({"recovery": recovery_summary(grid, config, models)} if recovered else {}),
             **({"conv": conv_summary(grid, models, data)} if any(is_conv(d) for d in models) else {}),
             "latency": latency,
+            **({"layers": layers} if layers else {}),
             "size": size,
             "machine": machine,
             "roofline": roofline_records([r for r in latency if r["stage"] == "oneshot"], size, machine, formats),

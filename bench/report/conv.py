@@ -23,6 +23,7 @@ from bench.grid import (
     recovery_methods,
     recovery_sparsities,
 )
+from bench.report.layers import ROLES
 from bench.report.markdown import table
 from bench.report.stages import STAGE_LABELS, record_stage
 
@@ -73,7 +74,7 @@ def conv_section(results: dict, figures: list[str]) -> str:
     for dataset, info in conv.items():
         parts += [f"### {dataset}: {info['dataset_words']}", _budget(info),
                   _accuracy_table(results, dataset), *_figure_lines(figures, dataset),
-                  _latency_table(results, dataset), _size_table(results, dataset)]
+                  _latency_table(results, dataset), _layer_table(results, dataset), _size_table(results, dataset)]
     return "\n\n".join(p for p in parts if p)
 
 
@@ -140,6 +141,39 @@ def _latency_table(results: dict, dataset: str) -> str:
             "network (sparsity 0) in `dense` / this format at this sparsity, same run:\n\n"
             + table(["batch", "sparsity", *(f"{f} (ms)" for f in formats), *(f"{f} speed-up" for f in others),
                      "fastest"], rows))
+
+
+def _layer_table(results: dict, dataset: str) -> str:
+    """Per-layer times by role (bench.report.layers): which layers dominate at each sparsity."""
+    recs = [r for r in results.get("layers", ()) if r["dataset"] == dataset]
+    if not recs:
+        return ""
+    formats = list(dict.fromkeys(r["format"] for r in recs))
+    sparsities = sorted({r["sparsity"] for r in recs})
+    whole = {(r["format"], r["sparsity"], r["batch"]): r["median_s"] for r in results.get("latency", ())
+             if r["dataset"] == dataset and record_stage(r) == "oneshot" and r["method"] == "weight"}
+    parts = [f"Time per layer ({dataset}, weight pruning per layer, one-shot), ms per call, "
+             f"{' / '.join(f'`{f}`' for f in formats)}, summed by role: each layer timed alone as a one-layer "
+             "network in that format, on the activations it sees in the network (bench/report/layers.py). "
+             "The share is the role's part of the format's sum. The last row is the whole network in one call, "
+             "from the benchmark suite."]
+    for batch in sorted({r["batch"] for r in recs}):
+        by = {}
+        for r in (r for r in recs if r["batch"] == batch):
+            key = (r["role"], r["format"], r["sparsity"])
+            by[key] = by.get(key, 0.0) + r["median_s"]
+        totals = {(f, s): sum(t for (_, f2, s2), t in by.items() if (f2, s2) == (f, s)) for f in formats
+                  for s in sparsities}
+        rows = []
+        for role in (role for role in ROLES if any(k[0] == role for k in by)):
+            rows.append([role, *(" / ".join(f"{by.get((role, f, s), 0) * 1e3:.3g} "
+                                            f"({by.get((role, f, s), 0) / totals[f, s]:.0%})" for f in formats)
+                                 for s in sparsities)])
+        rows.append(["sum of layers", *(" / ".join(f"{totals[f, s] * 1e3:.3g}" for f in formats) for s in sparsities)])
+        rows.append(["whole network", *(" / ".join(_ms(whole.get((f, s, batch))) for f in formats)
+                                        for s in sparsities)])
+        parts.append(f"Batch {batch}:\n\n" + table(["role", *(f"{s:.2f}" for s in sparsities)], rows))
+    return "\n\n".join(parts)
 
 
 def _size_table(results: dict, dataset: str) -> str:

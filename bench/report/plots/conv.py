@@ -13,16 +13,19 @@ from matplotlib.figure import Figure
 from bench.report.plots.style import file_stem
 from bench.report.stages import STAGE_COLORS, STAGE_LABELS, record_stage
 
-__all__ = ["conv_figure_names", "conv_recovery_figure"]
+__all__ = ["conv_figure_names", "conv_layers_figure", "conv_recovery_figure"]
 
 SCOPE_TITLES = {"global": "flat (one global threshold)", "layer": "per layer"}
 
 
 def conv_figure_names(results: Mapping) -> list[tuple[str, Callable[[], Figure]]]:
-    """``conv-recovery-<dataset>`` for every conv dataset of the run with weight-pruning accuracy."""
-    return [(f"conv-recovery-{file_stem(d)}", partial(conv_recovery_figure, results, d))
-            for d in (results.get("conv") or {})
-            if any(r["dataset"] == d and r["method"] == "weight" for r in results.get("accuracy", ()))]
+    """``conv-recovery-<dataset>`` for every conv dataset of the run with weight-pruning accuracy,
+    and ``conv-layers-<dataset>`` for every conv dataset with per-layer times."""
+    conv = results.get("conv") or {}
+    names = [(f"conv-recovery-{file_stem(d)}", partial(conv_recovery_figure, results, d)) for d in conv
+             if any(r["dataset"] == d and r["method"] == "weight" for r in results.get("accuracy", ()))]
+    return names + [(f"conv-layers-{file_stem(d)}", partial(conv_layers_figure, results, d)) for d in conv
+                    if any(r["dataset"] == d for r in results.get("layers", ()))]
 
 
 def conv_recovery_figure(results: Mapping, dataset: str) -> Figure:
@@ -50,4 +53,44 @@ def conv_recovery_figure(results: Mapping, dataset: str) -> Figure:
     axes[1].legend(loc="lower left", fontsize=8)
     fig.suptitle(f"MobileNetV2 (width {info.get('alpha', '?')}, {info.get('epochs', '?')} epochs) on "
                  f"{info.get('dataset_words', dataset)}: weight pruning", fontsize=10)
+    return fig
+
+
+def conv_layers_figure(results: Mapping, dataset: str) -> Figure:
+    """Where the time goes: per batch size a panel of stacked bars, one bar per (sparsity, format),
+    one segment per layer role (the per-layer times of bench.report.layers)."""
+    from bench.report.layers import ROLES
+
+    recs = [r for r in results["layers"] if r["dataset"] == dataset]
+    formats = list(dict.fromkeys(r["format"] for r in recs))
+    sparsities = sorted({r["sparsity"] for r in recs})
+    batches = sorted({r["batch"] for r in recs})
+    roles = [role for role in ROLES if any(r["role"] == role for r in recs)]
+    colors = dict(zip(ROLES, ("#4c72b0", "#55a868", "#c44e52", "#8172b2", "#ccb974", "#64b5cd", "#8c8c8c",
+                              "#da8bc3")))
+    fig = Figure(figsize=(4.6 * len(batches), 3.8), layout="constrained")
+    axes = fig.subplots(1, len(batches), squeeze=False)[0]
+    width = 0.8 / len(formats)
+    for ax, batch in zip(axes, batches):
+        for k, fmt in enumerate(formats):
+            xs = [i + (k - (len(formats) - 1) / 2) * width for i in range(len(sparsities))]
+            bottom = [0.0] * len(sparsities)
+            for role in roles:
+                ms = [1e3 * sum(r["median_s"] for r in recs if (r["batch"], r["format"], r["role"], r["sparsity"])
+                                == (batch, fmt, role, s)) for s in sparsities]
+                ax.bar(xs, ms, width * 0.92, bottom=bottom, color=colors[role], edgecolor="white", linewidth=0.4,
+                       hatch="" if k == 0 else "//", label=role if k == 0 else None)
+                bottom = [b + m for b, m in zip(bottom, ms)]
+            for x, top in zip(xs, bottom):
+                ax.text(x, top, fmt.replace("sparse_conv", "sparse"), rotation=90, ha="center", va="bottom",
+                        fontsize=6.5)
+        ax.set_xticks(range(len(sparsities)), [f"{s:g}" for s in sparsities])
+        ax.set_xlabel("sparsity (weight pruning per layer)")
+        ax.set_ylabel("ms per call, summed over layers")
+        ax.set_title(f"batch {batch}", fontsize=10)
+        ax.margins(y=0.15)
+        ax.grid(axis="y", alpha=0.3)
+    axes[-1].legend(fontsize=7, loc="upper right", title="layer role", title_fontsize=7)
+    fig.suptitle(f"MobileNetV2 on {(results.get('conv') or {}).get(dataset, {}).get('dataset_words', dataset)}: "
+                 f"where the time goes ({' vs '.join(formats)}, hatched: {formats[-1]})", fontsize=9)
     return fig
