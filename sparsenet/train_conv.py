@@ -61,9 +61,9 @@ class ConvTrainConfig:
     Fashion-MNIST's one). ``train_samples``: the first ``n`` training images only (None: all);
     ``test_samples``: accuracy in the manifest on the first ``n`` test images (None: all).
     ``augment``: each training image is flipped left-right with probability 1/2 and shifted by up
-    to SHIFT_PIXELS in each direction (zero fill), drawn per image and epoch from ``seed``; the
+    to SHIFT_PIXELS in each direction (zero fill), keyed by ``seed`` and the position in the epoch; the
     standard CIFAR-10 augmentation, which also suits Fashion-MNIST's upright, mirror-symmetric
-    classes. Off, the network overfits within a few epochs.
+    classes.
     """
 
     dataset: str = "fashion_mnist_32"

@@ -85,8 +85,9 @@ def tiny_trained(mnist):
 # 140-170 s each) last. Order from --durations=0 on a cold numba cache (2026-12-02, 2 cores).
 _SLOW_FIRST = ("test_report.py", "test_report_inputs.py", "test_kernels.py", "test_report_conv.py", "test_kill.py",
                "test_sparse_conv.py", "test_formats.py", "test_int8_formats.py", "test_recover_conv.py",
-               "test_recover.py", "test_train.py", "test_tflite_int8.py", "test_export.py", "test_fuzz.py",
-               "test_data.py", "test_import.py")
+               "test_recover.py", "test_train.py", "test_tflite_int8.py", "test_tflite_conv.py",
+               "test_report_layers.py", "test_train_conv.py", "test_export.py", "test_fuzz.py", "test_data.py",
+               "test_import.py")
 
 
 def pytest_collection_modifyitems(items):

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from sparsenet import FORMATS, Layer, Network, convert, prune
+from sparsenet.formats.engines.tflite import conversion_key
 from sparsenet.formats.engines.tflite_int8 import (
     TOLERANCE_STEPS,
     TFLiteInt8Forward,
-    _cache_key,
     assert_int8_close,
     stand_in_calibration,
 )
@@ -78,8 +78,11 @@ def test_tflite_int8_cache_and_calibration(built):
     again = TFLiteInt8Forward.build(masked, cal, cache_dir=cache)  # read back, not converted again
     assert again.model == forward.model and len(list((cache / "tflite").glob("*.tflite"))) == 1
     # other samples, another entry (the key only: a second conversion would cost seconds)
-    assert _cache_key(masked, cal) != _cache_key(masked, stand_in_calibration(WIDTHS[0]))
-    assert _cache_key(masked, cal) != _cache_key(prune(masked.net, "weight", 0.5), cal)
+    def key(m, x):
+        return conversion_key(m, "tflite-int8", f"{x.shape}".encode() + x.tobytes())
+
+    assert key(masked, cal) != key(masked, stand_in_calibration(WIDTHS[0]))
+    assert key(masked, cal) != key(prune(masked.net, "weight", 0.5), cal)
     np.testing.assert_array_equal(stand_in_calibration(WIDTHS[0]), stand_in_calibration(WIDTHS[0]))
 
 

@@ -16,6 +16,7 @@ from .dense import DenseForward
 from .dense_int8 import DenseInt8Forward
 from .engines import OrtForward, TFLiteForward, TorchCSRForward, TorchDenseForward, unavailable_engines
 from .engines.tflite_int8 import TFLiteInt8Forward
+from .engines.tflite_sparse import TFLiteSparseForward
 from .fused import FusedSparseForward
 from .shrunk import ShrunkDenseForward
 from .shrunk_int8 import ShrunkInt8Forward
@@ -28,7 +29,7 @@ FORMATS: dict[str, type[Forward]] = {
     for cls in (DenseForward, ScipyCSRForward, NumbaCSRForward, NumbaCSRParallelForward, FusedSparseForward,
                 SparseBlockForward, ShrunkDenseForward, AutoForward, OrtForward, TFLiteForward, TorchDenseForward,
                 TorchCSRForward, DenseInt8Forward, SparseInt8Forward, ShrunkInt8Forward, SparseConvForward,
-                TFLiteInt8Forward)
+                TFLiteInt8Forward, TFLiteSparseForward)
 }
 for _cls in FORMATS.values():
     check_format_class(_cls)

@@ -31,22 +31,18 @@ biases, activations, the calibration samples and the TensorFlow version).
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import ClassVar, NamedTuple
 
 import numpy as np
 
-from ...cache import cache_root, entry_lock
-from ...files import atomic_path
 from ...model import MaskedNetwork
 from ...validation import check_batch
 from .base import kept_weights
-from .tflite import TFLiteForward, tflite_model_bytes
+from .tflite import TFLiteForward, cached_conversion, tflite_model_bytes
 
 CALIBRATION_SAMPLES = 300  # the representative dataset: "a few hundred" (TFLite's guide: ~100-500)
 TOLERANCE_STEPS = 2  # |tflite - reference| <= steps * output scale (+ float32 rounding); measured: <= 1
-CACHE_FOLDER = "tflite"
 
 __all__ = ["CALIBRATION_SAMPLES", "TOLERANCE_STEPS", "Int8FullyConnected", "TFLiteInt8Forward",
            "assert_int8_close", "stand_in_calibration", "tflite_int8_bytes"]
@@ -85,35 +81,13 @@ def _check_calibration(x, n_in: int) -> np.ndarray:
     return x
 
 
-def _cache_key(masked: MaskedNetwork, calibration_x: np.ndarray) -> str:
-    import tensorflow as tf
-
-    h = hashlib.sha256(f"tflite-int8|tf {tf.__version__}|".encode())
-    for layer, w, b in zip(masked.net.layers, masked.masked_weights(), masked.masked_biases()):
-        h.update(f"{layer.activation}|{w.shape}|{w.dtype}|".encode())
-        h.update(np.ascontiguousarray(w).tobytes())
-        h.update(b"-" if b is None else np.ascontiguousarray(b).tobytes())
-    h.update(f"{calibration_x.shape}".encode())
-    h.update(calibration_x.tobytes())
-    return h.hexdigest()[:24]
-
-
 def tflite_int8_bytes(masked: MaskedNetwork, calibration_x: np.ndarray, cache_dir=None) -> bytes:
     """The full-integer TFLite flatbuffer of ``masked`` calibrated on ``calibration_x``, converted
     once per (network, calibration set) and then read from the cache (see the module docstring)."""
     calibration_x = _check_calibration(calibration_x, masked.net.widths[0])
-    try:
-        import tensorflow  # noqa: F401  (the key names its version)
-    except ImportError:
-        raise ImportError("converting to TFLite needs TensorFlow: pip install 'sparsenet[train]'") from None
-    path = cache_root(cache_dir) / CACHE_FOLDER / f"{_cache_key(masked, calibration_x)}.tflite"
-    with entry_lock(path, "a TFLite int8 conversion"):
-        if path.is_file():
-            return path.read_bytes()
-        model = tflite_model_bytes(masked, "int8", calibration_x)
-        with atomic_path(path) as tmp:
-            tmp.write_bytes(model)
-        return model
+    extra = f"{calibration_x.shape}".encode() + calibration_x.tobytes()
+    return cached_conversion(masked, "tflite-int8", lambda: tflite_model_bytes(masked, "int8", calibration_x),
+                             extra, cache_dir)
 
 
 def _int8_ops(model: bytes) -> tuple[Int8FullyConnected, ...]:
@@ -187,6 +161,8 @@ class TFLiteInt8Forward(TFLiteForward):
     name: ClassVar[str] = "tflite_int8"
     quantized: ClassVar[bool] = True
     saved_as: ClassVar[str] = "tflite_int8"
+    # MLPs only: the reference (simulate) and the graph reader (_int8_ops) know FULLY_CONNECTED only
+    layer_kinds: ClassVar[frozenset[str]] = frozenset({"dense"})
     activations: ClassVar[frozenset[str]] = frozenset({"relu", "linear", "softmax"})
     summary: ClassVar[str] = ("TensorFlow Lite full-integer int8 (post-training, representative dataset; float "
                               "in/out): LiteRT interpreter with XNNPACK, converted by tf.lite.TFLiteConverter")
