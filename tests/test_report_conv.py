@@ -75,5 +75,5 @@ def test_conv_section_breaks_the_time_down_by_layer(conv_run):
     assert {r["role"] for r in recs} == {"stem conv", "1x1 expand", "depthwise", "1x1 project", "1x1 other",
                                          "pooling", "classifier"}
     assert all(r["median_s"] > 0 for r in recs)
-    assert "Time per layer (fashion_mnist_32" in report and "| whole network |" in report
+    assert "Time per layer (fashion_mnist_32" in report and "| whole network (suite) |" in report
     assert (run / "conv-layers-fashion_mnist_32.png").stat().st_size > 10_000

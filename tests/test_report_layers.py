@@ -1,10 +1,11 @@
-"""The conv section's per-layer times (bench/report/layers.py): roles, the captured activations
-and the records."""
+"""The conv section's per-layer times (bench/report/layers.py): roles, the cut networks and the
+records."""
 
 import numpy as np
+import pytest
 from test_sparse_conv import mobilenet_like
 
-from bench.report.layers import ROLES, _one_layer, layer_inputs, layer_role, layer_time_records
+from bench.report.layers import ROLES, cut, layer_role, layer_time_records
 from sparsenet import convert, prune
 from sparsenet.testing import assert_forward_close
 
@@ -17,28 +18,27 @@ def test_roles_follow_the_structure(rng):
     assert set(layer_role(net, i) for i in range(len(net.layers))) <= set(ROLES)
 
 
-def test_captured_inputs_rebuild_the_network_output(rng):
-    """Layer by layer, with the residual adds put back, the captured inputs give the whole
-    network's logits: each layer is timed on what it sees in the real network."""
+def test_cut_networks_run_in_every_conv_format_and_end_in_the_whole(rng):
+    """A cut after a residual block keeps its add; the last cut is the network itself."""
     masked = prune(mobilenet_like(rng), "weight", 0.7)
     x = rng.standard_normal((5, masked.net.widths[0])).astype(np.float32)
-    inputs = layer_inputs(masked, x)
-    assert len(inputs) == len(masked.net.layers) and inputs[0] is x
-    for i, layer in enumerate(masked.net.layers[:-1]):
-        assert inputs[i + 1].shape == (5, layer.n_out)
-    last = convert(_one_layer(masked, len(inputs) - 1), "dense")(inputs[-1])
-    assert_forward_close(last, convert(masked, "dense")(x))
-    residual = next(i for i, layer in enumerate(masked.net.layers) if getattr(layer, "residual_from", None))
-    assert np.abs(inputs[residual + 1] - convert(_one_layer(masked, residual), "dense")(inputs[residual])).max() > 0
+    for k in (1, 4, 7, len(masked.net.layers)):
+        part = cut(masked, k)
+        assert part.net.layers == masked.net.layers[:k]
+        assert_forward_close(convert(part, "sparse_conv")(x), convert(part, "dense")(x))
+    assert_forward_close(convert(cut(masked, len(masked.net.layers)), "dense")(x), convert(masked, "dense")(x))
 
 
-def test_one_record_per_layer_format_sparsity_and_batch(rng):
+def test_layers_add_up_to_the_whole_network(rng):
     net = mobilenet_like(rng)
     x = rng.standard_normal((3, net.widths[0])).astype(np.float32)
-    recs = layer_time_records("toy", net, x, (0.0, 0.9), (1, 3), rounds=2, progress=False)
+    recs = layer_time_records("toy", net, x, (0.0, 0.9), (1, 3), rounds=3, progress=False)
     assert len(recs) == 2 * 2 * 2 * len(net.layers)
     assert {r["format"] for r in recs} == {"dense", "sparse_conv"}
-    assert all(r["median_s"] > 0 and r["iqr_s"] >= 0 for r in recs)
+    for key in {(r["sparsity"], r["batch"], r["format"]) for r in recs}:
+        group = sorted((r for r in recs if (r["sparsity"], r["batch"], r["format"]) == key), key=lambda r: r["layer"])
+        assert sum(r["median_s"] for r in group) == pytest.approx(group[-1]["whole_s"])
+        assert all(r["whole_s"] > 0 for r in group)
     masked = prune(net, "weight", 0.9)
     kept = {r["layer"]: r["kept"] for r in recs if r["sparsity"] == 0.9}
     assert kept == {i: int(m.sum()) for i, m in enumerate(masked.masks.weight)}

@@ -27,6 +27,7 @@ from bench.grid import (
     add_options,
     batch_sizes,
     cases,
+    filter_recovery,
     grid_args,
     grid_from_options,
     is_conv,
@@ -306,7 +307,7 @@ def main(argv=None) -> int:
         config = recovery_config(grid)
         plan = [(d, scope) for d in grid.datasets for scope in (scopes if is_conv(d) else [RECOVERY_SCOPE])]
         n_recovered = sum(len(recovered) * len(recovery_methods(grid, d)) * len(recovery_sparsities(grid, d))
-                          for d, _ in plan)
+                          for d, _ in plan) + sum(len(filter_recovery(grid, d)) for d in grid.datasets)
         print(f"[3/5] recovery: {n_recovered} networks ({', '.join(recovered) or 'none'}), "
               f"{' / '.join(sorted({str(recovery_config(grid, d).epochs) for d in grid.datasets}))} epochs "
               f"each on top of the dense training (trained once, then cached)", flush=True)
@@ -314,6 +315,10 @@ def main(argv=None) -> int:
             accuracy += recovery_records({d: models[d]}, data, recovery_methods(grid, d), recovered,
                                          recovery_sparsities(grid, d), scope, recovery_config(grid, d),
                                          args.data_dir, args.model_cache)
+        for d in grid.datasets:  # filter pruning of the conv networks: fine-tuned per layer (issue 12's target)
+            if filter_recovery(grid, d):
+                accuracy += recovery_records({d: models[d]}, data, ["unit"], ["finetuned"], filter_recovery(grid, d),
+                                             "layer", recovery_config(grid, d), args.data_dir, args.model_cache)
         n_cases = len(cases(grid))
         print(f"[4/5] latency: {n_cases} benchmark cases, {threads} threads", flush=True)
         raw_path = work / f"raw-{run_dir.name}.json"  # named by run: pytest-benchmark compare labels runs by file

@@ -74,7 +74,8 @@ def conv_section(results: dict, figures: list[str]) -> str:
     for dataset, info in conv.items():
         parts += [f"### {dataset}: {info['dataset_words']}", _budget(info),
                   _accuracy_table(results, dataset), *_figure_lines(figures, dataset),
-                  _latency_table(results, dataset), _layer_table(results, dataset), _size_table(results, dataset)]
+                  _latency_table(results, dataset), _filter_table(results, dataset), _layer_table(results, dataset),
+                  _size_table(results, dataset)]
     return "\n\n".join(p for p in parts if p)
 
 
@@ -143,6 +144,35 @@ def _latency_table(results: dict, dataset: str) -> str:
                      "fastest"], rows))
 
 
+def _filter_table(results: dict, dataset: str) -> str:
+    """Filter pruning per layer: accuracy one-shot and fine-tuned, and the latency of the networks
+    with those channels deleted (``shrunk``; a one-shot and a fine-tuned network of the same
+    sparsity have the same shapes, so the one-shot cases time both) against dense at sparsity 0."""
+    acc = {(record_stage(r), r["sparsity"]): r["accuracy"] for r in results.get("accuracy", ())
+           if r["dataset"] == dataset and r["method"] == "unit" and r["scope"] == "layer"}
+    tuned = sorted(s for stage, s in acc if stage == "finetuned")
+    if not tuned:
+        return ""
+    lat = {(r["format"], r["method"], r["sparsity"], r["batch"]): r["median_s"] for r in results.get("latency", ())
+           if r["dataset"] == dataset and record_stage(r) == "oneshot"}
+    batches = sorted({b for (_, m, _, b) in lat if m == "unit"})
+    dense_acc = (results.get("conv") or {}).get(dataset, {}).get("dense_accuracy")
+    rows = []
+    for s in tuned:
+        cells = [f"{s:.2f}", *(f"{acc[st, s]:.2%}" if (st, s) in acc else "-" for st in ("oneshot", "finetuned")),
+                 "-" if dense_acc is None else f"{100 * (acc['finetuned', s] - dense_acc):+.1f}"]
+        for b in batches:
+            dense, shrunk = lat.get(("dense", "weight", 0.0, b)), lat.get(("shrunk", "unit", s, b))
+            cells += [_ms(shrunk), f"{dense / shrunk:.2f}x" if dense and shrunk else "-"]
+        rows.append(cells)
+    head = ["channels pruned", "one-shot", "fine-tuned", "fine-tuned - dense (points)"]
+    for b in batches:
+        head += [f"`shrunk` batch {b} (ms)", f"speed-up b{b}"]
+    return (f"Filter pruning ({dataset}, per layer: the output channels with the smallest L2 norm, deleted through "
+            "the depthwise and pointwise layers that follow): accuracy, and `shrunk`'s time against the dense "
+            "network in `dense`, same run:\n\n" + table(head, rows))
+
+
 def _layer_table(results: dict, dataset: str) -> str:
     """Per-layer times by role (bench.report.layers): which layers dominate at each sparsity."""
     recs = [r for r in results.get("layers", ()) if r["dataset"] == dataset]
@@ -153,10 +183,11 @@ def _layer_table(results: dict, dataset: str) -> str:
     whole = {(r["format"], r["sparsity"], r["batch"]): r["median_s"] for r in results.get("latency", ())
              if r["dataset"] == dataset and record_stage(r) == "oneshot" and r["method"] == "weight"}
     parts = [f"Time per layer ({dataset}, weight pruning per layer, one-shot), ms per call, "
-             f"{' / '.join(f'`{f}`' for f in formats)}, summed by role: each layer timed alone as a one-layer "
-             "network in that format, on the activations it sees in the network (bench/report/layers.py). "
-             "The share is the role's part of the format's sum. The last row is the whole network in one call, "
-             "from the benchmark suite."]
+             f"{' / '.join(f'`{f}`' for f in formats)}, summed by role: a layer's time is the network cut after it "
+             "minus the network cut before it, each run whole in that format (bench/report/layers.py), so the "
+             "call's fixed cost falls to the stem and the layers add up to the network. The share is the "
+             "role's part of the whole. The last row is the whole network from the benchmark suite, a "
+             "cross-check."]
     for batch in sorted({r["batch"] for r in recs}):
         by = {}
         for r in (r for r in recs if r["batch"] == batch):
@@ -169,8 +200,9 @@ def _layer_table(results: dict, dataset: str) -> str:
             rows.append([role, *(" / ".join(f"{by.get((role, f, s), 0) * 1e3:.3g} "
                                             f"({by.get((role, f, s), 0) / totals[f, s]:.0%})" for f in formats)
                                  for s in sparsities)])
-        rows.append(["sum of layers", *(" / ".join(f"{totals[f, s] * 1e3:.3g}" for f in formats) for s in sparsities)])
-        rows.append(["whole network", *(" / ".join(_ms(whole.get((f, s, batch))) for f in formats)
+        rows.append(["whole network (sum)", *(" / ".join(f"{totals[f, s] * 1e3:.3g}" for f in formats)
+                                              for s in sparsities)])
+        rows.append(["whole network (suite)", *(" / ".join(_ms(whole.get((f, s, batch))) for f in formats)
                                         for s in sparsities)])
         parts.append(f"Batch {batch}:\n\n" + table(["role", *(f"{s:.2f}" for s in sparsities)], rows))
     return "\n\n".join(parts)
