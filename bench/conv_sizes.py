@@ -5,6 +5,8 @@ for networks with spatial layers the benchmark measures two files of its own, wr
 
 - ``"dense"`` (and any non-sparse kind): every layer's weights and biases as float32, pruned
   entries 0, in an uncompressed ``.npz`` (the layout of sparsenet's conv cache files);
+- ``"shrunk"``: the same file for the smaller network the ``shrunk`` format runs (deleted
+  channels gone, :func:`sparsenet.formats.shrunk_conv.shrink`);
 - ``"compact"``: each pruned layer as CSR over its units (``unit_weights`` rows: output channels)
   with float32 values, the narrowest column index type and int32 row pointers, the other layers
   dense, in a deflated ``.npz``; no geometry beyond a JSON line (it is a size, not an export).
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sparsenet.formats.shrunk_conv import shrink
 from sparsenet.layers import kind_of
 from sparsenet.model import MaskedNetwork
 from sparsenet.sizes import zipped_size
@@ -30,7 +33,10 @@ __all__ = ["conv_file_bytes"]
 def conv_file_bytes(masked: MaskedNetwork, saved_as: str) -> tuple[int, int]:
     """``(on_disk_bytes, zipped_bytes)`` of ``masked`` (a conv network) saved as ``saved_as``."""
     with tempfile.TemporaryDirectory(prefix="sparsenet-conv-size-") as tmp:
-        path = _compact(masked, Path(tmp)) if saved_as == "compact" else _dense(masked, Path(tmp))
+        if saved_as == "compact":
+            path = _compact(masked, Path(tmp))
+        else:
+            path = _dense(shrink(masked) if saved_as == "shrunk" else masked, Path(tmp))
         return path.stat().st_size, zipped_size(path)
 
 

@@ -10,6 +10,12 @@ What is left is plain BLAS on smaller matrices, except at
 batch 1: there one compiled call runs every layer (:func:`sparsenet.kernels.dense_forward_vector`),
 because five BLAS calls plus their numpy glue cost more than the arithmetic of a shrunk
 network (80% of units removed: 14.9 us through numpy, measured here).
+
+Every layer kind runs: a network with spatial layers gets
+:class:`~.shrunk_conv.ShrunkConvForward`, which deletes pruned output channels of
+convolutions (and the depthwise channels and downstream inputs that go with them) by the
+channel rules in :mod:`sparsenet.formats.shrunk_conv`, then runs the smaller network with the
+``dense`` format's conv path.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import numpy as np
 
 from .. import kernels
 from ..activations import activate
+from ..layers import LAYER_KINDS
 from ..model import MaskedNetwork
 from ..validation import check_batch
 from .dense import DenseLayer, DenseLayersForward, dense_forward
@@ -79,9 +86,11 @@ class ShrunkDenseForward(DenseLayersForward):
     kind: ClassVar[str] = "structured"
     pruning: ClassVar[str] = "structured"
     saved_as: ClassVar[str] = "shrunk"
-    summary: ClassVar[str] = "pruned units deleted, BLAS on the smaller matrices (batch 1: one compiled call)"
+    summary: ClassVar[str] = ("pruned units (conv: channels) deleted, BLAS on the smaller matrices (MLP batch 1: "
+                              "one compiled call)")
     style: ClassVar[tuple[str, str]] = ("tab:red", "D")
     operating_points: ClassVar[bool] = True
+    layer_kinds: ClassVar[frozenset[str]] = frozenset(LAYER_KINDS)
     layers: tuple[DenseLayer, ...]
     widths: tuple[int, ...]  # surviving widths, input first: (784, 200, 200, 100, 40, 10) at 80% unit pruning
     packed: Batch1Arrays | None = None  # the batch-1 kernel's arrays; None where it cannot run
@@ -100,6 +109,10 @@ class ShrunkDenseForward(DenseLayersForward):
 
     @classmethod
     def build(cls, masked: MaskedNetwork) -> ShrunkDenseForward:
+        if masked.net.layer_kinds != {"dense"}:
+            from .shrunk_conv import ShrunkConvForward
+
+            return ShrunkConvForward.build(masked)
         live = live_units(masked)
         cols = np.arange(masked.net.layers[0].n_in)  # inputs of layer 0 are never removed
         layers = []
