@@ -40,3 +40,18 @@ def test_layer_table_sums_roles_and_shares():
     assert "| stem conv | 1 (25%) / 0.5 (25%) |" in text
     assert "| depthwise | 3 (75%) / 1.5 (75%) |" in text
     assert "| whole network (sum) | 4 / 2 |" in text and "| whole network (suite) | - / 2.2 |" in text
+
+
+def test_latency_table_gives_sparse_conv_against_the_fastest_dense_engine():
+    from bench.report.conv import _latency_table
+
+    lat = [_lat("dense", "weight", 0.0, 1, 4e-3), _lat("tflite", "weight", 0.0, 1, 1e-3),
+           _lat("sparse_conv", "weight", 0.0, 1, 3e-3), _lat("dense", "weight", 0.9, 1, 4e-3),
+           _lat("tflite", "weight", 0.9, 1, 0.9e-3), _lat("sparse_conv", "weight", 0.9, 1, 0.5e-3)]
+    results = {"latency": lat, "formats": {"dense": {"kind": "baseline", "computes": "dense"},
+                                           "tflite": {"kind": "engine", "computes": "dense"},
+                                           "sparse_conv": {"kind": "sparse", "computes": "sparse"}}}
+    text = _latency_table(results, D)
+    assert "sparse_conv vs fastest dense engine" in text
+    assert "| 1 | 0.90 | 4 | 0.9 | 0.5 | 4.44x | 8.00x | 2.00x (tflite) | sparse_conv |" in text
+    assert "| 1 | 0.00 | 4 | 1 | 3 | 4.00x | 1.33x | 0.33x (tflite) | tflite |" in text

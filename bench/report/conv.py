@@ -127,21 +127,29 @@ def _latency_table(results: dict, dataset: str) -> str:
     if not rows_in:
         return ""
     formats = list(dict.fromkeys(r["format"] for r in rows_in))
+    described = results.get("formats") or {}
+    dense_like = [f for f in formats if described.get(f, {}).get("computes") == "dense" or f == "dense"]
+    sparse = [f for f in formats if described.get(f, {}).get("kind") == "sparse"]
     median = {(r["format"], r["sparsity"], r["batch"]): r["median_s"] for r in rows_in}
     rows = []
     for batch in sorted({r["batch"] for r in rows_in}):
+        fastest = min(((median[f, 0.0, batch], f) for f in dense_like if (f, 0.0, batch) in median), default=None)
         for s in sorted({r["sparsity"] for r in rows_in}):
             times = {f: median.get((f, s, batch)) for f in formats}
             dense = median.get(("dense", 0.0, batch))
             best = min((t, f) for f, t in times.items() if t is not None)
             rows.append([str(batch), f"{s:.2f}", *(_ms(times[f]) for f in formats),
                          *(f"{dense / times[f]:.2f}x" if dense and times[f] else "-" for f in formats if f != "dense"),
+                         *(f"{fastest[0] / times[f]:.2f}x ({fastest[1]})" if fastest and times[f] else "-"
+                           for f in sparse),
                          best[1]])
     others = [f for f in formats if f != "dense"]
     return (f"Latency ({dataset}, weight pruning, per-layer scope, one-shot), median per call; speed-up = dense "
-            "network (sparsity 0) in `dense` / this format at this sparsity, same run:\n\n"
+            "network (sparsity 0) in `dense` / this format at this sparsity; against the fastest dense engine = "
+            f"the fastest of {', '.join(f'`{f}`' for f in dense_like)} on the dense network (sparsity 0) / this "
+            "format, same run:\n\n"
             + table(["batch", "sparsity", *(f"{f} (ms)" for f in formats), *(f"{f} speed-up" for f in others),
-                     "fastest"], rows))
+                     *(f"{f} vs fastest dense engine" for f in sparse), "fastest"], rows))
 
 
 def _filter_table(results: dict, dataset: str) -> str:
