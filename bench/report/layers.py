@@ -13,9 +13,12 @@ averages out. Every cut network's output is checked against ``dense`` before it 
 Layers are grouped by role, read off the network's structure (:func:`layer_role`): the stem
 convolution, 1x1 expand and project convolutions around each depthwise one, the depthwise
 convolutions, any other 1x1 (MobileNetV2's last, 1280-channel one) or larger convolution, the
-pooling and the classifier. Formats alternate call by call in each round, and the cut networks
-are walked in alternating order; a BLAS call leaves OpenBLAS' threads spinning, which slows a
-numba kernel timed right after it, so each timed block starts with an untimed call.
+pooling and the classifier. Each round times one format's cut networks in a row, then the
+other's (the formats and the walk through the cut networks alternate their order between
+rounds): a BLAS call leaves OpenBLAS' threads spinning, which slows a numba kernel timed right
+after it. Interleaving the formats call by call, as first built, made ``sparse_conv``'s whole
+network 2.7x slower at batch 64 than in the benchmark suite (22.9 against 8.36 ms on the 2-core
+Xeon, reports/2026-12-02T150554Z-conv-avx512).
 """
 
 from __future__ import annotations
@@ -104,9 +107,10 @@ def layer_time_records(dataset: str, net: Network, x_test: np.ndarray, sparsitie
                 forwards.append(fws)
             reps = [{f: _reps(fw, x) for f, fw in fws.items()} for fws in forwards]
             times = [{f: [] for f in formats} for _ in forwards]
-            for r in range(rounds):
-                for k in (range(n_layers) if r % 2 == 0 else reversed(range(n_layers))):
-                    for f in (formats if (r + k) % 2 == 0 else formats[::-1]):
+            for r in range(rounds):  # one format's cut networks in a row: see the module docstring
+                for f in (formats if r % 2 == 0 else formats[::-1]):
+                    forwards[-1][f](x)  # untimed: the other format's threads may still be spinning
+                    for k in (range(n_layers) if r % 2 == 0 else reversed(range(n_layers))):
                         times[k][f].append(_time_block(forwards[k][f], x, reps[k][f]))
             for i, layer in enumerate(masked.net.layers):
                 for f in formats:
