@@ -51,8 +51,8 @@ def conv_recovery_figure(results: Mapping, dataset: str) -> Figure:
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("test accuracy")
     axes[1].legend(loc="lower left", fontsize=8)
-    fig.suptitle(f"MobileNetV2 (width {info.get('alpha', '?')}, {info.get('epochs', '?')} epochs) on "
-                 f"{info.get('dataset_words', dataset)}: weight pruning", fontsize=10)
+    fig.suptitle(f"MobileNetV2 (width {info.get('alpha', '?')}, {info.get('epochs', '?')} epochs), weight pruning, on\n"
+                 f"{info.get('dataset_words', dataset)}", fontsize=10)
     return fig
 
 
