@@ -56,6 +56,34 @@ def test_sparse_conv_matches_the_reference(rng, dtype, method, scope, sparsity):
     assert forward.in_memory_bytes >= forward.csr.data.nbytes + forward.dense_w.nbytes
 
 
+@pytest.mark.parametrize("stride", [2, 3])
+def test_strided_layers_on_wide_planes(rng, stride):
+    """Batch 1 runs a strided depthwise row as stride-1 sums over several 8-lane chunks, then keeps
+    every ``stride``-th; a full convolution runs as its windows' rows (im2col) times CSR, here a
+    5x3 kernel with asymmetric pads, 4 input channels and a residual add."""
+    def w(*shape):
+        return (rng.standard_normal(shape) / np.sqrt(int(np.prod(shape[1:])))).astype(np.float32)
+
+    hw = (13, 41)
+    conv = Conv2D(w(4, 5, 3, 2), w(4), "relu", hw, stride=stride, pads=(2, 1, 0, 2))
+    h1 = conv.output_shape[:2]
+    layers = [
+        conv,
+        Conv2D(w(4, 3, 3, 4), w(4), "relu6", h1, pads=(1, 1, 1, 1), residual_from=0),
+        DepthwiseConv2D(w(4, 3, 3), w(4), "relu6", h1, stride=stride, pads=same_pads(h1, (3, 3), stride)),
+    ]
+    h2 = layers[-1].output_shape[:2]
+    layers.append(DepthwiseConv2D(w(4, 5, 5), None, "linear", h2, stride=stride, pads=(2, 2, 1, 3)))
+    layers.append(Layer(w(3, layers[-1].n_out), w(3), "softmax"))
+    net = Network(tuple(layers))
+    for sparsity in (0.0, 0.6):
+        masked = prune(net, "weight", sparsity, "layer", include_depthwise=True)
+        forward = convert(masked, "sparse_conv")
+        for n_batch in (1, GROUP, GROUP + 2):
+            x = rng.standard_normal((n_batch, net.widths[0])).astype(np.float32)
+            assert_forward_close(forward(x), naive.forward_kinds(masked, x))
+
+
 def test_a_sample_gets_the_same_result_in_any_batch(rng):
     """Groups of GROUP samples run the spatial layers as SIMD over samples, single samples along
     image rows, partial groups scalar: the same sums (FMA contraction of the scalar path may differ

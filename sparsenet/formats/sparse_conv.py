@@ -2,9 +2,10 @@
 
 :func:`sparsenet.kernels.conv.conv_forward` runs every layer of a batch without returning to
 Python: the 1x1 convolutions (and dense layers) as CSR by output channel (kept weights only,
-16-bit indices) times the activations with the spatial positions as SIMD lanes; the first full
-convolution (any conv2d that is not 1x1/stride 1) and the depthwise layers dense, with bias,
-activation (ReLU6, ReLU, linear) and residual add fused into each layer's output pass. Threads
+16-bit indices) times the activations with the spatial positions as SIMD lanes; any other
+conv2d (the 3x3 stride-2 stem) as its input windows' rows (im2col) times its kept weights, the
+same CSR product; the depthwise layers dense; bias, activation (ReLU6, ReLU, linear) and
+residual add fused into each layer's output pass. Threads
 take whole groups of GROUP samples (no barrier between layers); a batch of one group runs on
 the calling thread (``conv_forward_serial``). Scratch is per thread, reused across calls.
 
@@ -46,6 +47,14 @@ What is left at high sparsity is the dense part: removing the depthwise taps fro
 weight much less (noisy: those ablations moved by 30% between runs); at 0.5 the 1x1 layers
 still took about half. Dense's own time at batch 64 was mostly its depthwise layers (135 of
 175 ms with 1 BLAS thread). Cold compile: about 25 s per dtype on an idle core, minutes here.
+
+The stem as im2col + CSR and the batch-1 strided depthwise rows in SIMD (were scalar), with the
+taps each window reaches computed rather than tested one by one: on the 2-core AVX-512 Xeon
+(a noisy VM: TFLite itself ran 1.5-2x slower than in reports/2026-12-02T150554Z-conv-avx512),
+Keras-initialized MobileNetV2 width 1.0 pruned per layer, one process, this build against the
+previous one interleaved, medians of 9 (``/tmp``-only A/B script; figures in the commit): batch
+1 1.6-1.9x faster at sparsity 0.7-0.95, batch 64 1.2-1.4x. One-layer networks at batch 1: the
+stem 803 -> 23 us, a 16x16 stride-2 depthwise of 96 channels 911 -> 115-136 us.
 """
 
 from __future__ import annotations
@@ -59,6 +68,7 @@ import numpy as np
 
 from ..kernels.conv import (
     ACT_CODES,
+    LANE_PAD,
     MARGIN,
     OP_CODES,
     ConvPlan,
@@ -120,9 +130,15 @@ def _steps(masked: MaskedNetwork):
         if layer.kind == "global_avg_pool":
             h, wd, c = layer.input_shape
             geo.update(op=OP_CODES["pool"], c_in=c, h_in=h, w_in=wd, c_out=c, h_out=1, w_out=1, w_off=0)
-        elif layer.kind == "dense" or (layer.kind == "conv2d" and layer.kernel_hw == (1, 1) and layer.stride == 1
-                                       and not any(layer.pads)):
-            h, wd = (1, 1) if layer.kind == "dense" else layer.input_hw
+        elif layer.kind in ("dense", "conv2d"):
+            h, wd = (1, 1) if layer.kind == "dense" else layer.output_shape[:2]
+            if layer.kind == "conv2d" and (layer.kernel_hw != (1, 1) or layer.stride != 1 or any(layer.pads)):
+                (hi, wi, c), (kh, kw) = layer.input_shape, layer.kernel_hw  # windows as rows, then pointwise
+                steps.append(dict(op=OP_CODES["im2col"], act=0, c_in=c, h_in=hi, w_in=wi, c_out=kh * kw * c,
+                                  h_out=h, w_out=wd, kh=kh, kw=kw, stride=layer.stride, pad_t=layer.pads[0],
+                                  pad_l=layer.pads[2], b_off=0, w_off=0, res_tensor=-2))
+                reads.append((src,))
+                src = len(steps) - 1
             w2, k2 = w.reshape(w.shape[0], -1), keep.reshape(keep.shape[0], -1)
             geo.update(op=OP_CODES["pointwise"], c_in=w2.shape[1], h_in=h, w_in=wd, c_out=w2.shape[0], h_out=h,
                        w_out=wd, w_off=n_rows)
@@ -130,7 +146,7 @@ def _steps(masked: MaskedNetwork):
             n_rows += w2.shape[0]
         else:
             (h, wd, c), (ho, wo, co) = layer.input_shape, layer.output_shape
-            geo.update(op=OP_CODES["depthwise" if layer.kind == "depthwise_conv2d" else "conv"], c_in=c, h_in=h,
+            geo.update(op=OP_CODES["depthwise"], c_in=c, h_in=h,
                        w_in=wd, c_out=co, h_out=ho, w_out=wo, kh=layer.kernel_hw[0], kw=layer.kernel_hw[1],
                        stride=layer.stride, pad_t=layer.pads[0], pad_l=layer.pads[2], w_off=n_dense)
             dense.append(w.ravel())
@@ -149,7 +165,7 @@ class SparseConvForward(FormatDefaults):
     name: ClassVar[str] = "sparse_conv"
     kind: ClassVar[str] = "sparse"
     summary: ClassVar[str] = ("conv networks in one compiled call: 1x1 convolutions as CSR (16-bit indices) over "
-                              "positions in SIMD lanes, first conv and depthwise dense, activations fused")
+                              "positions in SIMD lanes, other convs via im2col, depthwise dense, activations fused")
     style: ClassVar[tuple[str, str]] = ("darkgreen", "p")
     operating_points: ClassVar[bool] = True
     layer_kinds: ClassVar[frozenset[str]] = frozenset(LAYER_KINDS)
@@ -209,7 +225,8 @@ class SparseConvForward(FormatDefaults):
         p = self.plan
         outs = p.c_out * np.array([padded_positions(group * h * w) for h, w in zip(p.h_out, p.w_out)])
         first = int(p.c_in[0]) * padded_positions(group * int(p.h_in[0] * p.w_in[0]))
-        return int(max(outs.max(), first))
+        strided = p.w_in[(p.op == OP_CODES["depthwise"]) & (p.stride > 1)]  # a row of _rows_vec's stride-1 sums
+        return int(max(outs.max(), first, strided.max(initial=0) + 2 * LANE_PAD))
 
     def _buffers(self, group: int, n_threads: int, dtype) -> tuple[np.ndarray, int]:
         """Per-thread scratch reused across calls (zeroed once, see kernels.conv._zero_tail); the
@@ -220,7 +237,8 @@ class SparseConvForward(FormatDefaults):
             if len(kept) >= _SCRATCH_SHAPES:
                 del kept[next(iter(kept))]
             slot = self.slot_size(group) + MARGIN  # slots MARGIN values apart, MARGIN around all
-            kept[key] = (np.zeros((n_threads, MARGIN + self.n_slots * slot + MARGIN), dtype), slot)
+            # one slot more than the tensors need: the kernels' temporary (kernels.conv._group)
+            kept[key] = (np.zeros((n_threads, MARGIN + (self.n_slots + 1) * slot + MARGIN), dtype), slot)
         return kept[key]
 
     @property

@@ -8,40 +8,44 @@ samples is channel-major, positions as the SIMD lane axis: channel ``c`` is one 
 ``(C_in, Mp)`` product in which each kept weight broadcasts into an FMA over a tile of 32 (then
 8) lanes held in registers, as in Elsen et al., "Fast Sparse ConvNets" (2019) and XNNPACK's
 sparse path (both CHW). A dense layer is the same product with ``H = W = 1``, so after the
-global pooling the lanes are the group's samples. With the samples innermost, a depthwise or
-full convolution over a group of GROUP_LANES samples is one SIMD FMA per tap (the 8 samples'
+global pooling the lanes are the group's samples. With the samples innermost, a depthwise
+convolution over a group of GROUP_LANES samples is one SIMD FMA per tap (the 8 samples'
 inputs are contiguous) whatever the plane size, down to MobileNetV2's 1x1 planes; one sample
-(batch 1) runs stride-1 windows 8 outputs of a row at a time; the rest (stride 2 at batch 1,
-partial groups) is scalar. NHWC (channels contiguous per position) was measured against this
+(batch 1) runs a depthwise row 8 outputs at a time (a strided row as its stride-1 sums, every
+``s``-th kept); a partial group is scalar. A full convolution (MobileNetV2's stem) is an im2col
+step, its windows as rows, then a pointwise step over them: at batch 1 the stem had run scalar
+(stride 2) and took a quarter of the network's time. NHWC (channels contiguous per position) was measured against this
 layout for the 1x1 layers and lost; figures in :mod:`sparsenet.formats.sparse_conv`.
 
 Every array is C-contiguous; kernels allocate nothing; callers (the format) validate. Steps (a
 layer, or the flatten a dense layer on a spatial input needs) are described by ``ConvPlan``,
 one int64 entry per step::
 
-    op       0 pointwise (1x1 stride 1 conv, dense layer: CSR), 1 full conv (dense weights),
-             2 depthwise (dense weights), 3 global average pool, 4 flatten (to (H*W*C,) per sample)
+    op       0 pointwise (1x1 stride 1 conv, dense layer, a full conv after its im2col: CSR),
+             1 im2col (c_out = kh * kw * c_in rows), 2 depthwise (dense weights),
+             3 global average pool, 4 flatten (to (H*W*C,) per sample)
     act      0 linear, 1 ReLU, 2 ReLU6 (after the bias, before the residual add)
     c_in, h_in, w_in, c_out, h_out, w_out, kh, kw, stride, pad_t, pad_l   geometry
     src, dst, res   scratch slots read, written, added after the activation (res -1: none)
-    w_off    op 0: first CSR row (absolute into indptr); ops 1, 2: first weight in ``dense_w``
+    w_off    op 0: first CSR row (absolute into indptr); op 2: first weight in ``dense_w``
     b_off    first bias of the step in ``bias`` (c_out values; zeros where the layer has none)
 
     PointwiseCSR  indptr int64[rows + 1] (absolute), indices uint16|int32[nnz] (input channel), data float[nnz]
-    dense_w   float[...]  op 1: (c_out, kh, kw, c_in) row-major; op 2: (c, kh, kw)
+    dense_w   float[...]  op 2: (c, kh, kw) row-major
     x         float[n_batch, n_in]   NHWC flattened, as the format takes it
-    scratch   float[n_threads, MARGIN + n_slots * slot + MARGIN]   a worker's slot s starts at
-              MARGIN + s * slot; slot >= the largest step output + MARGIN (see _rows_vec)
+    scratch   float[n_threads, MARGIN + (n_slots + 1) * slot + MARGIN]   a worker's slot s starts
+              at MARGIN + s * slot; slot >= the largest step output + MARGIN (see _rows_vec); the
+              last slot is the kernels' temporary (a strided depthwise row's stride-1 sums)
     out       float[n_batch, n_out]  NHWC flattened
 
 Threads: ``conv_forward`` splits the batch into groups of ``group`` samples and the groups into
 one contiguous range per worker (``numba.prange``); a worker runs its groups through every layer
 with no barrier, in its own scratch row. Each step runs in a function compiled on its own
-(_pointwise_step, _depthwise, _full_conv), called from the group loop: inlined into one large
+(_pointwise_step, _depthwise, _im2col), called from the group loop: inlined into one large
 function, the same loops ran 2-3x slower (LLVM optimized them less; measured, see c925da1).
 Checked with ``inspect_asm`` (float32, AVX2): _pointwise_step's inner loop is vfmadd231ps on ymm
-registers with the input row as memory operand; _depthwise and _full_conv run vfmadd ymm, with
-vblendvps for the edge lanes of _rows_vec; ReLU6 is vmaxps/vminps in registers.
+registers with the input row as memory operand; _depthwise runs vfmadd ymm, with vblendvps for
+the edge lanes of _row_chunk; ReLU6 is vmaxps/vminps in registers.
 """
 
 from typing import NamedTuple
@@ -56,7 +60,7 @@ from .simd import Vec, at, vadd, vfma, vload, vrelu, vsplat, vstore, vzeros
 
 __all__ = ["OP_CODES", "ConvPlan", "PointwiseCSR", "conv_forward", "conv_forward_serial", "padded_positions"]
 
-OP_CODES = {"pointwise": 0, "conv": 1, "depthwise": 2, "pool": 3, "flatten": 4}
+OP_CODES = {"pointwise": 0, "im2col": 1, "depthwise": 2, "pool": 3, "flatten": 4}
 ACT_CODES = {"linear": 0, "softmax": 0, "relu": 1, "relu6": 2}
 LANE_PAD = 8
 MARGIN = 32  # values kept free before, between (after each slot) and after the slots; see _rows_vec
@@ -186,7 +190,9 @@ def _zero_tail(buf, row, m, mp):
 @numba.njit(inline="always")
 def _pw_tile(csr, r0, n_out, bias, b0, buf, so, mp_in, do, mp_out, ro, m0, act, lanes):
     """Output rows r0:r0 + n_out, lanes m0:m0 + lanes: two accumulators per row in registers
-    (even and odd kept weights), so that consecutive FMAs do not wait on each other."""
+    (even and odd kept weights), so that consecutive FMAs do not wait on each other; four when
+    the tile is one 8-lane register (planes of 1x1 or 2x2 positions at batch 1), where two
+    chains left the FMA units waiting on their latency."""
     indptr, indices, data = csr.indptr, csr.indices, csr.data
     for o in range(n_out):
         b = bias[b0 + o]
@@ -194,6 +200,17 @@ def _pw_tile(csr, r0, n_out, bias, b0, buf, so, mp_in, do, mp_out, ro, m0, act, 
         a1 = vzeros(b, lanes)
         p = indptr[r0 + o]
         end = indptr[r0 + o + 1]
+        if lanes == 8:
+            a2 = vzeros(b, lanes)
+            a3 = vzeros(b, lanes)
+            while p + 4 <= end:
+                a0 = vfma(a0, at(data, p), vload(buf, so + at(indices, p) * mp_in + m0, lanes))
+                a1 = vfma(a1, at(data, p + 1), vload(buf, so + at(indices, p + 1) * mp_in + m0, lanes))
+                a2 = vfma(a2, at(data, p + 2), vload(buf, so + at(indices, p + 2) * mp_in + m0, lanes))
+                a3 = vfma(a3, at(data, p + 3), vload(buf, so + at(indices, p + 3) * mp_in + m0, lanes))
+                p += 4
+            a0 = vadd(a0, a2)
+            a1 = vadd(a1, a3)
         while p + 2 <= end:
             a0 = vfma(a0, at(data, p), vload(buf, so + at(indices, p) * mp_in + m0, lanes))
             a1 = vfma(a1, at(data, p + 1), vload(buf, so + at(indices, p + 1) * mp_in + m0, lanes))
@@ -216,100 +233,112 @@ def _pointwise(csr, bias, r0, b0, n_out, buf, so, mp_in, do, mp_out, ro, act):
 
 
 @numba.njit(inline="always")
-def _taps(buf, w, wb, cs, n_c, c_step, ib, h_in, w_in, p, q, kh, kw, s, pt, pl, g, gi, acc):
-    """acc + the window sum of output (p, q) of sample gi: input channels k < n_c at ib + k * c_step,
-    weights w[wb + (i * kw + j) * cs + k]; taps outside the input are zeros. Scalar, in registers:
-    even kernel rows onto acc, odd ones onto a second sum (two FMA chains, not one), in the same
-    order as the vector paths, so that a sample's result does not depend on the path it took."""
-    odd = acc * 0
-    for i in range(kh):
-        row = p * s + i - pt
-        if row < 0 or row >= h_in:
-            continue
-        for j in range(kw):
-            col = q * s + j - pl
-            if col < 0 or col >= w_in:
-                continue
-            for k in range(n_c):
-                v = at(buf, ib + k * c_step + (row * w_in + col) * g + gi)
-                if i % 2 == 0:
-                    acc += at(w, wb + (i * kw + j) * cs + k) * v
-                else:
-                    odd += at(w, wb + (i * kw + j) * cs + k) * v
-    return acc + odd
+def _tap_range(lead, size, k):
+    """Taps t in [t0, t1) of a k-tap window starting at ``lead`` (may be negative) whose input
+    ``lead + t`` lies in [0, size): computed, so that no tap is tested on its own."""
+    return max(0, -lead), min(k, size - lead)
 
 
 @numba.njit(inline="always")
-def _taps_vec(buf, w, wb, cs, n_c, c_step, ib, h_in, w_in, p, q, kh, kw, s, pt, pl, acc, lanes):
+def _taps(buf, w, wb, ib, h_in, w_in, p, q, kh, kw, s, pt, pl, g, gi, acc):
+    """acc + the window sum of output (p, q) of sample gi of one channel (input at ib, weights
+    w[wb + i * kw + j]) over the taps inside the input (the others read zeros). Scalar, taps in
+    row-major order, one FMA chain: the vector paths sum in the same order, so that a sample's
+    result does not depend on the path it took (consecutive channels' chains overlap)."""
+    top, left = p * s - pt, q * s - pl
+    i0, i1 = _tap_range(top, h_in, kh)
+    j0, j1 = _tap_range(left, w_in, kw)
+    for i in range(i0, i1):
+        for j in range(j0, j1):
+            acc += at(w, wb + i * kw + j) * at(buf, ib + ((top + i) * w_in + left + j) * g + gi)
+    return acc
+
+
+@numba.njit(inline="always")
+def _taps_vec(buf, w, wb, ib, h_in, w_in, p, q, kh, kw, s, pt, pl, acc, lanes):
     """_taps for all ``lanes`` samples of a group at once (they are contiguous): each tap inside the
-    input is one FMA of a broadcast weight with a vector of samples; even and odd kernel rows in
-    two accumulators, so that consecutive FMAs do not wait on each other."""
-    odd = vzeros(at(w, wb), lanes)
-    for i in range(kh):
-        row = p * s + i - pt
-        if row < 0 or row >= h_in:
-            continue
-        for j in range(kw):
-            col = q * s + j - pl
-            if col < 0 or col >= w_in:
-                continue
-            for k in range(n_c):
-                v = vload(buf, ib + k * c_step + (row * w_in + col) * lanes, lanes)
-                if i % 2 == 0:
-                    acc = vfma(acc, at(w, wb + (i * kw + j) * cs + k), v)
-                else:
-                    odd = vfma(odd, at(w, wb + (i * kw + j) * cs + k), v)
-    return vadd(acc, odd)
+    input is one FMA of a broadcast weight with a vector of samples."""
+    top, left = p * s - pt, q * s - pl
+    i0, i1 = _tap_range(top, h_in, kh)
+    j0, j1 = _tap_range(left, w_in, kw)
+    for i in range(i0, i1):
+        for j in range(j0, j1):
+            acc = vfma(acc, at(w, wb + i * kw + j), vload(buf, ib + ((top + i) * w_in + left + j) * lanes, lanes))
+    return acc
 
 
 @numba.njit(inline="always")
-def _rows_vec(buf, w, wb, n_c, c_step, ib, h_in, w_in, h_out, w_out, kh, kw, pt, pl, b, ob, rb, act):
-    """One sample's output plane at stride 1, 8 outputs of a row at a time: each tap one FMA of
-    the 8 shifted inputs, the lanes whose input column lies outside the row zeroed (_vkeep).
+def _row_chunk(buf, w, wb, ib, h_in, w_in, kh, kw, pl, top, q, n, b):
+    """One sample, one channel: bias + the stride-1 window sums of outputs q:q + n (n <= 8, in the
+    first n of 8 lanes; the other lanes hold partial sums the callers never keep) of the row whose
+    window starts at input row ``top``. Each tap is one FMA of the 8 shifted inputs, lanes whose
+    input column lies outside the row zeroed (_vkeep) where the tap reaches past an edge; taps
+    that reach no kept lane's input are never visited: on MobileNetV2's 1x1 and 2x2 planes at
+    batch 1 most taps fall in the padding."""
+    a = vsplat(b, 8)
+    i0, i1 = _tap_range(top, h_in, kh)
+    j0, j1 = max(0, pl - q - n + 1), min(kw, w_in + pl - q)
+    for i in range(i0, i1):
+        for j in range(j0, j1):
+            lo, hi = pl - j - q, w_in + pl - j - q  # lanes lo:hi read inside the row
+            v = vload(buf, ib + (top + i) * w_in + q + j - pl, 8)
+            if lo > 0 or hi < 8:
+                v = _vkeep(v, lo, hi)
+            a = vfma(a, at(w, wb + i * kw + j), v)
+    return a
 
-    Loads reach up to ``pl`` values before a row and ``kw + 7`` after it, and a row's last chunk
-    stores up to 7 values past the row (into the next row or channel, written after it, or the
-    padding lanes, zeroed after it): the format leaves MARGIN values around the slots."""
+
+@numba.njit(inline="always")
+def _rows_vec(buf, w, wb, ib, h_in, w_in, h_out, w_out, kh, kw, s, pt, pl, b, ob, rb, act, tmp):
+    """One sample's output plane of one channel, 8 outputs of a row at a time (_row_chunk).
+
+    Stride 1 stores each chunk (activation and residual fused) straight into the output row.
+    A larger stride computes the row's stride-1 sums over the window span it needs,
+    ``(w_out - 1) * s + 1`` of them (``s`` times the work, in SIMD instead of scalar), into
+    ``tmp``, then keeps every ``s``-th.
+
+    Loads reach up to ``pl`` values before a row and ``kw + 7`` after it, and a stride-1 row's
+    last chunk stores up to 7 values past the row (into the next row or channel, written after
+    it, or the padding lanes, zeroed after it): the format leaves MARGIN values around the slots."""
     for p in range(h_out):
+        if s == 1:
+            q = 0
+            while q < w_out:
+                a = _row_chunk(buf, w, wb, ib, h_in, w_in, kh, kw, pl, p - pt, q, min(8, w_out - q), b)
+                _finish_vec(a, buf, ob + p * w_out + q, act, rb + p * w_out + q if rb >= 0 else -1, 8)
+                q += 8
+            continue
+        span = (w_out - 1) * s + 1
         q = 0
-        while q < w_out:
-            a = vsplat(b, 8)
-            odd = vzeros(b, 8)  # odd kernel rows: a second FMA chain
-            for i in range(kh):
-                row = p + i - pt
-                if row < 0 or row >= h_in:
-                    continue
-                for j in range(kw):
-                    lo, hi = pl - j - q, w_in + pl - j - q
-                    for k in range(n_c):
-                        v = _vkeep(vload(buf, ib + k * c_step + row * w_in + q + j - pl, 8), lo, hi)
-                        if i % 2 == 0:
-                            a = vfma(a, at(w, wb + (i * kw + j) * n_c + k), v)
-                        else:
-                            odd = vfma(odd, at(w, wb + (i * kw + j) * n_c + k), v)
-            a = vadd(a, odd)
-            _finish_vec(a, buf, ob + p * w_out + q, act, rb + p * w_out + q if rb >= 0 else -1, 8)
+        while q < span:
+            vstore(buf, tmp + q, _row_chunk(buf, w, wb, ib, h_in, w_in, kh, kw, pl, p * s - pt, q,
+                                             min(8, span - q), b))
             q += 8
+        for q in range(w_out):
+            v = _act(buf[tmp + q * s], act)
+            if rb >= 0:
+                v += buf[rb + p * w_out + q]
+            buf[ob + p * w_out + q] = v
 
 
-@numba.njit(inline="always")
-def _spatial(plan, l, dense_w, bias, buf, so, mp_in, do, mp_out, ro, g, depthwise):
-    """A full or depthwise convolution of one group, dense weights, with bias, activation and
+@numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _depthwise(plan, l, dense_w, bias, buf, so, mp_in, do, mp_out, ro, g, tmp):
+    """A depthwise convolution of one group, dense weights (c, kh, kw), with bias, activation and
     residual add fused into one pass over the outputs. A group of GROUP_LANES samples runs every
-    tap as one SIMD FMA over the samples; one sample runs stride-1 rows 8 outputs at a time
-    (_rows_vec); anything else is scalar."""
-    c_in, h_in, w_in = plan.c_in[l], plan.h_in[l], plan.w_in[l]
+    tap as one SIMD FMA over the samples; one sample runs its rows 8 outputs at a time
+    (_rows_vec, any stride); a partial group is scalar. Compiled on its own: inside _group's one
+    big function LLVM optimized these loops less well."""
+    h_in, w_in = plan.h_in[l], plan.w_in[l]
     c_out, h_out, w_out = plan.c_out[l], plan.h_out[l], plan.w_out[l]
     kh, kw, s, pt, pl = plan.kh[l], plan.kw[l], plan.stride[l], plan.pad_t[l], plan.pad_l[l]
     w0, b0, act = plan.w_off[l], plan.b_off[l], plan.act[l]
-    n_c = 1 if depthwise else c_in
     for o in range(c_out):
-        wb = w0 + o * kh * kw * n_c
+        wb = w0 + o * kh * kw
         b = bias[b0 + o]
-        ib = so + (o * mp_in if depthwise else 0)
-        if g == 1 and s == 1:
-            _rows_vec(buf, dense_w, wb, n_c, mp_in, ib, h_in, w_in, h_out, w_out, kh, kw, pt, pl, b,
-                      do + o * mp_out, ro + o * mp_out if ro >= 0 else -1, act)
+        ib = so + o * mp_in
+        if g == 1:
+            _rows_vec(buf, dense_w, wb, ib, h_in, w_in, h_out, w_out, kh, kw, s, pt, pl, b,
+                      do + o * mp_out, ro + o * mp_out if ro >= 0 else -1, act, tmp)
             _zero_tail(buf, do + o * mp_out, h_out * w_out, mp_out)
             continue
         for p in range(h_out):
@@ -317,13 +346,12 @@ def _spatial(plan, l, dense_w, bias, buf, so, mp_in, do, mp_out, ro, g, depthwis
                 ob = do + o * mp_out + (p * w_out + q) * g
                 rb = ro + o * mp_out + (p * w_out + q) * g if ro >= 0 else -1
                 if g == GROUP_LANES:
-                    a = _taps_vec(buf, dense_w, wb, n_c, n_c, mp_in, ib, h_in, w_in, p, q, kh, kw, s, pt, pl,
+                    a = _taps_vec(buf, dense_w, wb, ib, h_in, w_in, p, q, kh, kw, s, pt, pl,
                                   vsplat(b, GROUP_LANES), GROUP_LANES)
                     _finish_vec(a, buf, ob, act, rb, GROUP_LANES)
                 else:
                     for gi in range(g):
-                        v = _act(_taps(buf, dense_w, wb, n_c, n_c, mp_in, ib, h_in, w_in, p, q, kh, kw, s, pt, pl,
-                                       g, gi, b), act)
+                        v = _act(_taps(buf, dense_w, wb, ib, h_in, w_in, p, q, kh, kw, s, pt, pl, g, gi, b), act)
                         if ro >= 0:
                             v += buf[rb + gi]
                         buf[ob + gi] = v
@@ -331,22 +359,40 @@ def _spatial(plan, l, dense_w, bias, buf, so, mp_in, do, mp_out, ro, g, depthwis
 
 
 @numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _im2col(plan, l, buf, so, mp_in, do, mp_out, g):
+    """A full convolution's input windows as rows, so that the convolution is a pointwise step
+    (CSR rows (kh, kw, c_in)-major, as the reference's weights) over them: row
+    ``(i * kw + j) * c_in + k`` holds, at lane ``(p * w_out + q) * g + n``, input channel ``k``
+    at ``(p * s + i - pt, q * s + j - pl)`` of sample ``n``, zero outside the input. Copies
+    only; the FMAs then run in the pointwise kernel's register tiles, and a pruned tap costs
+    nothing (it is not in the CSR)."""
+    c_in, h_in, w_in = plan.c_in[l], plan.h_in[l], plan.w_in[l]
+    h_out, w_out = plan.h_out[l], plan.w_out[l]
+    kh, kw, s, pt, pl = plan.kh[l], plan.kw[l], plan.stride[l], plan.pad_t[l], plan.pad_l[l]
+    for i in range(kh):
+        for j in range(kw):
+            for k in range(c_in):
+                r = do + ((i * kw + j) * c_in + k) * mp_out
+                src = so + k * mp_in
+                for p in range(h_out):
+                    row = p * s + i - pt
+                    for q in range(w_out):
+                        col = q * s + j - pl
+                        o = r + (p * w_out + q) * g
+                        if row < 0 or row >= h_in or col < 0 or col >= w_in:
+                            for gi in range(g):
+                                buf[o + gi] = 0
+                        else:
+                            base = src + (row * w_in + col) * g
+                            for gi in range(g):
+                                buf[o + gi] = buf[base + gi]
+                _zero_tail(buf, r, g * h_out * w_out, mp_out)
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
 def _pointwise_step(csr, bias, r0, b0, n_out, buf, so, mp_in, do, mp_out, ro, act):
     """_pointwise compiled on its own (see _depthwise)."""
     _pointwise(csr, bias, r0, b0, n_out, buf, so, mp_in, do, mp_out, ro, act)
-
-
-@numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _depthwise(plan, l, dense_w, bias, buf, so, mp_in, do, mp_out, ro, g):
-    """_spatial with one input channel per output (n_c = 1 known when compiled, so the channel
-    loop folds away). Compiled on its own, as is _full_conv: inside _group's one big function
-    LLVM optimized these loops less well."""
-    _spatial(plan, l, dense_w, bias, buf, so, mp_in, do, mp_out, ro, g, True)
-
-
-@numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _full_conv(plan, l, dense_w, bias, buf, so, mp_in, do, mp_out, ro, g):
-    _spatial(plan, l, dense_w, bias, buf, so, mp_in, do, mp_out, ro, g, False)
 
 
 @numba.njit(inline="always")
@@ -378,6 +424,7 @@ def _flatten(plan, l, buf, so, mp_in, do, mp_out, g):
 def _group(plan, csr, dense_w, bias, x, n0, g, buf, slot, out):
     """Samples n0:n0 + g through every step, in scratch ``buf``. Compiled on its own, not inlined
     into conv_forward's parallel loop, which calls it once per group."""
+    tmp = buf.shape[0] - MARGIN - slot  # the last slot: _rows_vec's strided rows
     c, hw = plan.c_in[0], plan.h_in[0] * plan.w_in[0]
     so, mp = MARGIN + plan.src[0] * slot, _padded(g * hw)
     for ch in range(c):  # NHWC rows of x to channel rows, padding lanes zeroed
@@ -396,9 +443,9 @@ def _group(plan, csr, dense_w, bias, x, n0, g, buf, slot, out):
             _pointwise_step(csr, bias, plan.w_off[l], plan.b_off[l], plan.c_out[l], buf, so, mp_in, do, mp_out, ro,
                        plan.act[l])
         elif op == 2:
-            _depthwise(plan, l, dense_w, bias, buf, so, mp_in, do, mp_out, ro, g)
+            _depthwise(plan, l, dense_w, bias, buf, so, mp_in, do, mp_out, ro, g, tmp)
         elif op == 1:
-            _full_conv(plan, l, dense_w, bias, buf, so, mp_in, do, mp_out, ro, g)
+            _im2col(plan, l, buf, so, mp_in, do, mp_out, g)
         elif op == 3:
             _pool(plan, l, buf, so, mp_in, do, mp_out, g)
         else:
