@@ -99,8 +99,10 @@ def load_study(datasets, epochs: int | None, data_dir=None, cache_dir=None, weig
     ``grid.conv_test_samples`` of their test images (the accuracy sweep runs the network often)."""
     if model is not None:
         return own_model(model, data, train_data, data_dir)
-    models = load_models(datasets, epochs, data_dir, cache_dir, weights, grid)
-    return models, {name: _test_subset(load_dataset(name, data_dir=data_dir), grid, name) for name in datasets}
+    # the data first: a missing or corrupt file is reported before any training, or any wait for
+    # another run that is training the same network
+    data = {name: _test_subset(load_dataset(name, data_dir=data_dir), grid, name) for name in datasets}
+    return load_models(datasets, epochs, data_dir, cache_dir, weights, grid), data
 
 
 def _test_subset(data, grid: Grid | None, name: str):
