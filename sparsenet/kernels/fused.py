@@ -128,17 +128,28 @@ _FASTMATH = {"contract"}
 
 def accumulators(lanes: int, dtype, vector_bits: int = VECTOR_BITS) -> int:
     """Accumulators per row for ``lanes``-sample tiles of ``dtype`` on ``vector_bits`` registers:
-    2 where two fit in ACC_REGISTERS, 1 where one does, 0 where none does (that width is not used).
+    2 where two fit in ACC_REGISTERS, 1 where one does, 0 where none does (that width is not used);
+    on AVX2, float32, 1 from two registers a row up (below).
 
     One accumulator of ``k = lanes / register_lanes`` registers gives each kept weight ``k``
     independent FMAs; a second one, alternating with the first, keeps consecutive weights from
     waiting on each other's FMA latency (4 cycles, 2 FMAs a cycle: 8 in flight), which one
     accumulator of 8 registers does by itself. Float32 on AVX-512: 8-64 lanes with two; on AVX2:
-    8-32 with two, 64 with one (8 ymm registers; two spilled; 64 lanes with one ran the 784-1000-
-    1000-500-200-10 MLP 1.1-1.8x faster than 32 with two and 1.15-1.3x faster than 64 with two).
+    8 with two, 16-64 with one (64 lanes: 8 ymm registers, two spilled; 64 lanes with one ran the
+    784-1000-1000-500-200-10 MLP 1.1-1.8x faster than 32 with two and 1.15-1.3x faster than 64 with two).
     The count never changes a result (see _row).
+
+    On 256-bit registers (AVX2) a row of two or more registers takes one accumulator even where
+    two fit: on a Zen 3 EPYC (2 cores, 2 threads, 784-1000-1000-500-200-10 MLP, weight pruning,
+    sparsity 0.5/0.9/0.99, old and new rule interleaved in one process) one ran batch 16
+    1.30/1.45/1.23x and batch 32 1.17/1.28/1.18x faster than two (float32; sparse_int8 1.23-1.36x),
+    and 16- and 32-lane tiles 1.2-1.5x faster in the kernel alone, with the 4-8 chains of one
+    accumulator covering the FMA latency. The two-accumulator rule stays where it was tuned
+    (AVX-512), for a one-register row (8 lanes) and for float64 (not measured).
     """
     k = max(1, lanes // register_lanes(dtype, vector_bits))
+    if vector_bits == 256 and k >= 2 and np.dtype(dtype).itemsize == 4:
+        return 1 if k <= ACC_REGISTERS else 0
     return 2 if 2 * k <= ACC_REGISTERS else 1 if k <= ACC_REGISTERS else 0
 
 
