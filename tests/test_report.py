@@ -21,6 +21,10 @@ TIMED = ("dense", "csr_scipy", "csr_numba", "csr_numba_par", "sparse", "shrunk",
 METHODS = ("weight",)
 
 
+# The report runs here take one thread (--threads 1): beside the other xdist worker, a second numba
+# and BLAS thread each only spin for a core that is not free (make test's 10 minutes are CPU-bound).
+
+
 def run_report(*args, cwd=REPO):
     return subprocess.run([sys.executable, "-m", "bench.report", *args], cwd=cwd, capture_output=True, text=True)
 
@@ -28,11 +32,12 @@ def run_report(*args, cwd=REPO):
 @pytest.fixture(scope="module")
 def report_runs(tmp_path_factory):
     out = tmp_path_factory.mktemp("reports")
-    common = ["--grid", "ci", "--max-time", "0.01", "--quiet-wait", "0", "--out", str(out), "--sparsities", "0,0.9",
-              "--batch-sizes", "1,8", "--formats", ",".join(TIMED), "--methods", ",".join(METHODS)]
+    common = ["--grid", "ci", "--max-time", "0.01", "--quiet-wait", "0", "--threads", "1", "--out", str(out),
+              "--sparsities", "0,0.9", "--batch-sizes", "1,8", "--formats", ",".join(TIMED),
+              "--methods", ",".join(METHODS)]
     first = run_report(*common)
     # the second run only has to find the first one's folder: the smallest grid there is
-    second = run_report("--grid", "ci", "--max-time", "0.01", "--quiet-wait", "0", "--out", str(out),
+    second = run_report("--grid", "ci", "--max-time", "0.01", "--quiet-wait", "0", "--threads", "1", "--out", str(out),
                         "--sparsities", "0", "--batch-sizes", "1", "--methods", "weight", "--formats", "dense",
                         "--stages", "oneshot", "--scopes", "layer")
     return out, first, second
