@@ -63,30 +63,30 @@ def _spin(n_iter, start, lanes_a, lanes_b):
     return out.sum()
 
 
-def _fma_kernel(lanes_a: int, lanes_b: int):
-    """A parallel FMA-peak kernel for one register width: ``lanes_a``/``lanes_b`` become compile-time
-    constants of the closure, as :func:`_spin`'s vector widths must be (not cached on disk: numba
-    would key the three closures alike)."""
-
-    @numba.njit(parallel=True, nogil=True)
-    def kernel(n_iter, n_threads, start):
-        out = np.zeros(n_threads, np.float32)
-        for t in numba.prange(n_threads):
-            out[t] = _spin(n_iter, start, lanes_a, lanes_b)
-        return out.sum()
-
-    return kernel
-
-
-# per register width, FMA_CHAINS registers: 8 + 4 of them
-_FMA_KERNELS = {bits: _fma_kernel(8 * (bits // 32), 4 * (bits // 32)) for bits in (128, 256, 512)}
+@numba.njit(parallel=True, nogil=True, cache=True)
+def _fma_peak(n_iter, n_threads, start, vector_bits):
+    """:func:`_spin` on every thread at FMA_CHAINS registers of ``vector_bits`` (8 + 4 of them); the
+    widths are literals in each branch, as _spin's must be. One kernel for all three widths, cached
+    on disk like the others: the three closures it replaces were compiled afresh by every report,
+    ~4.7 s of each (ten report runs in make test)."""
+    out = np.zeros(n_threads, np.float32)
+    for t in numba.prange(n_threads):
+        if vector_bits == 512:
+            out[t] = _spin(n_iter, start, 128, 64)
+        elif vector_bits == 256:
+            out[t] = _spin(n_iter, start, 64, 32)
+        else:
+            out[t] = _spin(n_iter, start, 32, 16)
+    return out.sum()
 
 
 def fma_peak_gflops(vector_bits: int = VECTOR_BITS, n_iter: int = FMA_ITERATIONS) -> float:
     """float32 GFLOP/s of fused multiply-adds from registers on every numba thread (2 FLOP per lane)."""
-    kernel, threads = _FMA_KERNELS[vector_bits], numba.get_num_threads()
+    if vector_bits not in (128, 256, 512):
+        raise ValueError(f"vector_bits must be 128, 256 or 512, found {vector_bits!r}")
+    threads = numba.get_num_threads()
     lanes = FMA_CHAINS * register_lanes(np.float32, vector_bits)
-    seconds = median_seconds(kernel, n_iter, threads, np.float32(1.0), min_time=0.2, min_rounds=5)
+    seconds = median_seconds(_fma_peak, n_iter, threads, np.float32(1.0), vector_bits, min_time=0.2, min_rounds=5)
     return 2 * lanes * n_iter * threads / seconds / 1e9
 
 
