@@ -19,10 +19,10 @@ TIMED = ("dense", "csr_scipy", "csr_numba", "csr_numba_par", "sparse", "shrunk",
 # tests/test_report_inputs.py's, on a smaller network: both methods here took a third of make test's
 # 10 minutes on a 2-core EPYC, most of it on one worker.
 METHODS = ("weight",)
-
-
-# The report runs here take one thread (--threads 1): beside the other xdist worker, a second numba
-# and BLAS thread each only spin for a core that is not free (make test's 10 minutes are CPU-bound).
+# What every report run of the tests passes: rounds of milliseconds, no waiting for a quiet machine, and
+# one thread (beside the other xdist worker a second numba and BLAS thread only spins for a core that is
+# not free: make test's 10 minutes are CPU-bound).
+QUICK = ("--max-time", "0.01", "--quiet-wait", "0", "--threads", "1")
 
 
 def run_report(*args, cwd=REPO):
@@ -32,12 +32,12 @@ def run_report(*args, cwd=REPO):
 @pytest.fixture(scope="module")
 def report_runs(tmp_path_factory):
     out = tmp_path_factory.mktemp("reports")
-    common = ["--grid", "ci", "--max-time", "0.01", "--quiet-wait", "0", "--threads", "1", "--out", str(out),
+    common = ["--grid", "ci", *QUICK, "--out", str(out),
               "--sparsities", "0,0.9", "--batch-sizes", "1,8", "--formats", ",".join(TIMED),
               "--methods", ",".join(METHODS)]
     first = run_report(*common)
     # the second run only has to find the first one's folder: the smallest grid there is
-    second = run_report("--grid", "ci", "--max-time", "0.01", "--quiet-wait", "0", "--threads", "1", "--out", str(out),
+    second = run_report("--grid", "ci", *QUICK, "--out", str(out),
                         "--sparsities", "0", "--batch-sizes", "1", "--methods", "weight", "--formats", "dense",
                         "--stages", "oneshot", "--scopes", "layer")
     return out, first, second

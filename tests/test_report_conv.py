@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_report import QUICK
 
 from sparsenet.formats import formats_for
 from sparsenet.train_conv import MOBILENET_ACTIVATIONS, MOBILENET_LAYER_KINDS
@@ -20,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = ["--datasets", "fashion_mnist_32", "--conv-alpha", "0.35", "--conv-epochs", "1", "--conv-samples", "256",
         "--conv-test-samples", "128", "--conv-recovery-sparsities", "0.9", "--conv-recovery-samples", "256",
         "--sparsities", "0.9", "--batch-sizes", "1", "--methods", "weight", "--stages", "oneshot",
-        "--scopes", "global,layer", "--max-time", "0.01", "--quiet-wait", "0", "--threads", "1", "--formats", "dense"]
+        "--scopes", "global,layer", *QUICK, "--formats", "dense"]
 # timed in dense only: sparse_conv's correctness is tests/test_sparse_conv.py's, and its cold compile
 # in the report's benchmark child cost another ~90 s of make test's 10 minutes
 

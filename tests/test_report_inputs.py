@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
-from test_report import run_report
+from test_report import QUICK, run_report
 
 
 def report_main(capsys, *args) -> tuple[int, str]:
@@ -69,7 +69,7 @@ def test_report_on_the_users_own_weights(tmp_path):
     # one method (unit: shrunk runs too), scope and recovered stage: --weights changes where the network comes
     # from, not what runs on it (every format reaches the report in test_report.py; sparse and auto here cost
     # ~40 s of cold compiles in make test)
-    result = run_report("--grid", "ci", "--max-time", "0.01", "--quiet-wait", "0", "--threads", "1", "--out", str(out),
+    result = run_report("--grid", "ci", *QUICK, "--out", str(out),
                         "--weights", f"mnist={path}", "--formats", "dense,shrunk", "--methods", "unit",
                         "--scopes", "layer", "--stages", "oneshot,finetuned", "--batch-sizes", "1,8")
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
@@ -126,8 +126,7 @@ def test_report_on_a_users_own_model_and_data(tmp_path):
     out = tmp_path / "reports"
     # run from the user's folder with the paths as typed there: relative to it, not to the repository
     result = run_report("--model", model.name, "--data", "test.npz", "--train-data", "train.npz", "--grid", "ci",
-                        "--max-time", "0.01", "--quiet-wait", "0", "--threads", "1", "--sparsities", "0,0.9",
-                        "--batch-sizes", "1,8",
+                        *QUICK, "--sparsities", "0,0.9", "--batch-sizes", "1,8",
                         "--formats", "dense,csr_numba", "--methods", "weight", "--scopes", "layer",
                         "--out", "reports", cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
