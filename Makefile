@@ -12,7 +12,13 @@ setup: $(STAMP) data
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-compile -e '.[train,bench,test,onnx,engines]'
+	@# up to three tries: a download cut short or corrupted on the way fails pip's hash check
+	@# (seen once in CI, on onnxruntime's wheel); a second try downloads it again
+	@for try in 1 2 3; do \
+	  $(PY) -m pip install --quiet --disable-pip-version-check --no-compile -e '.[train,bench,test,onnx,engines]' \
+	    && break; \
+	  [ $$try = 3 ] && exit 1; echo "pip install failed (try $$try of 3); trying again" >&2; sleep 5; \
+	done
 	touch $(STAMP)
 
 data:
