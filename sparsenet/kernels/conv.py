@@ -11,8 +11,9 @@ sparse path (both CHW). A dense layer is the same product with ``H = W = 1``, so
 global pooling the lanes are the group's samples. With the samples innermost, a depthwise
 convolution over a group of GROUP_LANES samples is one SIMD FMA per tap (the 8 samples'
 inputs are contiguous) whatever the plane size, down to MobileNetV2's 1x1 planes; one sample
-(batch 1) runs a depthwise row 8 outputs at a time (a strided row as its stride-1 sums, every
-``s``-th kept); a partial group is scalar. A full convolution (MobileNetV2's stem) is an im2col
+(batch 1) runs a plane up to LANES_MAX_W wide with 8 channels in the lanes (transposed in and
+out, _depthwise_lanes), a wider one a row 8 outputs at a time (a strided row as its stride-1
+sums, every ``s``-th kept); a partial group is scalar. A full convolution (MobileNetV2's stem) is an im2col
 step, its windows as rows, then a pointwise step over them: at batch 1 the stem had run scalar
 (stride 2) and took a quarter of the network's time. NHWC (channels contiguous per position) was measured against this
 layout for the 1x1 layers and lost; figures in :mod:`sparsenet.formats.sparse_conv`.
@@ -65,6 +66,7 @@ ACT_CODES = {"linear": 0, "softmax": 0, "relu": 1, "relu6": 2}
 LANE_PAD = 8
 MARGIN = 32  # values kept free before, between (after each slot) and after the slots; see _rows_vec
 GROUP_LANES = 8  # a group this size runs the spatial layers as SIMD over its samples
+LANES_MAX_W = 8  # one sample's depthwise planes up to this width run with channels in the lanes
 
 # "contract" lets LLVM fuse multiply-add; nothing else (NaN and inf must propagate as in dense).
 _FASTMATH = {"contract"}
@@ -182,9 +184,15 @@ def _finish_vec(a, buf, o0, act, ro, lanes):
 @numba.njit(inline="always")
 def _zero_tail(buf, row, m, mp):
     """Zero the padding lanes m:mp of the channel row at ``row``: the next pointwise step reads
-    them (into padding lanes only), and stale values there could be denormal or grow."""
-    for k in range(m, mp):
-        buf[row + k] = 0
+    them (into padding lanes only), and stale values there could be denormal or grow.
+
+    One 8-lane store of zeros at ``row + m`` (there are fewer than 8 padding lanes): it also zeroes
+    up to 7 values past the row, the start of the next channel's row, so callers zero a row's
+    tail before the next row is written (or past the last row: the MARGIN after each slot). The
+    scalar loop it replaced made up most of a depthwise step on small planes at batch 1 (960
+    channels of a 1x1 plane: 7 scalar stores each, 8 of the 11 us one such step took on the EPYC)."""
+    if m < mp:
+        vstore(buf, row + m, vzeros(buf[row], 8))
 
 
 @numba.njit(inline="always")
@@ -321,17 +329,79 @@ def _rows_vec(buf, w, wb, ib, h_in, w_in, h_out, w_out, kh, kw, s, pt, pl, b, ob
             buf[ob + p * w_out + q] = v
 
 
+@numba.njit(inline="always")
+def _depthwise_lanes(plan, l, dense_w, bias, buf, so, mp_in, do, mp_out, ro, tmp):
+    """A depthwise convolution of one sample with 8 channels in the SIMD lanes: the input plane is
+    transposed into ``tmp`` (position-major, ``cp = padded(c)`` channels a position, the padding
+    channels zero), each output position then takes one vector FMA per tap inside the input for
+    every 8 channels (weights (kh, kw, cp) right after the layer's (c, kh, kw) ones), into
+    ``tmp + m_in * cp``, and the result is transposed back into channel rows, the residual
+    added there. Taps run in the same row-major order from the bias as in _taps, so the result is
+    the same as the other paths'. The transposes cost two copies of each value; in exchange no
+    lane is wasted on small planes (a 2x2 plane is half a register) and no tap range is computed
+    per channel."""
+    c, h_in, w_in = plan.c_out[l], plan.h_in[l], plan.w_in[l]
+    h_out, w_out = plan.h_out[l], plan.w_out[l]
+    kh, kw, s, pt, pl = plan.kh[l], plan.kw[l], plan.stride[l], plan.pad_t[l], plan.pad_l[l]
+    b0, act = plan.b_off[l], plan.act[l]
+    wt = plan.w_off[l] + c * kh * kw
+    cp = _padded(c)
+    m_in, m_out = h_in * w_in, h_out * w_out
+    tin, tout = tmp, tmp + m_in * cp
+    for k in range(m_in):  # channels innermost in every loop: a 1x1 plane has one position
+        for ch in range(c):
+            buf[tin + k * cp + ch] = buf[so + ch * mp_in + k]
+        for ch in range(c, cp):
+            buf[tin + k * cp + ch] = 0
+    for p in range(h_out):
+        for q in range(w_out):
+            top, left = p * s - pt, q * s - pl
+            i0, i1 = _tap_range(top, h_in, kh)
+            j0, j1 = _tap_range(left, w_in, kw)
+            ok = tout + (p * w_out + q) * cp
+            for c0 in range(0, cp, 8):
+                vstore(buf, ok + c0, vload(bias, b0 + c0, 8))
+            for i in range(i0, i1):
+                for j in range(j0, j1):
+                    wk = wt + (i * kw + j) * cp
+                    xk = tin + ((top + i) * w_in + left + j) * cp
+                    for c0 in range(0, cp, 8):
+                        vstore(buf, ok + c0, vfma(vload(buf, ok + c0, 8), vload(dense_w, wk + c0, 8),
+                                                  vload(buf, xk + c0, 8)))
+            if act:
+                for c0 in range(0, cp, 8):
+                    vstore(buf, ok + c0, _act_vec(vload(buf, ok + c0, 8), act))
+    for ch in range(c):  # first: each zeroing reaches into the next row (_zero_tail)
+        _zero_tail(buf, do + ch * mp_out, m_out, mp_out)
+    for k in range(m_out):
+        for ch in range(c):
+            v = buf[tout + k * cp + ch]
+            if ro >= 0:
+                v += buf[ro + ch * mp_out + k]
+            buf[do + ch * mp_out + k] = v
+
+
 @numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
 def _depthwise(plan, l, dense_w, bias, buf, so, mp_in, do, mp_out, ro, g, tmp):
     """A depthwise convolution of one group, dense weights (c, kh, kw), with bias, activation and
     residual add fused into one pass over the outputs. A group of GROUP_LANES samples runs every
-    tap as one SIMD FMA over the samples; one sample runs its rows 8 outputs at a time
+    tap as one SIMD FMA over the samples; one sample runs a plane up to LANES_MAX_W wide with
+    channels in the lanes (_depthwise_lanes), a wider one 8 outputs of a row at a time
     (_rows_vec, any stride); a partial group is scalar. Compiled on its own: inside _group's one
-    big function LLVM optimized these loops less well."""
+    big function LLVM optimized these loops less well.
+
+    LANES_MAX_W, measured step by step on MobileNetV2 width 1.0 at batch 1 (EPYC, one thread;
+    us per step, row path / channels in lanes): 1x1 planes of 960 channels 16 / 3 (after the
+    vector _zero_tail), 2x2 of 384 25 / 6, 4x4 of 192 26 / 12, 8x8 of 144 37 / 40, stride 2 from
+    8x8 40 / 21 and from 16x16 80 / 65, 16x16 of 32 at stride 1 29 / 54: the row path wins only
+    on rows wider than 8."""
     h_in, w_in = plan.h_in[l], plan.w_in[l]
     c_out, h_out, w_out = plan.c_out[l], plan.h_out[l], plan.w_out[l]
     kh, kw, s, pt, pl = plan.kh[l], plan.kw[l], plan.stride[l], plan.pad_t[l], plan.pad_l[l]
     w0, b0, act = plan.w_off[l], plan.b_off[l], plan.act[l]
+    if g == 1 and w_out <= LANES_MAX_W:
+        _depthwise_lanes(plan, l, dense_w, bias, buf, so, mp_in, do, mp_out, ro, tmp)
+        return
     for o in range(c_out):
         wb = w0 + o * kh * kw
         b = bias[b0 + o]
@@ -412,12 +482,12 @@ def _pool(plan, l, buf, so, mp_in, do, mp_out, g):
 def _flatten(plan, l, buf, so, mp_in, do, mp_out, g):
     """(C, H * W * g) to (H * W * C, g): the NHWC order a dense layer's columns have."""
     c_in, hw = plan.c_in[l], plan.h_in[l] * plan.w_in[l]
+    for r in range(c_in * hw):  # first: each zeroing reaches into the next row (_zero_tail)
+        _zero_tail(buf, do + r * mp_out, g, mp_out)
     for c in range(c_in):
         for k in range(hw):
             for gi in range(g):
                 buf[do + (k * c_in + c) * mp_out + gi] = buf[so + c * mp_in + k * g + gi]
-    for r in range(c_in * hw):
-        _zero_tail(buf, do + r * mp_out, g, mp_out)
 
 
 @numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)

@@ -180,14 +180,17 @@ def vstore(typingctx, arr, offset, vec):
 
 @intrinsic
 def vfma(typingctx, acc, w, v):
-    """acc + w * v for a scalar w (``llvm.fmuladd``: one fused instruction where the CPU has FMA)."""
-    if not isinstance(acc, Vec) or acc != v or not isinstance(w, (types.Float, types.Integer)):
+    """acc + w * v for a scalar w (broadcast) or a vector w of acc's type, lane by lane
+    (``llvm.fmuladd``: one fused instruction where the CPU has FMA)."""
+    if not isinstance(acc, Vec) or acc != v or not (isinstance(w, (types.Float, types.Integer)) or w == acc):
         return None
 
     def codegen(context, builder, sig, args):
         vty = context.get_value_type(acc)
         suffix = f"v{vty.count}{'f32' if isinstance(vty.element, ir.FloatType) else 'f64'}"
         fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty] * 3), f"llvm.fmuladd.{suffix}")
+        if isinstance(sig.args[1], Vec):
+            return builder.call(fn, [args[1], args[2], args[0]])
         scalar = context.cast(builder, args[1], sig.args[1], acc.dtype)
         return builder.call(fn, [_splat(builder, scalar, vty), args[2], args[0]])
 
