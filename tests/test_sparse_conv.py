@@ -84,6 +84,30 @@ def test_strided_layers_on_wide_planes(rng, stride):
             assert_forward_close(forward(x), naive.forward_kinds(masked, x))
 
 
+@pytest.mark.parametrize("hw", [(7, 5), (4, 4), (2, 2), (1, 1)])
+def test_small_planes_in_groups_and_alone(rng, hw):
+    """Input planes of at most 16 positions: a group of GROUP samples runs a depthwise layer one
+    pass per tap over blocks of channels (40 channels: a full block and a partial one), a single
+    sample with its channels in the SIMD lanes (40: five registers, the last partial)."""
+    def w(*shape):
+        return (rng.standard_normal(shape) / np.sqrt(int(np.prod(shape[1:])))).astype(np.float32)
+
+    layers = [
+        Conv2D(w(40, 1, 1, 3), w(40), "relu6", hw),
+        DepthwiseConv2D(w(40, 3, 3), w(40), "relu6", hw, pads=same_pads(hw, (3, 3), 1)),
+        Conv2D(w(40, 1, 1, 40), None, "linear", hw, residual_from=0),
+        DepthwiseConv2D(w(40, 3, 3), None, "relu", hw, stride=2, pads=same_pads(hw, (3, 3), 2)),
+    ]
+    layers.append(GlobalAvgPool(layers[-1].output_shape, dtype="float32"))
+    layers.append(Layer(w(6, 40), w(6), "softmax"))
+    net = Network(tuple(layers))
+    masked = prune(net, "weight", 0.5)
+    forward = convert(masked, "sparse_conv")
+    for n_batch in (1, 2 * GROUP, 2 * GROUP + 3):
+        x = rng.standard_normal((n_batch, net.widths[0])).astype(np.float32)
+        assert_forward_close(forward(x), naive.forward_kinds(masked, x))
+
+
 def test_a_sample_gets_the_same_result_in_any_batch(rng):
     """Groups of GROUP samples run the spatial layers as SIMD over samples, single samples along
     image rows, partial groups scalar: the same sums (FMA contraction of the scalar path may differ

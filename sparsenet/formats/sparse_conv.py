@@ -59,11 +59,17 @@ stem 803 -> 23 us, a 16x16 stride-2 depthwise of 96 channels 911 -> 115-136 us.
 Batch 1, the depthwise layers (a per-step cycle-counter profile of the whole network, MobileNetV2
 width 1.0 pruned to 0.9 and rescaled to unit activations, one thread, AVX2 EPYC): they took 750
 of 1190 us, 20-40 ns a channel on the 1x1 and 2x2 planes where a channel is one to sixteen
-FMAs. Two changes: the padding lanes of a channel row are zeroed by one vector store instead of
-up to 7 scalar ones, and planes up to 8 wide run 8 channels in the lanes (weights also kept
-(kh, kw, c)); depthwise then took 260 us. Whole network, this build against the one before in
-one process, alternating 200 ms blocks (bit-identical results): batch 1 1443 against 2708-2824
-us at sparsity 0.5 (1.9x) and 460-491 against 1257-1815 us at 0.9 (2.7x); batch 64 no slower.
+FMAs. The padding lanes of a channel row are now zeroed by one vector store instead of up to 7
+scalar ones, planes up to 8 wide run 8 channels in the lanes (weights also kept (kh, kw, c));
+depthwise then took 260 us. Groups (batch > 1): input planes of at most 16 positions run one
+pass per tap over blocks of 32 channels (per step, against the per-channel loop: 1x1 planes
+4.5x, 2x2 1.7-2.1x, 4x4 1.1-1.5x faster; on 8x8 it lost 2x, set conflicts of rows 2 KB apart),
+and a 3x3 window inside the input is unrolled (16x16 and 8x8 planes 1.2-1.4x). Scratch and
+weights start on 64-byte lines. Whole network, each build in its own process, alternating, the
+best of 30 blocks of 10 ms per process (two copies of the package in one process gave one of
+them a steady 2x handicap at batch 1 even with identical code, so that is not used): batch 1
+1218 -> 974 us at sparsity 0.5 (1.25x) and 872 -> 448 us at 0.9 (1.95x) with the first two
+changes; batch 64 4.4-4.9 -> 3.4-4.2 ms at 0.9 and 8.1-10.2 -> 7.5 ms at 0.5 with the rest.
 """
 
 from __future__ import annotations
@@ -90,6 +96,7 @@ from ..layers import LAYER_KINDS
 from ..model import MaskedNetwork
 from ..validation import check_batch
 from .base import FormatDefaults
+from .fused import aligned_empty
 
 # Samples per group (one worker runs a group through every layer). Late MobileNetV2 layers are
 # 1x1 or 2x2, where the group is the lanes, so a group wants >= 8 samples; early ones hold
@@ -158,12 +165,14 @@ def _steps(masked: MaskedNetwork):
             geo.update(op=OP_CODES["depthwise"], c_in=c, h_in=h,
                        w_in=wd, c_out=co, h_out=ho, w_out=wo, kh=layer.kernel_hw[0], kw=layer.kernel_hw[1],
                        stride=layer.stride, pad_t=layer.pads[0], pad_l=layer.pads[2], w_off=n_dense)
-            # then (kh, kw, c) with c padded to whole registers: one sample's channels-in-lanes path
+            # then (kh, kw, c) with c padded to whole registers (one sample's channels-in-lanes path),
+            # starting on a whole register too, as does the next layer's
             cp = padded_positions(co)
             wt = np.zeros((w[0].size, cp), w.dtype)
             wt[:, :co] = w.reshape(co, -1).T
-            dense += [w.ravel(), wt.ravel()]
-            n_dense += w.size + wt.size
+            gap = np.zeros(padded_positions(w.size) - w.size, w.dtype)
+            dense += [w.ravel(), gap, wt.ravel()]
+            n_dense += w.size + gap.size + wt.size
         n_bias += geo["c_out"]
         biases.append(np.zeros(geo["c_out"], net.dtype) if b is None else b)
         steps.append(geo)
@@ -228,7 +237,8 @@ class SparseConvForward(FormatDefaults):
             nnz += r.size
         csr = PointwiseCSR(np.concatenate(indptr).astype(np.int64), np.concatenate(indices),
                                    np.concatenate(data).astype(net.dtype))
-        dense_w = np.concatenate([np.zeros(0, net.dtype), *dense]).astype(net.dtype)
+        dense_w = aligned_empty(sum(d.size for d in dense), net.dtype)  # the lanes path's loads on lines
+        dense_w[:] = np.concatenate([np.zeros(0, net.dtype), *dense])
         # LANE_PAD zeros after the last bias: the depthwise kernel loads a layer's biases 8 at a time
         bias = np.concatenate(biases + [np.zeros(LANE_PAD, net.dtype)]).astype(net.dtype)
         return cls(plan, csr, dense_w, bias, n_slots,
@@ -255,9 +265,16 @@ class SparseConvForward(FormatDefaults):
         if key not in kept:
             if len(kept) >= _SCRATCH_SHAPES:
                 del kept[next(iter(kept))]
-            slot = self.slot_size(group) + MARGIN  # slots MARGIN values apart, MARGIN around all
+            # slots MARGIN values apart, MARGIN around all, each on a 64-byte line (the vectors of a
+            # channel row never straddle two: with NumPy's 16-byte alignment a whole network ran
+            # 1.7-2.2x slower at batch 1 on one allocation than on another)
+            line = 64 // np.dtype(dtype).itemsize
+            slot = -(-(self.slot_size(group) + MARGIN) // line) * line
             # one slot more than the tensors need: the kernels' temporary (kernels.conv._group)
-            kept[key] = (np.zeros((n_threads, MARGIN + (self.n_slots + 1) * slot + MARGIN), dtype), slot)
+            row = -(-(MARGIN + (self.n_slots + 1) * slot + MARGIN) // line) * line
+            scratch = aligned_empty((n_threads, row), dtype)
+            scratch[:] = 0
+            kept[key] = (scratch, slot)
         return kept[key]
 
     @property

@@ -66,6 +66,8 @@ ACT_CODES = {"linear": 0, "softmax": 0, "relu": 1, "relu6": 2}
 LANE_PAD = 8
 MARGIN = 32  # values kept free before, between (after each slot) and after the slots; see _rows_vec
 GROUP_LANES = 8  # a group this size runs the spatial layers as SIMD over its samples
+GROUP_BLOCK = 32  # channels a block of _depthwise_group
+GROUP_MAX_INPUT = 16  # a group's depthwise layers on input planes up to this many positions: _depthwise_group
 LANES_MAX_W = 8  # one sample's depthwise planes up to this width run with channels in the lanes
 
 # "contract" lets LLVM fuse multiply-add; nothing else (NaN and inf must propagate as in dense).
@@ -269,6 +271,11 @@ def _taps_vec(buf, w, wb, ib, h_in, w_in, p, q, kh, kw, s, pt, pl, acc, lanes):
     top, left = p * s - pt, q * s - pl
     i0, i1 = _tap_range(top, h_in, kh)
     j0, j1 = _tap_range(left, w_in, kw)
+    if kh == 3 and kw == 3 and i1 - i0 == 3 and j1 - j0 == 3:  # inside the input: unrolled, no bounds
+        for i in range(3):
+            for j in range(3):
+                acc = vfma(acc, at(w, wb + i * 3 + j), vload(buf, ib + ((top + i) * w_in + left + j) * lanes, lanes))
+        return acc
     for i in range(i0, i1):
         for j in range(j0, j1):
             acc = vfma(acc, at(w, wb + i * kw + j), vload(buf, ib + ((top + i) * w_in + left + j) * lanes, lanes))
@@ -285,6 +292,11 @@ def _row_chunk(buf, w, wb, ib, h_in, w_in, kh, kw, pl, top, q, n, b):
     batch 1 most taps fall in the padding."""
     a = vsplat(b, 8)
     i0, i1 = _tap_range(top, h_in, kh)
+    if kh == 3 and kw == 3 and i1 - i0 == 3 and pl <= q and q + 10 <= w_in + pl:
+        for i in range(3):  # every tap's 8 inputs inside the row: unrolled, no lane kept out
+            for j in range(3):
+                a = vfma(a, at(w, wb + i * 3 + j), vload(buf, ib + (top + i) * w_in + q + j - pl, 8))
+        return a
     j0, j1 = max(0, pl - q - n + 1), min(kw, w_in + pl - q)
     for i in range(i0, i1):
         for j in range(j0, j1):
@@ -334,7 +346,7 @@ def _depthwise_lanes(plan, l, dense_w, bias, buf, so, mp_in, do, mp_out, ro, tmp
     """A depthwise convolution of one sample with 8 channels in the SIMD lanes: the input plane is
     transposed into ``tmp`` (position-major, ``cp = padded(c)`` channels a position, the padding
     channels zero), each output position then takes one vector FMA per tap inside the input for
-    every 8 channels (weights (kh, kw, cp) right after the layer's (c, kh, kw) ones), into
+    every 8 channels (weights (kh, kw, cp) after the layer's (c, kh, kw) ones, padded to 8), into
     ``tmp + m_in * cp``, and the result is transposed back into channel rows, the residual
     added there. Taps run in the same row-major order from the bias as in _taps, so the result is
     the same as the other paths'. The transposes cost two copies of each value; in exchange no
@@ -344,7 +356,7 @@ def _depthwise_lanes(plan, l, dense_w, bias, buf, so, mp_in, do, mp_out, ro, tmp
     h_out, w_out = plan.h_out[l], plan.w_out[l]
     kh, kw, s, pt, pl = plan.kh[l], plan.kw[l], plan.stride[l], plan.pad_t[l], plan.pad_l[l]
     b0, act = plan.b_off[l], plan.act[l]
-    wt = plan.w_off[l] + c * kh * kw
+    wt = plan.w_off[l] + _padded(c * kh * kw)  # on a whole register, as the format lays them out
     cp = _padded(c)
     m_in, m_out = h_in * w_in, h_out * w_out
     tin, tout = tmp, tmp + m_in * cp
@@ -381,6 +393,44 @@ def _depthwise_lanes(plan, l, dense_w, bias, buf, so, mp_in, do, mp_out, ro, tmp
             buf[do + ch * mp_out + k] = v
 
 
+@numba.njit(inline="always")
+def _depthwise_group(plan, l, dense_w, bias, buf, so, mp_in, do, mp_out, ro):
+    """A depthwise convolution of a group of GROUP_LANES samples (contiguous in each channel row):
+    output position by output position, and for each of its taps inside the input one pass over
+    all channels, each an FMA of the channel's broadcast weight with its 8 samples, added into the
+    output in place (started at the bias, activation and residual in a last pass). The taps a
+    position reaches are computed once for every channel, and the channel loop is long and
+    branch-free; the sums run in the same order as in _taps."""
+    h_in, w_in = plan.h_in[l], plan.w_in[l]
+    c, h_out, w_out = plan.c_out[l], plan.h_out[l], plan.w_out[l]
+    kh, kw, s, pt, pl = plan.kh[l], plan.kw[l], plan.stride[l], plan.pad_t[l], plan.pad_l[l]
+    w0, b0, act = plan.w_off[l], plan.b_off[l], plan.act[l]
+    kk = kh * kw
+    g = GROUP_LANES
+    for c0 in range(0, c, GROUP_BLOCK):  # a block's input and output rows stay in L1
+        c1 = min(c, c0 + GROUP_BLOCK)
+        for p in range(h_out):
+            for q in range(w_out):
+                top, left = p * s - pt, q * s - pl
+                i0, i1 = _tap_range(top, h_in, kh)
+                j0, j1 = _tap_range(left, w_in, kw)
+                ok = do + (p * w_out + q) * g
+                for o in range(c0, c1):
+                    vstore(buf, ok + o * mp_out, vsplat(bias[b0 + o], g))
+                for i in range(i0, i1):
+                    for j in range(j0, j1):
+                        xk = so + ((top + i) * w_in + left + j) * g
+                        wk = w0 + i * kw + j
+                        for o in range(c0, c1):
+                            vstore(buf, ok + o * mp_out, vfma(vload(buf, ok + o * mp_out, g),
+                                                              at(dense_w, wk + o * kk), vload(buf, xk + o * mp_in, g)))
+                for o in range(c0, c1):
+                    a = _act_vec(vload(buf, ok + o * mp_out, g), act)
+                    if ro >= 0:
+                        a = vadd(a, vload(buf, ro + o * mp_out + (p * w_out + q) * g, g))
+                    vstore(buf, ok + o * mp_out, a)
+
+
 @numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
 def _depthwise(plan, l, dense_w, bias, buf, so, mp_in, do, mp_out, ro, g, tmp):
     """A depthwise convolution of one group, dense weights (c, kh, kw), with bias, activation and
@@ -401,6 +451,9 @@ def _depthwise(plan, l, dense_w, bias, buf, so, mp_in, do, mp_out, ro, g, tmp):
     w0, b0, act = plan.w_off[l], plan.b_off[l], plan.act[l]
     if g == 1 and w_out <= LANES_MAX_W:
         _depthwise_lanes(plan, l, dense_w, bias, buf, so, mp_in, do, mp_out, ro, tmp)
+        return
+    if g == GROUP_LANES and h_in * w_in <= GROUP_MAX_INPUT:
+        _depthwise_group(plan, l, dense_w, bias, buf, so, mp_in, do, mp_out, ro)
         return
     for o in range(c_out):
         wb = w0 + o * kh * kw
