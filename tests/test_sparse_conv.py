@@ -5,6 +5,7 @@ import pytest
 
 from sparsenet import FORMATS, Layer, MaskedNetwork, Masks, Network, convert, prune
 from sparsenet.formats.sparse_conv import GROUP, SparseConvForward, _allocate
+from sparsenet.kernels.conv import row_stride
 from sparsenet.layers import Conv2D, DepthwiseConv2D, GlobalAvgPool
 from sparsenet.layers._spatial import same_pads
 from sparsenet.testing import assert_forward_close
@@ -84,11 +85,12 @@ def test_strided_layers_on_wide_planes(rng, stride):
             assert_forward_close(forward(x), naive.forward_kinds(masked, x))
 
 
-@pytest.mark.parametrize("hw", [(7, 5), (4, 4), (2, 2), (1, 1)])
-def test_small_planes_in_groups_and_alone(rng, hw):
+@pytest.mark.parametrize("hw", [(16, 16), (8, 8), (7, 5), (4, 4), (2, 2), (1, 1)])
+def test_every_plane_size_in_groups_and_alone(rng, hw):
     """Input planes of at most 16 positions: a group of GROUP samples runs a depthwise layer one
     pass per tap over blocks of channels (40 channels: a full block and a partial one), a single
-    sample with its channels in the SIMD lanes (40: five registers, the last partial)."""
+    sample with its channels in the SIMD lanes (40: five registers, the last partial); larger
+    ones channel by channel, 16x16 and 8x8 (groups) in channel rows a line longer (row_stride)."""
     def w(*shape):
         return (rng.standard_normal(shape) / np.sqrt(int(np.prod(shape[1:])))).astype(np.float32)
 
@@ -106,6 +108,11 @@ def test_small_planes_in_groups_and_alone(rng, hw):
     for n_batch in (1, 2 * GROUP, 2 * GROUP + 3):
         x = rng.standard_normal((n_batch, net.widths[0])).astype(np.float32)
         assert_forward_close(forward(x), naive.forward_kinds(masked, x))
+
+
+def test_row_stride_skews_long_rows_by_a_line():
+    assert [row_stride(m) for m in (1, 8, 9, 248, 250, 256, 264, 512, 2048)] == [8, 8, 16, 248, 272, 272, 264, 528,
+                                                                                 2064]
 
 
 def test_a_sample_gets_the_same_result_in_any_batch(rng):

@@ -91,6 +91,7 @@ from ..kernels.conv import (
     conv_forward,
     conv_forward_serial,
     padded_positions,
+    row_stride,
 )
 from ..layers import LAYER_KINDS
 from ..model import MaskedNetwork
@@ -248,8 +249,8 @@ class SparseConvForward(FormatDefaults):
         """Values one scratch slot holds for groups of ``group`` samples: the largest step output
         (or the input), channel rows padded to whole registers."""
         p = self.plan
-        outs = p.c_out * np.array([padded_positions(group * h * w) for h, w in zip(p.h_out, p.w_out)])
-        first = int(p.c_in[0]) * padded_positions(group * int(p.h_in[0] * p.w_in[0]))
+        outs = p.c_out * np.array([row_stride(group * h * w) for h, w in zip(p.h_out, p.w_out)])
+        first = int(p.c_in[0]) * row_stride(group * int(p.h_in[0] * p.w_in[0]))
         dw = p.op == OP_CODES["depthwise"]
         strided = p.w_in[dw & (p.stride > 1)]  # a row of _rows_vec's stride-1 sums
         # one sample: a depthwise step's input and output, channels in lanes (_depthwise_lanes)

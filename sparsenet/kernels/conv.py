@@ -3,8 +3,9 @@
 Layout. Inside the kernel a tensor of ``C`` channels over ``H x W`` positions of a group of ``g``
 samples is channel-major, positions as the SIMD lane axis: channel ``c`` is one row of
 ``M = H * W * g`` values, position-major with the group's samples innermost (value
-``(p * W + q) * g + n``), padded to ``Mp``, a multiple of 8 (one AVX2 register of float32), at
-``slot + c * Mp``. A 1x1 convolution is then a sparse (CSR, rows = output channels) times dense
+``(p * W + q) * g + n``), padded to ``Mp``, a multiple of 8 (one AVX2 register of float32; rows
+of 1 KB and more one line longer where that makes their distance an odd number of lines,
+_row_stride), at ``slot + c * Mp``. A 1x1 convolution is then a sparse (CSR, rows = output channels) times dense
 ``(C_in, Mp)`` product in which each kept weight broadcasts into an FMA over a tile of 32 (then
 8) lanes held in registers, as in Elsen et al., "Fast Sparse ConvNets" (2019) and XNNPACK's
 sparse path (both CHW). A dense layer is the same product with ``H = W = 1``, so after the
@@ -59,11 +60,13 @@ from numba.extending import intrinsic
 
 from .simd import Vec, at, vadd, vfma, vload, vrelu, vsplat, vstore, vzeros
 
-__all__ = ["OP_CODES", "ConvPlan", "PointwiseCSR", "conv_forward", "conv_forward_serial", "padded_positions"]
+__all__ = ["OP_CODES", "ConvPlan", "PointwiseCSR", "conv_forward", "conv_forward_serial", "padded_positions",
+           "row_stride"]
 
 OP_CODES = {"pointwise": 0, "im2col": 1, "depthwise": 2, "pool": 3, "flatten": 4}
 ACT_CODES = {"linear": 0, "softmax": 0, "relu": 1, "relu6": 2}
 LANE_PAD = 8
+SKEW_FROM = 256  # channel rows from this many values on are skewed by a line (see _row_stride)
 MARGIN = 32  # values kept free before, between (after each slot) and after the slots; see _rows_vec
 GROUP_LANES = 8  # a group this size runs the spatial layers as SIMD over its samples
 GROUP_BLOCK = 32  # channels a block of _depthwise_group
@@ -106,13 +109,31 @@ class PointwiseCSR(NamedTuple):
 
 
 def padded_positions(m: int) -> int:
-    """``Mp``: ``m`` lanes rounded up to whole 8-lane registers."""
+    """``m`` lanes rounded up to whole 8-lane registers."""
     return -(-m // LANE_PAD) * LANE_PAD
 
 
 @numba.njit(inline="always")
 def _padded(m):
     return -(-m // 8) * 8  # padded_positions, compiled (LANE_PAD)
+
+
+@numba.njit(inline="always")
+def _row_stride(m):
+    """``Mp``, the values from one channel row to the next: ``m`` padded to whole registers and,
+    for rows of 1 KB or more whose length is a multiple of 128 bytes, 16 values (one 64-byte
+    line) more. Rows a power of two apart (MobileNetV2's 16x16 planes of 8 samples: 8 KB) all
+    fall into the same few L1 sets, 8 ways each, and a product reading 16 or more of them misses
+    on every load; an odd number of lines apart they spread over all 64 sets."""
+    mp = -(-m // 8) * 8
+    if mp >= SKEW_FROM and mp % 32 == 0:
+        mp += 16
+    return mp
+
+
+def row_stride(m: int) -> int:
+    """:func:`_row_stride`, from Python (the format's scratch sizes)."""
+    return int(_row_stride(m))
 
 
 @intrinsic
@@ -193,8 +214,9 @@ def _zero_tail(buf, row, m, mp):
     tail before the next row is written (or past the last row: the MARGIN after each slot). The
     scalar loop it replaced made up most of a depthwise step on small planes at batch 1 (960
     channels of a 1x1 plane: 7 scalar stores each, 8 of the 11 us one such step took on the EPYC)."""
-    if m < mp:
+    while m < mp:  # up to 8 + 16 lanes (_row_stride)
         vstore(buf, row + m, vzeros(buf[row], 8))
+        m += 8
 
 
 @numba.njit(inline="always")
@@ -407,6 +429,8 @@ def _depthwise_group(plan, l, dense_w, bias, buf, so, mp_in, do, mp_out, ro):
     w0, b0, act = plan.w_off[l], plan.b_off[l], plan.act[l]
     kk = kh * kw
     g = GROUP_LANES
+    for o in range(c):  # none unless pads make the output plane larger than the input (_row_stride)
+        _zero_tail(buf, do + o * mp_out, g * h_out * w_out, mp_out)
     for c0 in range(0, c, GROUP_BLOCK):  # a block's input and output rows stay in L1
         c1 = min(c, c0 + GROUP_BLOCK)
         for p in range(h_out):
@@ -549,7 +573,7 @@ def _group(plan, csr, dense_w, bias, x, n0, g, buf, slot, out):
     into conv_forward's parallel loop, which calls it once per group."""
     tmp = buf.shape[0] - MARGIN - slot  # the last slot: _rows_vec's strided rows
     c, hw = plan.c_in[0], plan.h_in[0] * plan.w_in[0]
-    so, mp = MARGIN + plan.src[0] * slot, _padded(g * hw)
+    so, mp = MARGIN + plan.src[0] * slot, _row_stride(g * hw)
     for ch in range(c):  # NHWC rows of x to channel rows, padding lanes zeroed
         for gi in range(g):
             for k in range(hw):
@@ -558,8 +582,8 @@ def _group(plan, csr, dense_w, bias, x, n0, g, buf, slot, out):
     n_steps = plan.op.shape[0]
     for l in range(n_steps):
         op = plan.op[l]
-        mp_in = _padded(g * plan.h_in[l] * plan.w_in[l])
-        mp_out = _padded(g * plan.h_out[l] * plan.w_out[l])
+        mp_in = _row_stride(g * plan.h_in[l] * plan.w_in[l])
+        mp_out = _row_stride(g * plan.h_out[l] * plan.w_out[l])
         so, do = MARGIN + plan.src[l] * slot, MARGIN + plan.dst[l] * slot
         ro = MARGIN + plan.res[l] * slot if plan.res[l] >= 0 else -1
         if op == 0:
@@ -575,7 +599,7 @@ def _group(plan, csr, dense_w, bias, x, n0, g, buf, slot, out):
             _flatten(plan, l, buf, so, mp_in, do, mp_out, g)
     last = n_steps - 1
     c, hw = plan.c_out[last], plan.h_out[last] * plan.w_out[last]
-    do, mp = MARGIN + plan.dst[last] * slot, _padded(g * hw)
+    do, mp = MARGIN + plan.dst[last] * slot, _row_stride(g * hw)
     for gi in range(g):
         for k in range(hw):
             for ch in range(c):
