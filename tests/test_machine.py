@@ -49,6 +49,20 @@ def test_the_floor_uses_the_higher_peak_and_says_which():
     assert rec["flop_floor_s"] == pytest.approx(2 * 1_000_000 * 1024 / 200e9)
 
 
+def test_integer_engines_get_the_int8_ceiling_and_one_byte_a_weight():
+    m = {"gemm_gflops": 100.0, "fma_gflops": 200.0, "cache_gbps": 1e9, "dram_gbps": 1e9, "l3_bytes": 1 << 30}
+    lat = [{"dataset": "d", "method": "weight", "sparsity": 0.0, "format": f, "batch": 1024, "median_s": 1.0}
+           for f in ("dense", "dense_int8", "tflite_int8")]
+    size = [{"dataset": "d", "method": "weight", "sparsity": 0.0, "format": f, "in_memory_bytes": b, "nnz": 1_000_000}
+            for f, b in (("dense", 4_000_000), ("dense_int8", 1_000_000), ("tflite_int8", 1_000_000))]
+    formats = {"dense": {"kind": "baseline"}, "dense_int8": {"kind": "structured", "quantized": True},
+               "tflite_int8": {"kind": "engine", "computes": "dense", "quantized": True, "integer_math": True}}
+    recs = {r["format"]: r for r in roofline_records(lat, size, m, formats)}
+    assert recs["dense_int8"]["flop_floor_s"] == pytest.approx(2 * 1_000_000 * 1024 / 200e9)  # widened to float
+    assert recs["tflite_int8"]["flop_floor_s"] == pytest.approx(2 * 1_000_000 * 1024 / 800e9)
+    assert recs["tflite_int8"]["memory_floor_s"] == pytest.approx(1_000_000 / 1e18)
+
+
 def test_cpu_vector_isa_from_llvm_features():
     from bench.runtime import cpu_vector_isa
 

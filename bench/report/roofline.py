@@ -12,7 +12,11 @@ For one forward pass of ``batch`` samples:
 
 Which cost model a format gets comes from its ``computes`` (or its ``kind``,
 :mod:`sparsenet.formats.base`); an "adaptive" format's work depends on its choice, and a format of
-unknown kind has no cost model. int8 formats (``quantized``) read one byte per value.
+unknown kind has no cost model. int8 formats (``quantized``) read one byte per value; those that
+multiply in integers (``integer_math``: int8 x int8 into int32, TFLite's full-integer path) get
+INT8_PEAK_FACTOR times the float32 peak, an assumed ceiling, not a measured one: AVX2's
+vpmaddubsw/vpmaddwd, AVX-512 VNNI's vpdpbusd and ARM's sdot do four int8 products per 32-bit lane
+where an FMA does one float32 product (with the float32 peak such an engine plotted above 100%).
   Activations are not counted, so at large batches the true floor is somewhat higher.
 
 ``efficiency = max(floors) / measured``: 100% would be the machine's limit.
@@ -23,6 +27,7 @@ from __future__ import annotations
 DENSE_KINDS = ("baseline", "structured")
 SPARSE_KINDS = ("sparse",)
 VALUE_BYTES = 4  # float32 networks
+INT8_PEAK_FACTOR = 4  # int8 products per 32-bit lane of one multiply-add instruction (see the docstring)
 INDEX_BYTES = 2
 
 
@@ -34,12 +39,13 @@ def flop_peak(machine: dict) -> tuple[float, str]:
     return gemm, f"GEMM peak {gemm:.0f} GFLOP/s"
 
 
-def _cost_model(description) -> tuple[str | None, int, str | None]:
-    """``(computes, value bytes, kind)`` of a format description (a kind string in older callers)."""
+def _cost_model(description) -> tuple[str | None, int, str | None, float]:
+    """``(computes, value bytes, kind, peak factor)`` of a format description (a kind string in older
+    callers)."""
     d = {"kind": description} if isinstance(description, str) or description is None else description
     kind = d.get("kind")
     computes = d.get("computes") or ("dense" if kind in DENSE_KINDS else "sparse" if kind in SPARSE_KINDS else None)
-    return computes, 1 if d.get("quantized") else VALUE_BYTES, kind
+    return computes, 1 if d.get("quantized") else VALUE_BYTES, kind, INT8_PEAK_FACTOR if d.get("integer_math") else 1
 
 
 def roofline_records(latency: list[dict], size: list[dict], machine: dict, formats: dict) -> list[dict]:
@@ -55,7 +61,7 @@ def roofline_records(latency: list[dict], size: list[dict], machine: dict, forma
     for r in latency:
         key = (r["dataset"], r["method"], r["sparsity"])
         s = sizes.get(key + (r["format"],))
-        computes, value_bytes, kind = _cost_model(formats.get(r["format"]))
+        computes, value_bytes, kind, factor = _cost_model(formats.get(r["format"]))
         if s is None or computes is None:
             continue  # adaptive formats' work depends on their choice; unknown ones have no cost model
         if computes == "dense":
@@ -68,7 +74,7 @@ def roofline_records(latency: list[dict], size: list[dict], machine: dict, forma
         else:
             weights, weight_bytes = s["nnz"], s["nnz"] * (value_bytes + INDEX_BYTES)
         bandwidth = machine["cache_gbps"] if weight_bytes <= machine["l3_bytes"] else machine["dram_gbps"]
-        flop_s = 2 * weights * r["batch"] / peak
+        flop_s = 2 * weights * r["batch"] / (peak * factor)
         memory_s = weight_bytes / (bandwidth * 1e9)
         floor = max(flop_s, memory_s)
         out.append({k: r[k] for k in ("dataset", "method", "sparsity", "format", "batch", "median_s")} | {

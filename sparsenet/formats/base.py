@@ -139,7 +139,7 @@ def describe(cls: type[Forward]) -> dict:
             "dtypes": sorted(np.dtype(d).name for d in getattr(cls, "dtypes", (np.float32, np.float64))),
             "activations": sorted(cls.activations), "pruning": cls.pruning,
             "summary": cls.summary, "style": list(cls.style), "operating_points": cls.operating_points,
-            "quantized": getattr(cls, "quantized", False),
+            "quantized": getattr(cls, "quantized", False), "integer_math": getattr(cls, "integer_math", False),
             "saved_as": cls.saved_as, "computes": computes(cls), "engine": getattr(cls, "engine", None)}
 
 

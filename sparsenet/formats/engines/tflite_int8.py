@@ -160,6 +160,8 @@ class TFLiteInt8Forward(TFLiteForward):
 
     name: ClassVar[str] = "tflite_int8"
     quantized: ClassVar[bool] = True
+    # int8 x int8 products summed in int32 (the other int8 formats widen their weights to float)
+    integer_math: ClassVar[bool] = True
     saved_as: ClassVar[str] = "tflite_int8"
     # MLPs only: the reference (simulate) and the graph reader (_int8_ops) know FULLY_CONNECTED only
     layer_kinds: ClassVar[frozenset[str]] = frozenset({"dense"})
