@@ -283,7 +283,8 @@ def roofline_section(results: dict, figures: list[str]) -> str:
            "CSR; int8 formats: 1 byte a value); full-integer int8 engines (int8 x int8 into int32: "
            "`tflite_int8`) get 4x the float32 peak, an assumed ceiling (four int8 products per 32-bit "
            "lane in AVX2's vpmaddubsw, AVX-512 VNNI, ARM's sdot), not a measured one; activations are not "
-           "counted, and skipping zero activations (the `sparse` format at batch 1) can beat the floor. Shown: floor / measured at sparsity 0.9, with the bound that "
+           "counted, and skipping zero activations (the `sparse` format at batch 1) can beat the floor. "
+           "Shown: floor / measured at sparsity 0.9, with the bound that "
            "sets the floor." + (" These ceilings were timed briefly (a smoke run): read them as rough."
                                 if m.get("quick") else "")]
     for (dataset, method), recs in _by_dataset_method(results["roofline"]).items():
