@@ -159,17 +159,22 @@ def _vkeep(typingctx, a, lo, hi):
         return None
 
     def codegen(context, builder, sig, args):
+        # 32-bit lane numbers (bounds clamped into int32 first): with 64-bit ones an 8-lane mask
+        # took two vpcmpgtq per bound and a pack (inspect_asm, AVX2)
         vty = context.get_value_type(a)
-        i64 = ir.IntType(64)
-        ity = ir.VectorType(i64, vty.count)
-        lanes = ir.Constant(ity, [ir.Constant(i64, k) for k in range(vty.count)])
+        i32 = ir.IntType(32)
+        ity = ir.VectorType(i32, vty.count)
+        lanes = ir.Constant(ity, [ir.Constant(i32, k) for k in range(vty.count)])
         undef = ir.Constant(ity, ir.Undefined)
-        zeros = ir.Constant(ir.VectorType(ir.IntType(32), vty.count), [0] * vty.count)
+        zeros = ir.Constant(ity, [0] * vty.count)
+        top, bottom = ir.Constant(ir.IntType(64), vty.count + 1), ir.Constant(ir.IntType(64), -1)
 
-        def splat(v, t):
+        def splat(v, t):  # clamped to [-1, count + 1], which compares with every lane as v does
             v = context.cast(builder, v, t, types.int64)
-            return builder.shuffle_vector(builder.insert_element(undef, v, ir.Constant(ir.IntType(32), 0)), undef,
-                                          zeros)
+            v = builder.select(builder.icmp_signed(">", v, top), top, v)
+            v = builder.select(builder.icmp_signed("<", v, bottom), bottom, v)
+            v = builder.trunc(v, i32)
+            return builder.shuffle_vector(builder.insert_element(undef, v, ir.Constant(i32, 0)), undef, zeros)
 
         keep = builder.and_(builder.icmp_signed(">=", lanes, splat(args[1], sig.args[1])),
                             builder.icmp_signed("<", lanes, splat(args[2], sig.args[2])))
