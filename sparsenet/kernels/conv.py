@@ -299,14 +299,22 @@ def _tap_range(lead, size, k):
 
 
 @numba.njit(inline="always")
+def _window(p, q, s, pt, pl, h_in, w_in, kh, kw):
+    """Output (p, q)'s window: its top-left input (top, left), possibly outside the input, and the
+    tap rows i0:i1 and columns j0:j1 that fall inside it."""
+    top, left = p * s - pt, q * s - pl
+    i0, i1 = _tap_range(top, h_in, kh)
+    j0, j1 = _tap_range(left, w_in, kw)
+    return top, left, i0, i1, j0, j1
+
+
+@numba.njit(inline="always")
 def _taps(buf, w, wb, ib, h_in, w_in, p, q, kh, kw, s, pt, pl, g, gi, acc):
     """acc + the window sum of output (p, q) of sample gi of one channel (input at ib, weights
     w[wb + i * kw + j]) over the taps inside the input (the others read zeros). Scalar, taps in
     row-major order, one FMA chain: the vector paths sum in the same order, so that a sample's
     result does not depend on the path it took (consecutive channels' chains overlap)."""
-    top, left = p * s - pt, q * s - pl
-    i0, i1 = _tap_range(top, h_in, kh)
-    j0, j1 = _tap_range(left, w_in, kw)
+    top, left, i0, i1, j0, j1 = _window(p, q, s, pt, pl, h_in, w_in, kh, kw)
     for i in range(i0, i1):
         for j in range(j0, j1):
             acc += at(w, wb + i * kw + j) * at(buf, ib + ((top + i) * w_in + left + j) * g + gi)
@@ -317,9 +325,7 @@ def _taps(buf, w, wb, ib, h_in, w_in, p, q, kh, kw, s, pt, pl, g, gi, acc):
 def _taps_vec(buf, w, wb, ib, h_in, w_in, p, q, kh, kw, s, pt, pl, acc, lanes):
     """_taps for all ``lanes`` samples of a group at once (they are contiguous): each tap inside the
     input is one FMA of a broadcast weight with a vector of samples."""
-    top, left = p * s - pt, q * s - pl
-    i0, i1 = _tap_range(top, h_in, kh)
-    j0, j1 = _tap_range(left, w_in, kw)
+    top, left, i0, i1, j0, j1 = _window(p, q, s, pt, pl, h_in, w_in, kh, kw)
     if kh == 3 and kw == 3 and i1 - i0 == 3 and j1 - j0 == 3:  # inside the input: unrolled, no bounds
         for i in range(3):
             for j in range(3):
@@ -443,9 +449,7 @@ def _depthwise_lanes(plan, l, dense_w, bias, buf, so, mp_in, do, mp_out, ro, tmp
             buf[tin + k * cp + ch] = 0
     for p in range(h_out):
         for q in range(w_out):
-            top, left = p * s - pt, q * s - pl
-            i0, i1 = _tap_range(top, h_in, kh)
-            j0, j1 = _tap_range(left, w_in, kw)
+            top, left, i0, i1, j0, j1 = _window(p, q, s, pt, pl, h_in, w_in, kh, kw)
             ok = tout + (p * w_out + q) * cp
             for c0 in range(0, cp, 8):
                 vstore(buf, ok + c0, vload(bias, b0 + c0, 8))
@@ -489,9 +493,7 @@ def _depthwise_group(plan, l, dense_w, bias, buf, so, mp_in, do, mp_out, ro):
         c1 = min(c, c0 + GROUP_BLOCK)
         for p in range(h_out):
             for q in range(w_out):
-                top, left = p * s - pt, q * s - pl
-                i0, i1 = _tap_range(top, h_in, kh)
-                j0, j1 = _tap_range(left, w_in, kw)
+                top, left, i0, i1, j0, j1 = _window(p, q, s, pt, pl, h_in, w_in, kh, kw)
                 ok = do + (p * w_out + q) * g
                 for o in range(c0, c1):
                     vstore(buf, ok + o * mp_out, vsplat(bias[b0 + o], g))
