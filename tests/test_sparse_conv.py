@@ -5,7 +5,7 @@ import pytest
 
 from sparsenet import FORMATS, Layer, MaskedNetwork, Masks, Network, convert, prune
 from sparsenet.formats.sparse_conv import GROUP, SparseConvForward, _allocate
-from sparsenet.kernels.conv import row_stride
+from sparsenet.kernels.conv import conv_forward_serial, conv_forward_split, row_stride, split_parts
 from sparsenet.layers import Conv2D, DepthwiseConv2D, GlobalAvgPool
 from sparsenet.layers._spatial import same_pads
 from sparsenet.testing import assert_forward_close
@@ -108,6 +108,46 @@ def test_every_plane_size_in_groups_and_alone(rng, hw):
     for n_batch in (1, 2 * GROUP, 2 * GROUP + 3):
         x = rng.standard_normal((n_batch, net.widths[0])).astype(np.float32)
         assert_forward_close(forward(x), naive.forward_kinds(masked, x))
+
+
+def test_steps_shared_by_threads_give_the_serial_result_bit_for_bit(rng):
+    """Batch 1 with threads: every step that can be cut by output channel is (threshold 0), and
+    the result is the serial kernel's exactly (each channel's sums are the same; only who writes
+    them changes). The depthwise steps on 16x16 (image rows), 16 -> 8 (stride-2 rows), 8x8 and 4x4
+    planes (channels in lanes) are shared; the 4x4 -> 2x2 one, whose rows are half a vector, is
+    not (its stores reach into the next channel's row)."""
+    def w(*shape):
+        return (rng.standard_normal(shape) / np.sqrt(int(np.prod(shape[1:])))).astype(np.float32)
+
+    hw = (16, 16)
+    layers = [Conv2D(w(40, 1, 1, 3), w(40), "relu6", hw),
+              DepthwiseConv2D(w(40, 3, 3), w(40), "relu6", hw, pads=same_pads(hw, (3, 3), 1))]
+    for size in (16, 8, 4):
+        layers.append(DepthwiseConv2D(w(40, 3, 3), w(40), "relu", (size, size), stride=2,
+                                      pads=same_pads((size, size), (3, 3), 2)))
+        half = (size // 2, size // 2)
+        layers.append(Conv2D(w(40, 1, 1, 40), w(40), "linear", half))
+        if size > 4:
+            layers.append(DepthwiseConv2D(w(40, 3, 3), None, "relu6", half, pads=same_pads(half, (3, 3), 1)))
+    layers.append(GlobalAvgPool(layers[-1].output_shape, dtype="float32"))
+    layers.append(Layer(w(6, 40), w(6), "softmax"))
+    masked = prune(Network(tuple(layers)), "weight", 0.5)
+    forward = convert(masked, "sparse_conv")
+    parts = split_parts(forward.plan, forward.csr, 2, min_fmas=0)
+    dw = [int(k) for k, layer in enumerate(masked.net.layers) if layer.kind == "depthwise_conv2d"]
+    shared = {(int(forward.plan.h_in[k]), int(forward.plan.stride[k])): int(parts[k]) for k in dw}
+    assert shared == {(16, 1): 2, (16, 2): 2, (8, 2): 2, (8, 1): 2, (4, 1): 2, (4, 2): 1}
+    assert all(parts[forward.plan.op == 0] == 2)
+    scratch, slot = forward._buffers(1, 2, np.float32)
+    for _ in range(3):
+        x = rng.standard_normal((1, masked.net.widths[0])).astype(np.float32)
+        serial, split = (np.empty((1, forward.n_out), np.float32) for _ in range(2))
+        args = (forward.plan, forward.csr, forward.dense_w, forward.bias, x, scratch)
+        conv_forward_serial(*args, serial, 1, slot)
+        conv_forward_split(*args, split, slot, parts)
+        np.testing.assert_array_equal(split, serial)
+        assert_forward_close(split, naive.forward_kinds(masked, x))
+        np.testing.assert_array_equal(forward(x), serial)  # the format's own batch-1 call
 
 
 def test_row_stride_skews_long_rows_by_a_line():

@@ -7,7 +7,9 @@ conv2d (the 3x3 stride-2 stem) as its input windows' rows (im2col) times its kep
 same CSR product; the depthwise layers dense; bias, activation (ReLU6, ReLU, linear) and
 residual add fused into each layer's output pass. Threads
 take whole groups of GROUP samples (no barrier between layers); a batch of one group runs on
-the calling thread (``conv_forward_serial``). Scratch is per thread, reused across calls.
+the calling thread (``conv_forward_serial``), except batch 1 with more than one thread: its
+large steps are shared by output channel (``conv_forward_split``). Scratch is per thread,
+reused across calls.
 
 Measured on the 2-core AVX2 AMD EPYC, shared with three other agents (load average 4-8 on 2
 cores, so every figure is slower than on a quiet machine and noisy; ratios are from one process,
@@ -70,6 +72,16 @@ best of 30 blocks of 10 ms per process (two copies of the package in one process
 them a steady 2x handicap at batch 1 even with identical code, so that is not used): batch 1
 1218 -> 974 us at sparsity 0.5 (1.25x) and 872 -> 448 us at 0.9 (1.95x) with the first two
 changes; batch 64 4.4-4.9 -> 3.4-4.2 ms at 0.9 and 8.1-10.2 -> 7.5 ms at 0.5 with the rest.
+
+Batch 1 on two threads (conv_forward_split against conv_forward_serial, same network rescaled
+after pruning, EPYC, one process, 10-ms blocks interleaved, medians): 850 -> 596 us at sparsity
+0.5 (1.43x), 413 -> 317 us at 0.9 (1.30x), the results bit for bit the same; 18 of 52 steps
+shared at 0.9 (threshold 4096 vector FMAs; 2048 shared 29 and lost 1.15x, 8192 shared 2 and
+gained less). On this shared VM the gain is not steady: in 3 of 5 processes the shared runs
+had phases at 470-540 us (the serial ones stayed at 400-405), with no CPU steal shown and
+whether or not the threads were pinned to their own CPUs; the second vCPU was, we assume, busy
+for another guest. ``numba.set_num_threads(1)`` (the report's ``--threads 1``) keeps batch 1 on
+one thread.
 """
 
 from __future__ import annotations
@@ -90,8 +102,10 @@ from ..kernels.conv import (
     PointwiseCSR,
     conv_forward,
     conv_forward_serial,
+    conv_forward_split,
     padded_positions,
     row_stride,
+    split_parts,
 )
 from ..layers import LAYER_KINDS
 from ..model import MaskedNetwork
@@ -278,6 +292,12 @@ class SparseConvForward(FormatDefaults):
             kept[key] = (scratch, slot)
         return kept[key]
 
+    def _parts(self, n_threads: int) -> np.ndarray:
+        kept = self._scratch.__dict__.setdefault("parts", {})
+        if n_threads not in kept:
+            kept[n_threads] = split_parts(self.plan, self.csr, n_threads)
+        return kept[n_threads]
+
     @property
     def n_in(self) -> int:
         p = self.plan
@@ -295,7 +315,10 @@ class SparseConvForward(FormatDefaults):
         group = 1 if x.shape[0] == 1 else min(GROUP, -(-x.shape[0] // n_threads))
         scratch, slot = self._buffers(group, n_threads, x.dtype)
         out = np.empty((x.shape[0], self.n_out), x.dtype)
-        if n_threads == 1 or x.shape[0] <= group:  # one worker: no parallel region to start
+        if n_threads > 1 and x.shape[0] == 1:  # the large steps shared by the threads
+            conv_forward_split(self.plan, self.csr, self.dense_w, self.bias, x, scratch, out, slot,
+                               self._parts(n_threads))
+        elif n_threads == 1 or x.shape[0] <= group:  # one worker: no parallel region to start
             conv_forward_serial(self.plan, self.csr, self.dense_w, self.bias, x, scratch, out, group, slot)
         else:
             conv_forward(self.plan, self.csr, self.dense_w, self.bias, x, scratch, out, group, slot, n_threads)

@@ -42,8 +42,11 @@ one int64 entry per step::
 
 Threads: ``conv_forward`` splits the batch into groups of ``group`` samples and the groups into
 one contiguous range per worker (``numba.prange``); a worker runs its groups through every layer
-with no barrier, in its own scratch row. Each step runs in a function compiled on its own
-(_pointwise_step, _depthwise, _im2col), called from the group loop: inlined into one large
+with no barrier, in its own scratch row. A batch of one group (batch 1) has nothing to split
+that way: ``conv_forward_split`` runs its steps in order and shares each large one among the
+threads by output channel (a parallel region per step; :func:`split_parts` says which).
+Each step runs in a function compiled on its own (_pointwise_step, _depthwise, _im2col),
+called from the group loop: inlined into one large
 function, the same loops ran 2-3x slower (LLVM optimized them less; measured, see c925da1).
 Checked with ``inspect_asm`` (float32, AVX2): _pointwise_step's inner loop is vfmadd231ps on ymm
 registers with the input row as memory operand; _depthwise runs vfmadd ymm, with vblendvps for
@@ -60,8 +63,8 @@ from numba.extending import intrinsic
 
 from .simd import Vec, at, vadd, vfma, vload, vrelu, vsplat, vstore, vzeros
 
-__all__ = ["OP_CODES", "ConvPlan", "PointwiseCSR", "conv_forward", "conv_forward_serial", "padded_positions",
-           "row_stride"]
+__all__ = ["OP_CODES", "ConvPlan", "PointwiseCSR", "conv_forward", "conv_forward_serial", "conv_forward_split",
+           "padded_positions", "row_stride", "split_parts"]
 
 OP_CODES = {"pointwise": 0, "im2col": 1, "depthwise": 2, "pool": 3, "flatten": 4}
 ACT_CODES = {"linear": 0, "softmax": 0, "relu": 1, "relu6": 2}
@@ -424,7 +427,7 @@ def _rows_vec(buf, w, wb, ib, h_in, w_in, h_out, w_out, kh, kw, s, pt, pl, b, ob
 
 
 @numba.njit(inline="always")
-def _depthwise_lanes(plan, l, dense_w, bias, buf, so, mp_in, do, mp_out, ro, tmp):
+def _depthwise_lanes(plan, l, dense_w, bias, buf, so, mp_in, do, mp_out, ro, tmp, c_lo, c_hi):
     """A depthwise convolution of one sample with 8 channels in the SIMD lanes: the input plane is
     transposed into ``tmp`` (position-major, ``cp = padded(c)`` channels a position, the padding
     channels zero), each output position then takes one vector FMA per tap inside the input for
@@ -433,7 +436,10 @@ def _depthwise_lanes(plan, l, dense_w, bias, buf, so, mp_in, do, mp_out, ro, tmp
     added there. Taps run in the same row-major order from the bias as in _taps, so the result is
     the same as the other paths'. The transposes cost two copies of each value; in exchange no
     lane is wasted on small planes (a 2x2 plane is half a register) and no tap range is computed
-    per channel."""
+    per channel.
+
+    Only channels c_lo:c_hi (c_lo a multiple of 8) are read and written, in ``tmp`` too (its
+    padding channels by whoever has the last one), so that threads can share a layer (_split)."""
     c, h_in, w_in = plan.c_out[l], plan.h_in[l], plan.w_in[l]
     h_out, w_out = plan.h_out[l], plan.w_out[l]
     kh, kw, s, pt, pl = plan.kh[l], plan.kw[l], plan.stride[l], plan.pad_t[l], plan.pad_l[l]
@@ -442,31 +448,32 @@ def _depthwise_lanes(plan, l, dense_w, bias, buf, so, mp_in, do, mp_out, ro, tmp
     cp = _padded(c)
     m_in, m_out = h_in * w_in, h_out * w_out
     tin, tout = tmp, tmp + m_in * cp
+    v_hi = cp if c_hi == c else c_hi  # vector channels c_lo:v_hi, the padding ones with the last
     for k in range(m_in):  # channels innermost in every loop: a 1x1 plane has one position
-        for ch in range(c):
+        for ch in range(c_lo, c_hi):
             buf[tin + k * cp + ch] = buf[so + ch * mp_in + k]
-        for ch in range(c, cp):
+        for ch in range(c_hi, v_hi):
             buf[tin + k * cp + ch] = 0
     for p in range(h_out):
         for q in range(w_out):
             top, left, i0, i1, j0, j1 = _window(p, q, s, pt, pl, h_in, w_in, kh, kw)
             ok = tout + (p * w_out + q) * cp
-            for c0 in range(0, cp, 8):
+            for c0 in range(c_lo, v_hi, 8):
                 vstore(buf, ok + c0, vload(bias, b0 + c0, 8))
             for i in range(i0, i1):
                 for j in range(j0, j1):
                     wk = wt + (i * kw + j) * cp
                     xk = tin + ((top + i) * w_in + left + j) * cp
-                    for c0 in range(0, cp, 8):
+                    for c0 in range(c_lo, v_hi, 8):
                         vstore(buf, ok + c0, vfma(vload(buf, ok + c0, 8), vload(dense_w, wk + c0, 8),
                                                   vload(buf, xk + c0, 8)))
             if act:
-                for c0 in range(0, cp, 8):
+                for c0 in range(c_lo, v_hi, 8):
                     vstore(buf, ok + c0, _act_vec(vload(buf, ok + c0, 8), act))
-    for ch in range(c):  # first: each zeroing reaches into the next row (_zero_tail)
+    for ch in range(c_lo, c_hi):  # first: each zeroing reaches into the next row (_zero_tail)
         _zero_tail(buf, do + ch * mp_out, m_out, mp_out)
     for k in range(m_out):
-        for ch in range(c):
+        for ch in range(c_lo, c_hi):
             v = buf[tout + k * cp + ch]
             if ro >= 0:
                 v += buf[ro + ch * mp_out + k]
@@ -474,7 +481,7 @@ def _depthwise_lanes(plan, l, dense_w, bias, buf, so, mp_in, do, mp_out, ro, tmp
 
 
 @numba.njit(inline="always")
-def _depthwise_group(plan, l, dense_w, bias, buf, so, mp_in, do, mp_out, ro):
+def _depthwise_group(plan, l, dense_w, bias, buf, so, mp_in, do, mp_out, ro, c_lo, c_hi):
     """A depthwise convolution of a group of GROUP_LANES samples (contiguous in each channel row):
     output position by output position, and for each of its taps inside the input one pass over
     all channels, each an FMA of the channel's broadcast weight with its 8 samples, added into the
@@ -482,15 +489,15 @@ def _depthwise_group(plan, l, dense_w, bias, buf, so, mp_in, do, mp_out, ro):
     position reaches are computed once for every channel, and the channel loop is long and
     branch-free; the sums run in the same order as in _taps."""
     h_in, w_in = plan.h_in[l], plan.w_in[l]
-    c, h_out, w_out = plan.c_out[l], plan.h_out[l], plan.w_out[l]
+    h_out, w_out = plan.h_out[l], plan.w_out[l]
     kh, kw, s, pt, pl = plan.kh[l], plan.kw[l], plan.stride[l], plan.pad_t[l], plan.pad_l[l]
     w0, b0, act = plan.w_off[l], plan.b_off[l], plan.act[l]
     kk = kh * kw
     g = GROUP_LANES
-    for o in range(c):  # none unless pads make the output plane larger than the input (_row_stride)
+    for o in range(c_lo, c_hi):  # none unless pads make the output plane larger than the input (_row_stride)
         _zero_tail(buf, do + o * mp_out, g * h_out * w_out, mp_out)
-    for c0 in range(0, c, GROUP_BLOCK):  # a block's input and output rows stay in L1
-        c1 = min(c, c0 + GROUP_BLOCK)
+    for c0 in range(c_lo, c_hi, GROUP_BLOCK):  # a block's input and output rows stay in L1
+        c1 = min(c_hi, c0 + GROUP_BLOCK)
         for p in range(h_out):
             for q in range(w_out):
                 top, left, i0, i1, j0, j1 = _window(p, q, s, pt, pl, h_in, w_in, kh, kw)
@@ -512,7 +519,7 @@ def _depthwise_group(plan, l, dense_w, bias, buf, so, mp_in, do, mp_out, ro):
 
 
 @numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _depthwise(plan, l, dense_w, bias, buf, so, mp_in, do, mp_out, ro, g, tmp):
+def _depthwise(plan, l, dense_w, bias, buf, so, mp_in, do, mp_out, ro, g, tmp, c_lo, c_hi):
     """A depthwise convolution of one group, dense weights (c, kh, kw), with bias, activation and
     residual add fused into one pass over the outputs. A group of GROUP_LANES samples runs every
     tap as one SIMD FMA over the samples; one sample runs a plane up to LANES_MAX_W wide with
@@ -528,24 +535,26 @@ def _depthwise(plan, l, dense_w, bias, buf, so, mp_in, do, mp_out, ro, g, tmp):
     us per step, row path / channels in lanes): 1x1 planes of 960 channels 16 / 3 (after the
     vector _zero_tail), 2x2 of 384 25 / 6, 4x4 of 192 26 / 12, 8x8 of 144 37 / 40, stride 2 from
     8x8 40 / 21 and from 16x16 80 / 65, 16x16 of 32 at stride 1 29 / 54: the row path wins only
-    on rows wider than 8."""
+    on rows wider than 8.
+
+    Only output channels c_lo:c_hi are written (see _split for when threads may share a step)."""
     h_in, w_in = plan.h_in[l], plan.w_in[l]
-    c_out, h_out, w_out = plan.c_out[l], plan.h_out[l], plan.w_out[l]
+    h_out, w_out = plan.h_out[l], plan.w_out[l]
     kh, kw, s, pt, pl = plan.kh[l], plan.kw[l], plan.stride[l], plan.pad_t[l], plan.pad_l[l]
     w0, b0, act = plan.w_off[l], plan.b_off[l], plan.act[l]
     if g == 1 and s == 2 and w_out >= EVEN_MIN_W:
-        for o in range(c_out):
+        for o in range(c_lo, c_hi):
             _rows_even(buf, dense_w, w0 + o * kh * kw, so + o * mp_in, h_in, w_in, h_out, w_out, kh, kw, pt, pl,
                        bias[b0 + o], do + o * mp_out, ro + o * mp_out if ro >= 0 else -1, act)
             _zero_tail(buf, do + o * mp_out, h_out * w_out, mp_out)
         return
     if g == 1 and w_out <= LANES_MAX_W:
-        _depthwise_lanes(plan, l, dense_w, bias, buf, so, mp_in, do, mp_out, ro, tmp)
+        _depthwise_lanes(plan, l, dense_w, bias, buf, so, mp_in, do, mp_out, ro, tmp, c_lo, c_hi)
         return
     if g == GROUP_LANES and h_in * w_in <= GROUP_MAX_INPUT:
-        _depthwise_group(plan, l, dense_w, bias, buf, so, mp_in, do, mp_out, ro)
+        _depthwise_group(plan, l, dense_w, bias, buf, so, mp_in, do, mp_out, ro, c_lo, c_hi)
         return
-    for o in range(c_out):
+    for o in range(c_lo, c_hi):
         wb = w0 + o * kh * kw
         b = bias[b0 + o]
         ib = so + o * mp_in
@@ -633,43 +642,61 @@ def _flatten(plan, l, buf, so, mp_in, do, mp_out, g):
                 buf[do + (k * c_in + c) * mp_out + gi] = buf[so + c * mp_in + k * g + gi]
 
 
-@numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _group(plan, csr, dense_w, bias, x, n0, g, buf, slot, out):
-    """Samples n0:n0 + g through every step, in scratch ``buf``. Compiled on its own, not inlined
-    into conv_forward's parallel loop, which calls it once per group."""
-    tmp = buf.shape[0] - MARGIN - slot  # the last slot: _rows_vec's strided rows
+@numba.njit(inline="always")
+def _load_input(plan, x, n0, g, buf, slot):
+    """Samples n0:n0 + g of x (NHWC rows) into the first step's input slot as channel rows,
+    padding lanes zeroed."""
     c, hw = plan.c_in[0], plan.h_in[0] * plan.w_in[0]
     so, mp = MARGIN + plan.src[0] * slot, _row_stride(g * hw)
-    for ch in range(c):  # NHWC rows of x to channel rows, padding lanes zeroed
+    for ch in range(c):
         for gi in range(g):
             for k in range(hw):
                 buf[so + ch * mp + k * g + gi] = x[n0 + gi, k * c + ch]
         _zero_tail(buf, so + ch * mp, g * hw, mp)
-    n_steps = plan.op.shape[0]
-    for l in range(n_steps):
-        op = plan.op[l]
-        mp_in = _row_stride(g * plan.h_in[l] * plan.w_in[l])
-        mp_out = _row_stride(g * plan.h_out[l] * plan.w_out[l])
-        so, do = MARGIN + plan.src[l] * slot, MARGIN + plan.dst[l] * slot
-        ro = MARGIN + plan.res[l] * slot if plan.res[l] >= 0 else -1
-        if op == 0:
-            _pointwise_step(csr, bias, plan.w_off[l], plan.b_off[l], plan.c_out[l], buf, so, mp_in, do, mp_out, ro,
-                       plan.act[l])
-        elif op == 2:
-            _depthwise(plan, l, dense_w, bias, buf, so, mp_in, do, mp_out, ro, g, tmp)
-        elif op == 1:
-            _im2col(plan, l, buf, so, mp_in, do, mp_out, g)
-        elif op == 3:
-            _pool(plan, l, buf, so, mp_in, do, mp_out, g)
-        else:
-            _flatten(plan, l, buf, so, mp_in, do, mp_out, g)
-    last = n_steps - 1
+
+
+@numba.njit(inline="always")
+def _store_output(plan, buf, slot, n0, g, out):
+    last = plan.op.shape[0] - 1
     c, hw = plan.c_out[last], plan.h_out[last] * plan.w_out[last]
     do, mp = MARGIN + plan.dst[last] * slot, _row_stride(g * hw)
     for gi in range(g):
         for k in range(hw):
             for ch in range(c):
                 out[n0 + gi, k * c + ch] = buf[do + ch * mp + k * g + gi]
+
+
+@numba.njit(inline="always")
+def _step(plan, csr, dense_w, bias, buf, slot, g, l, lo, hi):
+    """Step l of a group of g samples in ``buf``; a pointwise or depthwise step only for its output
+    channels lo:hi (any other step whole)."""
+    tmp = buf.shape[0] - MARGIN - slot  # the last slot: the kernels' temporary
+    op = plan.op[l]
+    mp_in = _row_stride(g * plan.h_in[l] * plan.w_in[l])
+    mp_out = _row_stride(g * plan.h_out[l] * plan.w_out[l])
+    so, do = MARGIN + plan.src[l] * slot, MARGIN + plan.dst[l] * slot
+    ro = MARGIN + plan.res[l] * slot if plan.res[l] >= 0 else -1
+    if op == 0:
+        _pointwise_step(csr, bias, plan.w_off[l] + lo, plan.b_off[l] + lo, hi - lo, buf, so, mp_in,
+                        do + lo * mp_out, mp_out, ro + lo * mp_out if ro >= 0 else -1, plan.act[l])
+    elif op == 2:
+        _depthwise(plan, l, dense_w, bias, buf, so, mp_in, do, mp_out, ro, g, tmp, lo, hi)
+    elif op == 1:
+        _im2col(plan, l, buf, so, mp_in, do, mp_out, g)
+    elif op == 3:
+        _pool(plan, l, buf, so, mp_in, do, mp_out, g)
+    else:
+        _flatten(plan, l, buf, so, mp_in, do, mp_out, g)
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _group(plan, csr, dense_w, bias, x, n0, g, buf, slot, out):
+    """Samples n0:n0 + g through every step, in scratch ``buf``. Compiled on its own, not inlined
+    into conv_forward's parallel loop, which calls it once per group."""
+    _load_input(plan, x, n0, g, buf, slot)
+    for l in range(plan.op.shape[0]):
+        _step(plan, csr, dense_w, bias, buf, slot, g, l, 0, plan.c_out[l])
+    _store_output(plan, buf, slot, n0, g, out)
 
 
 @numba.njit(parallel=True, cache=True, nogil=True, fastmath=_FASTMATH)
@@ -698,4 +725,90 @@ def conv_forward_serial(plan, csr, dense_w, bias, x, scratch, out, group, slot):
     buf = scratch[0]
     for n0 in range(0, n_batch, group):
         _group(plan, csr, dense_w, bias, x, n0, min(group, n_batch - n0), buf, slot, out)
+    return out
+
+
+SPLIT_MIN_FMAS = 4096  # a step shared by threads at batch 1 from this many vector FMAs (split_parts)
+
+
+def split_parts(plan: ConvPlan, csr: PointwiseCSR, n_threads: int, group: int = 1,
+                min_fmas: int = SPLIT_MIN_FMAS) -> np.ndarray:
+    """How many threads share each step of :func:`conv_forward_split` (int64, one per step; 1:
+    the calling thread alone): ``n_threads`` for a step of at least ``min_fmas`` vector FMAs
+    (kept weights times 8-lane tiles for a pointwise step, channels times taps times tiles for a
+    depthwise one) that can be cut by output channel without two threads writing the same
+    values (_splits_cleanly). The default threshold was the best of 2048-8192 on MobileNetV2
+    width 1.0 at batch 1 (EPYC, 2 threads): below it a step's parallel region and the move of
+    its rows to the other core's cache cost more than the half of the step it saves."""
+    parts = np.ones(plan.op.shape[0], np.int64)
+    if n_threads < 2:
+        return parts
+    for l, op in enumerate(plan.op):
+        r0, n = int(plan.w_off[l]), int(plan.c_out[l])
+        tiles = -(-row_stride(group * int(plan.h_out[l] * plan.w_out[l])) // LANE_PAD)
+        if op == OP_CODES["pointwise"]:
+            fmas = int(csr.indptr[r0 + n] - csr.indptr[r0]) * tiles
+        elif op == OP_CODES["depthwise"] and n >= 2 * SPLIT_CHANNELS and _splits_cleanly(plan, l, group):
+            fmas = n * int(plan.kh[l] * plan.kw[l]) * tiles
+        else:
+            continue
+        if fmas >= min_fmas:
+            parts[l] = n_threads
+    return parts
+
+
+def _splits_cleanly(plan: ConvPlan, l: int, group: int) -> bool:
+    """Whether depthwise step l stores only inside each output channel's row for groups of
+    ``group``. Its 8-lane stores and _zero_tail reach up to 7 values past a row, into the next
+    channel's, unless the row (or, in _rows_vec and _rows_even, each image row) is a whole
+    number of vectors; within one thread that is harmless (the next row is written after), across
+    two it is a race. So, for the path _depthwise takes: channels in lanes (one sample, planes
+    up to LANES_MAX_W wide) when the plane is a multiple of 8 positions (8x8, 4x4); image rows
+    of 8 outputs (stride 1 wider than LANES_MAX_W, or stride 2 from EVEN_MIN_W) when the width
+    is a multiple of 8; a full group always; a partial group when its row is."""
+    h, w, s = int(plan.h_out[l]), int(plan.w_out[l]), int(plan.stride[l])
+    if group == GROUP_LANES:
+        return True
+    if group > 1:
+        return group * h * w % LANE_PAD == 0
+    if s == 2 and w >= EVEN_MIN_W:
+        return w % LANE_PAD == 0
+    if w <= LANES_MAX_W:
+        return h * w % LANE_PAD == 0
+    return s == 1 and w % LANE_PAD == 0
+
+
+SPLIT_CHANNELS = 16  # a thread's share of a depthwise step starts at a multiple of this
+
+
+@numba.njit(inline="always")
+def _split(plan, l, t, parts):
+    """Output channels lo:hi of part t of step l (see split_parts)."""
+    n = plan.c_out[l]
+    if plan.op[l] == 2:
+        lo = (t * n // parts) // SPLIT_CHANNELS * SPLIT_CHANNELS
+        hi = n if t == parts - 1 else ((t + 1) * n // parts) // SPLIT_CHANNELS * SPLIT_CHANNELS
+        return lo, hi
+    return t * n // parts, (t + 1) * n // parts
+
+
+@numba.njit(parallel=True, cache=True, nogil=True, fastmath=_FASTMATH)
+def conv_forward_split(plan, csr, dense_w, bias, x, scratch, out, slot, parts):
+    """out = network(x) for one group (x.shape[0] samples, at most GROUP_LANES; batch 1 in
+    practice) in ``scratch[0]``, the steps in order, step l shared by ``parts[l]`` threads
+    (:func:`split_parts`), each writing its own output channels: a parallel region per shared
+    step instead of one thread for the whole network. The same sums as conv_forward_serial,
+    bit for bit."""
+    g = x.shape[0]
+    buf = scratch[0]
+    _load_input(plan, x, 0, g, buf, slot)
+    for l in range(plan.op.shape[0]):
+        n = parts[l]
+        if n > 1:
+            for t in numba.prange(n):
+                lo, hi = _split(plan, l, t, n)
+                _step(plan, csr, dense_w, bias, buf, slot, g, l, lo, hi)
+        else:
+            _step(plan, csr, dense_w, bias, buf, slot, g, l, 0, plan.c_out[l])
+    _store_output(plan, buf, slot, 0, g, out)
     return out
