@@ -5,10 +5,16 @@ so its layers cannot be timed inside that call, and timing each layer alone char
 the call's fixed cost (measured on the width-1.0 network at batch 1: ``sparse_conv``'s one-layer
 calls summed to 3.5x its whole-network call). Layer ``i``'s time is therefore the difference
 between the network cut after layer ``i`` and the network cut before it, each run as a whole in
-the format, on the same test images: the fixed cost cancels, and the layers add up to the whole
-network. The first layer's time carries the call's fixed cost. Differences of noisy medians can
-come out slightly negative for the smallest layers; the report sums them by role, where that
-averages out. Every cut network's output is checked against ``dense`` before it is timed.
+the format, on the same test images: the fixed cost cancels, and the layers add up to about the
+whole network. The first layer's time carries the call's fixed cost. The difference is taken
+within each round, between the two cut networks' blocks timed one after the other, and the
+layer's time is the median of those paired differences (:func:`paired_differences`): a slow
+phase of the machine that lasts longer than two blocks (a busy second vCPU, another guest)
+then cancels. Taken as the difference of the two networks' medians over all rounds, as first
+built, it did not: the committed AVX2 conv run gave roles of -69% and +132% of the network at
+batch 64 and negative depthwise times at batch 1. The smallest layers' times can still come out
+slightly negative; the report sums them by role. Every cut network's output is checked against
+``dense`` before it is timed.
 
 Layers are grouped by role, read off the network's structure (:func:`layer_role`): the stem
 convolution, 1x1 expand and project convolutions around each depthwise one, the depthwise
@@ -33,12 +39,12 @@ from sparsenet.model import MaskedNetwork, Masks, Network
 from sparsenet.prune import prune
 from sparsenet.testing import assert_forward_close
 
-__all__ = ["ROLES", "cut", "layer_role", "layer_time_records"]
+__all__ = ["ROLES", "cut", "layer_role", "layer_time_records", "paired_differences"]
 
 ROLES = ("stem conv", "1x1 expand", "depthwise", "1x1 project", "1x1 other", "other conv", "pooling",
          "classifier")
-BLOCK_S = 2e-3  # each timed block repeats a call for at least this long
-ROUNDS = 5
+BLOCK_S = 5e-3  # each timed block repeats a call for at least this long
+ROUNDS = 7
 
 
 def layer_role(net: Network, i: int) -> str:
@@ -63,6 +69,13 @@ def cut(masked: MaskedNetwork, k: int) -> MaskedNetwork:
     """``masked``'s first ``k`` layers as a network of their own (output: layer ``k - 1``'s)."""
     masks = Masks(masked.masks.weight[:k], masked.masks.bias[:k])
     return MaskedNetwork(Network(masked.net.layers[:k]), masks, masked.method, masked.sparsity, masked.scope)
+
+
+def paired_differences(times: list[list[float]]) -> list[float]:
+    """Layer i's time from ``times[k][r]``, the time of the network cut after layer k in round r:
+    the median over rounds of ``times[i][r] - times[i - 1][r]`` (``times[0][r]`` for the first)."""
+    return [statistics.median(t - (times[i - 1][r] if i else 0.0) for r, t in enumerate(row))
+            for i, row in enumerate(times)]
 
 
 def _time_block(forward, x: np.ndarray, reps: int) -> float:
@@ -115,15 +128,15 @@ def layer_time_records(dataset: str, net: Network, x_test: np.ndarray, sparsitie
                     forwards[-1][f](x)  # untimed: the other format's threads may still be spinning
                     for k in (range(n_layers) if r % 2 == 0 else reversed(range(n_layers))):
                         times[k][f].append(_time_block(forwards[k][f], x, reps[k][f]))
+            layer_s = {f: paired_differences([t[f] for t in times]) for f in formats}
             for i, layer in enumerate(masked.net.layers):
                 for f in formats:
-                    whole = statistics.median(times[i][f])
-                    before = statistics.median(times[i - 1][f]) if i else 0.0
                     records.append({
                         "dataset": dataset, "method": "weight", "scope": "layer", "sparsity": float(sparsity),
                         "batch": int(batch), "format": f, "layer": i, "kind": layer.kind,
                         "role": layer_role(masked.net, i), "weights": int(layer.weight.size),
-                        "kept": int(masked.masks.weight[i].sum()), "median_s": whole - before, "whole_s": whole,
+                        "kept": int(masked.masks.weight[i].sum()), "median_s": layer_s[f][i],
+                        "whole_s": statistics.median(times[i][f]),
                         "rounds": rounds, "calls_per_round": reps[i][f]})
             if progress:
                 print(f"      per-layer times {dataset} sparsity {sparsity:g} batch {batch}: "
