@@ -68,10 +68,11 @@ def conv_layers_figure(results: Mapping, dataset: str) -> Figure:
     roles = [role for role in ROLES if any(r["role"] == role for r in recs)]
     colors = dict(zip(ROLES, ("#4c72b0", "#55a868", "#c44e52", "#8172b2", "#ccb974", "#64b5cd", "#8c8c8c",
                               "#da8bc3")))
-    fig = Figure(figsize=(4.6 * len(batches), 3.8), layout="constrained")
+    fig = Figure(figsize=(4.6 * len(batches) + 1.2, 3.8), layout="constrained")
     axes = fig.subplots(1, len(batches), squeeze=False)[0]
     width = 0.8 / len(formats)
     for ax, batch in zip(axes, batches):
+        tallest = 0.0
         for k, fmt in enumerate(formats):
             xs = [i + (k - (len(formats) - 1) / 2) * width for i in range(len(sparsities))]
             bottom = [0.0] * len(sparsities)
@@ -86,13 +87,16 @@ def conv_layers_figure(results: Mapping, dataset: str) -> Figure:
             for x, top in zip(xs, bottom):
                 ax.text(x, top, fmt.replace("sparse_conv", "sparse"), rotation=90, ha="center", va="bottom",
                         fontsize=6.5)
+            tallest = max([tallest, *bottom])
         ax.set_xticks(range(len(sparsities)), [f"{s:g}" for s in sparsities])
         ax.set_xlabel("sparsity (weight pruning per layer)")
         ax.set_ylabel("ms per call, summed over layers")
         ax.set_title(f"batch {batch}", fontsize=10)
-        ax.margins(y=0.15)
+        ax.set_ylim(0, 1.2 * tallest or 1.0)  # room for the bars' labels (margins() left none at times)
         ax.grid(axis="y", alpha=0.3)
-    axes[-1].legend(fontsize=7, loc="upper right", title="layer role", title_fontsize=7)
+    # beside the panels, not on them: inside, it covered the tallest dense bars
+    fig.legend(*axes[0].get_legend_handles_labels(), fontsize=7, loc="outside right center", title="layer role",
+               title_fontsize=7)
     fig.suptitle(f"MobileNetV2 on {(results.get('conv') or {}).get(dataset, {}).get('dataset_words', dataset)}\n"
                  f"where the time goes: {' vs '.join(formats)} (hatched: {formats[-1]}); a role whose layers "
                  "sum below 0 (noise) is drawn as 0", fontsize=9)
