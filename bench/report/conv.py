@@ -192,10 +192,11 @@ def _layer_table(results: dict, dataset: str) -> str:
              if r["dataset"] == dataset and record_stage(r) == "oneshot" and r["method"] == "weight"}
     parts = [f"Time per layer ({dataset}, weight pruning per layer, one-shot), ms per call, "
              f"{' / '.join(f'`{f}`' for f in formats)}, summed by role: a layer's time is the network cut after it "
-             "minus the network cut before it, each run whole in that format (bench/report/layers.py), so the "
-             "call's fixed cost falls to the stem and the layers add up to the network. The share is the "
-             "role's part of the whole. The last row is the whole network from the benchmark suite, a "
-             "cross-check."]
+             "minus the network cut before it, each run whole in that format, the median of that difference "
+             "over rounds that time the two one after the other (bench/report/layers.py), so the call's fixed "
+             "cost falls to the stem and the layers add up to about the network; a role can come out negative "
+             "where the machine's noise exceeds its time. The share is the role's part of the whole. The last "
+             "row is the whole network from the benchmark suite, a cross-check."]
     for batch in sorted({r["batch"] for r in recs}):
         by = {}
         for r in (r for r in recs if r["batch"] == batch):
