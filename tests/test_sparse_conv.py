@@ -139,6 +139,8 @@ def test_steps_shared_by_threads_give_the_serial_result_bit_for_bit(rng):
     assert shared == {(16, 1): 2, (16, 2): 2, (8, 2): 2, (8, 1): 2, (4, 1): 2, (4, 2): 1}
     assert all(parts[forward.plan.op == 0] == 2)
     scratch, slot = forward._buffers(1, 2, np.float32)
+    # 3 and 5 parts: uneven shares, and depthwise shares rounded to 16 channels that come out empty
+    many = {n: split_parts(forward.plan, forward.csr, n, min_fmas=0) for n in (3, 5)}
     for _ in range(3):
         x = rng.standard_normal((1, masked.net.widths[0])).astype(np.float32)
         serial, split = (np.empty((1, forward.n_out), np.float32) for _ in range(2))
@@ -146,6 +148,9 @@ def test_steps_shared_by_threads_give_the_serial_result_bit_for_bit(rng):
         conv_forward_serial(*args, serial, 1, slot)
         conv_forward_split(*args, split, slot, parts)
         np.testing.assert_array_equal(split, serial)
+        for n, p in many.items():
+            conv_forward_split(*args, split, slot, p)
+            np.testing.assert_array_equal(split, serial, err_msg=f"{n} parts")
         assert_forward_close(split, naive.forward_kinds(masked, x))
         np.testing.assert_array_equal(forward(x), serial)  # the format's own batch-1 call
 
