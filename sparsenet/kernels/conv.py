@@ -76,6 +76,7 @@ GROUP_BLOCK = 32  # channels a block of _depthwise_group
 GROUP_MAX_INPUT = 16  # a group's depthwise layers on input planes up to this many positions: _depthwise_group
 EVEN_MIN_W = 8  # one sample's stride-2 depthwise rows from this width on: _rows_even
 LANES_MAX_W = 8  # one sample's depthwise planes up to this width run with channels in the lanes
+SPLIT_CHANNELS = 16  # a thread's share of a shared depthwise step starts at a multiple of this (_split)
 
 # "contract" lets LLVM fuse multiply-add; nothing else (NaN and inf must propagate as in dense).
 _FASTMATH = {"contract"}
@@ -776,9 +777,6 @@ def _splits_cleanly(plan: ConvPlan, l: int, group: int) -> bool:
     if w <= LANES_MAX_W:
         return h * w % LANE_PAD == 0
     return s == 1 and w % LANE_PAD == 0
-
-
-SPLIT_CHANNELS = 16  # a thread's share of a depthwise step starts at a multiple of this
 
 
 @numba.njit(inline="always")
