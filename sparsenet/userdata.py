@@ -43,6 +43,9 @@ def load_labelled(path: str | os.PathLike, n_in: int | None = None,
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such data file (expected an .npz with arrays 'x' and 'y')")
+    if not zipfile.is_zipfile(path):  # else np.load takes it for a pickle and says to allow pickles
+        raise ValueError(f"{path}: not a readable .npz file (not a zip archive: truncated, or another kind of "
+                         "file); save the data with np.savez(path, x=inputs, y=labels)")
     try:
         with np.load(path, allow_pickle=False) as npz:
             missing = [k for k in ("x", "y") if k not in npz.files]
