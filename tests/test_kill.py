@@ -102,7 +102,10 @@ def test_a_killed_run_leaves_no_child_and_no_folder_after_the_next_run(small_wei
     else:
         kids = []
     proc.send_signal(sig)
-    proc.communicate(timeout=60)
+    tail = proc.communicate(timeout=60)[0]
+    if sig == signal.SIGINT:  # Ctrl-C: one line and the shell's status for SIGINT, no traceback
+        assert proc.returncode == 130 and "interrupted: nothing written" in tail, tail[-2000:]
+        assert "Traceback" not in tail, tail[-2000:]
     deadline = time.monotonic() + 15
     while any(alive(k) for k in kids) and time.monotonic() < deadline:
         time.sleep(0.1)

@@ -362,6 +362,11 @@ def main(argv=None) -> int:
     except (ValueError, OSError) as exc:  # bad or corrupt data, model or path (FileFormatError too): one line
         shutil.rmtree(work, ignore_errors=True)
         return cli_error(exc)
+    except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback; 130 as a shell reports SIGINT
+        shutil.rmtree(work, ignore_errors=True)
+        print(f"interrupted: nothing written ({work.name} removed; earlier runs in {out} untouched)",
+              file=sys.stderr)
+        return 130
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
