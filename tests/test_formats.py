@@ -278,7 +278,7 @@ def test_tile_lanes_and_input_blocks(vector_bits):
     from sparsenet.formats.fused import input_blocks, tile_lanes
     from sparsenet.kernels import tile_widths
 
-    widest = 32 if vector_bits == 128 else 64  # float32: accumulators of at most 8 registers
+    widest = 32 if vector_bits == 128 else 64  # float32: an accumulator of at most 8 registers
     assert tile_lanes(1024, np.float32, vector_bits) == tile_lanes(widest, np.float32, vector_bits) == widest
     assert tile_lanes(7, np.float32, vector_bits) == 8
     for dtype in (np.float32, np.float64):

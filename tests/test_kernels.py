@@ -1,8 +1,8 @@
 """sparsenet.kernels against tests/naive.py (imports the kernels module on purpose).
 
 Every kernel is checked against one oracle with one tolerance (sparsenet.testing); the batched
-kernel runs every (tile width, accumulators) pair it is compiled for: this machine's and every
-other instruction set's, since the pair is an argument and the code is the same everywhere.
+kernel runs every tile width it is compiled for: this machine's and every other instruction
+set's, since the width is an argument and the code is the same everywhere.
 """
 
 import json
@@ -182,10 +182,10 @@ def tile_major(x, lanes):
 # two pairs of (dtype, index type), as for forward_vector: each pair is a cold compile of every variant
 @pytest.mark.parametrize("dtype, index_dtype", [(np.float32, np.uint16), (np.float64, np.int32)])
 @pytest.mark.parametrize("density", [0.0, 0.05, 0.5, 1.0])
-@pytest.mark.parametrize("lanes, n_acc", kernels.VARIANTS, ids=lambda v: str(v))
+@pytest.mark.parametrize("lanes", kernels.LANES)
 @pytest.mark.parametrize("n_tiles, n_threads", [(1, 2), (3, 2), (5, 1), (4, 2)])
-def test_csr_forward_batch_matches_naive(rng, dtype, index_dtype, density, lanes, n_acc, n_tiles, n_threads):
-    """Every compiled (tile width, accumulators) pair, both thread splits (by rows: fewer than two
+def test_csr_forward_batch_matches_naive(rng, dtype, index_dtype, density, lanes, n_tiles, n_threads):
+    """Every compiled tile width, both thread splits (by rows: fewer than two
     tiles per thread; by tiles), and input blocks from one per layer to one per input (many hold
     no kept weight)."""
     n_batch = n_tiles * lanes
@@ -196,40 +196,40 @@ def test_csr_forward_batch_matches_naive(rng, dtype, index_dtype, density, lanes
                      [layer.n_in for layer in net.layers]):
         out = np.full((n_tiles, shape.widths[-1], lanes), np.nan, dtype)  # must be fully overwritten
         kernels.csr_forward_batch(shape, block_csr(net, n_blocks, index_dtype), bias, tile_major(x, lanes), *buf, out,
-                                  n_acc, n_threads)
+                                  n_threads)
         assert_forward_close(out.transpose(0, 2, 1).reshape(n_batch, -1), expected)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_csr_forward_batch_variants_agree_bit_for_bit(rng, dtype):
-    """Every (tile width, accumulators) pair rounds the same way: a sample's result does not
-    depend on the tile it ran in or on the instruction set the pair was chosen for."""
+    """Every tile width rounds the same way: a sample's result does not depend on the tile it
+    ran in or on the instruction set the width was chosen for."""
     net, shape, bias, x, expected = network_inputs(rng, 0.3, dtype, 128)
     csr = block_csr(net, [min(2, layer.n_in) for layer in net.layers], np.uint16)
     max_w = int(shape.widths[1:-1].max())
     results = []
-    for lanes, n_acc in kernels.VARIANTS:
+    for lanes in kernels.LANES:
         n_tiles = 128 // lanes
         out = np.empty((n_tiles, shape.widths[-1], lanes), dtype)
         kernels.csr_forward_batch(shape, csr, bias, tile_major(x, lanes), np.empty((n_tiles, max_w, lanes), dtype),
-                                  np.empty((n_tiles, max_w, lanes), dtype), out, n_acc, 2)
+                                  np.empty((n_tiles, max_w, lanes), dtype), out, 2)
         results.append(out.transpose(0, 2, 1).reshape(128, -1))
     assert_forward_close(results[0], expected)
     for got in results[1:]:
         np.testing.assert_array_equal(got, results[0])
 
 
-@pytest.mark.parametrize("lanes, n_acc", [(12, 2), (8, 1), (64, 3)])
-def test_csr_forward_batch_rejects_other_variants(rng, lanes, n_acc):
+@pytest.mark.parametrize("lanes", [12, 4, 128])
+def test_csr_forward_batch_rejects_other_tile_widths(rng, lanes):
     net, shape, bias, x, _ = network_inputs(rng, 0.5, np.float32, lanes)
     buf = np.empty((1, int(shape.widths[1:-1].max()), lanes), np.float32)
     out = np.empty((1, shape.widths[-1], lanes), np.float32)
-    with pytest.raises(ValueError, match="VARIANTS"):
+    with pytest.raises(ValueError, match="LANES"):
         kernels.csr_forward_batch(shape, block_csr(net, [1] * len(net.layers), np.uint16), bias, tile_major(x, lanes),
-                                  buf, buf.copy(), out, n_acc, 2)
+                                  buf, buf.copy(), out, 2)
 
 
-# --- instruction sets: detection, the accumulator rule, the override ---
+# --- instruction sets: detection, the tile widths, the override ---
 
 @pytest.mark.parametrize("features, bits", [
     ("+64bit,+avx,+avx2,+fma,-avx512f,+sse2", 256),            # AVX2 (Zen 3: where this was measured)
@@ -264,18 +264,18 @@ def test_vector_bits_is_what_llvm_emits():
 
 @pytest.mark.parametrize("vector_bits", [128, 256, 512])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_accumulators_fit_the_register_file_and_are_compiled(vector_bits, dtype):
+def test_tile_widths_fit_the_register_file(vector_bits, dtype):
     lanes = simd.register_lanes(dtype, vector_bits)
     assert lanes == vector_bits // (8 * np.dtype(dtype).itemsize)
     widths = kernels.tile_widths(dtype, vector_bits)
     assert widths and widths == tuple(t for t in kernels.LANES if t <= kernels.ACC_REGISTERS * lanes)
-    for t in widths:
-        n_acc = kernels.accumulators(t, dtype, vector_bits)
-        assert (t, n_acc) in kernels.VARIANTS
-        assert n_acc * max(1, t // lanes) <= kernels.ACC_REGISTERS
-    assert kernels.tile_widths(np.float32, 256) == (8, 16, 32, 64)
-    assert [kernels.accumulators(t, np.float32, 256) for t in kernels.LANES] == [2, 1, 1, 1]  # as measured on AVX2
-    assert [kernels.accumulators(t, np.float32, 512) for t in kernels.LANES] == [2, 2, 2, 2]  # as tuned on AVX-512
+    assert set(widths) <= set(kernels.LANES)
+
+
+def test_tile_widths_per_instruction_set():
+    assert kernels.tile_widths(np.float32, 512) == kernels.tile_widths(np.float32, 256) == (8, 16, 32, 64)
+    assert kernels.tile_widths(np.float64, 256) == kernels.tile_widths(np.float32, 128) == (8, 16, 32)
+    assert kernels.tile_widths(np.float64, 128) == (8, 16)
 
 
 def _python(code: str, **env) -> subprocess.CompletedProcess:
@@ -305,7 +305,7 @@ masked = prune(random_net(rng, (30, 20, 5)), "weight", 0.5)
 x = rng.random((64, 30)).astype(np.float32)
 assert_forward_close(FusedSparseForward.build(masked)(x), naive.forward(masked, x))
 tile = tile_lanes(64)
-print(json.dumps({{"bits": kernels.VECTOR_BITS, "variant": [tile, kernels.accumulators(tile, np.float32)],
+print(json.dumps({{"bits": kernels.VECTOR_BITS, "tile": tile,
                    "hits": sum(kernels.csr_forward_batch.stats.cache_hits.values())}}))
 """
 
@@ -313,7 +313,7 @@ print(json.dumps({{"bits": kernels.VECTOR_BITS, "variant": [tile, kernels.accumu
 def test_cached_batched_kernel_serves_every_vector_width(rng):
     """numba's cache of csr_forward_batch is keyed on the CPU, not on VECTOR_BITS: processes
     with other overrides load the code this one compiled (or loaded), NamedTuple arguments
-    included, and run their own (tile, accumulators) variant of it correctly."""
+    included, and run their own tile width of it correctly."""
     from conftest import random_net
 
     masked = prune(random_net(rng, (30, 20, 5)), "weight", 0.5)
@@ -324,8 +324,8 @@ def test_cached_batched_kernel_serves_every_vector_width(rng):
         assert run.returncode == 0, run.stderr
         got = json.loads(run.stdout.splitlines()[-1])
         assert got["bits"] == int(bits) and got["hits"] > 0, got  # loaded from the cache, not compiled
-        variants.append(tuple(got["variant"]))
-    assert variants == [(64, 2), (64, 1), (32, 1)]
+        variants.append(got["tile"])
+    assert variants == [64, 64, 32]
 
 
 # --- layouts: the intrinsics refuse non-contiguous arrays when a kernel is compiled ---

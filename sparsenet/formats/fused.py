@@ -308,7 +308,7 @@ class FusedSparseForward(FormatDefaults):
         src, a, b, out = self._buffers(n_tiles, tile, x.dtype)
         fill_tiles(src, x)
         kernels.csr_forward_batch(self.shape, self.csr, self.bias, src, a, b, out,
-                                  kernels.accumulators(tile, x.dtype, self.vector_bits), numba.get_num_threads())
+                                  numba.get_num_threads())
         y = out.transpose(0, 2, 1).reshape(n_tiles * tile, n_out)[:n_batch]
         return y.copy() if np.may_share_memory(y, out) else y  # never hand out the scratch
 

@@ -149,7 +149,7 @@ class SparseInt8Forward(FusedSparseForward):
         src, a, b, out = self._buffers(n_tiles, tile, x.dtype)
         fused.fill_tiles(src, x)
         int8_csr_forward_batch(self.shape, self.csr, self.scale, self.bias, self.widen, src, a, b, out,
-                               kernels.accumulators(tile, x.dtype, self.vector_bits), numba.get_num_threads())
+                               numba.get_num_threads())
         y = out.transpose(0, 2, 1).reshape(n_tiles * tile, n_out)[:n_batch]
         return y.copy() if np.may_share_memory(y, out) else y
 

@@ -5,13 +5,11 @@ from .csr import csr_matmul, csr_matmul_parallel
 from .fused import (
     ACC_REGISTERS,
     LANES,
-    VARIANTS,
     BlockedCSR,
     CSCParts,
     DenseBlocks,
     DenseWeights,
     NetworkShape,
-    accumulators,
     csr_forward_batch,
     dense_forward_vector,
     flatten_dense_vector,
@@ -22,8 +20,8 @@ from .fused import (
 )
 from .simd import VECTOR_BITS, register_lanes
 
-__all__ = ["ACC_REGISTERS", "LANES", "VARIANTS", "VECTOR_BITS", "BlockedCSR", "CSCParts", "ConvPlan", "DenseBlocks",
+__all__ = ["ACC_REGISTERS", "LANES", "VECTOR_BITS", "BlockedCSR", "CSCParts", "ConvPlan", "DenseBlocks",
            "DenseWeights", "PointwiseCSR", "conv_forward", "conv_forward_serial",
-           "NetworkShape", "accumulators", "csr_forward_batch", "csr_matmul", "csr_matmul_parallel",
+           "NetworkShape", "csr_forward_batch", "csr_matmul", "csr_matmul_parallel",
            "dense_forward_vector", "flatten_dense_vector", "flatten_vector", "forward_vector", "register_lanes",
            "tile_widths", "unflatten_vector"]

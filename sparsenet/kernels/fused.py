@@ -12,7 +12,7 @@ Every kernel: the network's shape, and the biases in the unit order of the weigh
                   bias_off int64[n_layers]      layer l's outputs start at bias_off[l] (= sum(widths[1:l + 1]))
     bias          float32|float64[sum(widths[1:])]  every layer's bias back to back (zeros where none)
 
-Batched, ``csr_forward_batch(shape, csr, bias, x, buf_a, buf_b, out, n_acc, n_threads)``: CSR,
+Batched, ``csr_forward_batch(shape, csr, bias, x, buf_a, buf_b, out, n_threads)``: CSR,
 rows are output units, each layer's inputs cut into blocks::
 
     BlockedCSR    indptr   int64[sum(n_blocks * n_out) + 1]  row r owns indptr[r]:indptr[r + 1] (absolute)
@@ -24,7 +24,6 @@ rows are output units, each layer's inputs cut into blocks::
     x             float[n_tiles, n_in, T]     tile-major: sample t*T + b at [t, :, b]; T in LANES
     buf_a, buf_b  float[n_tiles, max_width, T]  scratch, overwritten
     out           float[n_tiles, n_out, T]    overwritten
-    n_acc         accumulators per row, 1 or 2: (T, n_acc) one of VARIANTS (see accumulators())
 
 Batch 1, ``forward_vector(ints, rows, vals, x, act, buf_a, buf_b, out)``: per layer either CSC
 (columns are input units) or dense blocks, described by these NamedTuples (and the network's shape
@@ -60,7 +59,7 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
-from .simd import VECTOR_BITS, at, register_lanes, vadd, vfma, vload, vrelu, vsplat, vstore, vzeros
+from .simd import VECTOR_BITS, at, register_lanes, vfma, vload, vrelu, vsplat, vstore
 
 
 class NetworkShape(NamedTuple):
@@ -111,126 +110,77 @@ class DenseWeights(NamedTuple):
 
 # Tile widths (samples per tile) the batched kernel is compiled for, on every instruction set.
 LANES = (8, 16, 32, 64)
-# Vector registers a row's accumulators may take: half of the 16 that SSE and AVX2 have (AVX-512
+# Vector registers a row's accumulator may take: half of the 16 that SSE and AVX2 have (AVX-512
 # and NEON: 32), leaving the rest for the broadcast weights, LLVM's temporaries and, where an FMA
-# cannot read memory (NEON), the loaded rows. On AVX2 the 64-lane tile with two accumulators took
+# cannot read memory (NEON), the loaded rows. On AVX2 a 64-lane tile with two accumulators took
 # all 16 ymm registers and spilled to the stack in its inner loop.
 ACC_REGISTERS = 8
-# (T, accumulators) pairs compiled: what accumulators() gives for every LANES width on any of
-# 128-, 256- and 512-bit registers, float32 and float64. The set does not depend on the host, so
-# neither does the cached machine code of csr_forward_batch (beyond numba's own CPU key).
-VARIANTS = ((8, 2), (16, 2), (32, 2), (64, 2), (16, 1), (32, 1), (64, 1))
 
 # "contract" lets LLVM fuse multiply-add; no "reassoc" (it would vectorize gathers, which are
 # slower than scalar loads on the AMD cores this was tuned on) and no "nnan"/"ninf".
 _FASTMATH = {"contract"}
 
 
-def accumulators(lanes: int, dtype, vector_bits: int = VECTOR_BITS) -> int:
-    """Accumulators per row for ``lanes``-sample tiles of ``dtype`` on ``vector_bits`` registers:
-    2 where two fit in ACC_REGISTERS, 1 where one does, 0 where none does (that width is not used);
-    on AVX2, float32, 1 from two registers a row up (below).
-
-    One accumulator of ``k = lanes / register_lanes`` registers gives each kept weight ``k``
-    independent FMAs; a second one, alternating with the first, keeps consecutive weights from
-    waiting on each other's FMA latency (4 cycles, 2 FMAs a cycle: 8 in flight), which one
-    accumulator of 8 registers does by itself. Float32 on AVX-512: 8-64 lanes with two; on AVX2:
-    8 with two, 16-64 with one (64 lanes: 8 ymm registers, two spilled; 64 lanes with one ran the
-    784-1000-1000-500-200-10 MLP 1.1-1.8x faster than 32 with two and 1.15-1.3x faster than 64 with two).
-    The count never changes a result (see _row).
-
-    On 256-bit registers (AVX2) a row of two or more registers takes one accumulator even where
-    two fit: on a Zen 3 EPYC (2 cores, 2 threads, 784-1000-1000-500-200-10 MLP, weight pruning,
-    sparsity 0.5/0.9/0.99, old and new rule interleaved in one process) one ran batch 16
-    1.30/1.45/1.23x and batch 32 1.17/1.28/1.18x faster than two (float32; sparse_int8 1.23-1.36x),
-    and 16- and 32-lane tiles 1.2-1.5x faster in the kernel alone, with the 4-8 chains of one
-    accumulator covering the FMA latency. The two-accumulator rule stays where it was tuned
-    (AVX-512), for a one-register row (8 lanes) and for float64 (not measured).
-    """
-    k = max(1, lanes // register_lanes(dtype, vector_bits))
-    if vector_bits == 256 and k >= 2 and np.dtype(dtype).itemsize == 4:
-        return 1 if k <= ACC_REGISTERS else 0
-    return 2 if 2 * k <= ACC_REGISTERS else 1 if k <= ACC_REGISTERS else 0
-
-
 def tile_widths(dtype, vector_bits: int = VECTOR_BITS) -> tuple[int, ...]:
-    """The LANES whose accumulators fit the registers: float32 8-64, float64 8-32 on AVX2."""
-    return tuple(t for t in LANES if accumulators(t, dtype, vector_bits))
+    """The LANES whose accumulator fits ACC_REGISTERS registers of ``vector_bits``: 8-64 lanes,
+    except float64 on 256-bit registers (8-32) and everything on 128-bit ones (8-32, float64 8-16)."""
+    return tuple(t for t in LANES if t // register_lanes(dtype, vector_bits) <= ACC_REGISTERS)
 
 
 @numba.njit(inline="always")
-def _row(csr, r, src, so, dst, do, b0, first, last, relu, lanes, n_acc):
+def _row(csr, r, src, so, dst, do, b0, first, last, relu, lanes):
     """dst.flat[do:do + lanes] (+)= sum_p data[p] * src.flat[so + indices[p] * lanes:][:lanes] for row r.
 
-    The accumulators are SIMD values (:mod:`.simd`), in registers for the whole row: each kept
+    The accumulator is a SIMD value (:mod:`.simd`), in registers for the whole row: each kept
     weight costs one broadcast and ``lanes / register_lanes`` fused multiply-adds with a memory
-    operand. The row's weights are summed as two chains, the even positions onto the start
-    value and the odd ones onto zero, then added: with ``n_acc == 2`` the chains alternate in
-    two accumulators, so that consecutive weights do not wait on each other's FMA latency; with
-    ``n_acc == 1`` (a tile too wide for two) one accumulator runs the even chain, parks it in
-    dst, then runs the odd one. Both round identically, so a sample's result does not depend on
-    the tile width, the accumulators or the instruction set they were chosen for. ``first``:
-    start from the bias, else from what an earlier input block left in dst; ``last``: apply ReLU.
+    operand, in the order of the row's weights. A sample's result therefore does not depend on
+    the tile width or the instruction set. ``first``: start from the bias, else from what an
+    earlier input block left in dst; ``last``: apply ReLU.
+
+    One chain, not several: two accumulators taking alternate weights (to hide the FMA latency)
+    and one accumulator running the even and then the odd weights were both slower on every
+    machine measured. Zen 4 EPYC (AVX-512, 2 cores, 784-1000-1000-500-200-10 MLP, weight
+    pruning, sparsity 0.5-0.99, interleaved in one process, 2026-12-06): the even/odd chains in
+    one accumulator ran batch 8-1024 1.15-1.7x faster than two alternating accumulators (float32,
+    float64, int8 weights), and this single chain 0-14% faster again (batch 32: 1.05-1.15x).
+    Zen 3 EPYC (AVX2): one accumulator 1.2-1.45x faster than two at batch 16-32.
     """
     indices, data = csr.indices, csr.data
     if first:
         a0 = vsplat(b0, lanes)
     else:
         a0 = vload(dst, do, lanes)
-    a1 = vzeros(b0, lanes)
-    p = csr.indptr[r]
-    end = csr.indptr[r + 1]
-    if n_acc == 2:
-        while p + 2 <= end:
-            a0 = vfma(a0, at(data, p), vload(src, so + at(indices, p) * lanes, lanes))
-            a1 = vfma(a1, at(data, p + 1), vload(src, so + at(indices, p + 1) * lanes, lanes))
-            p += 2
-        if p < end:
-            a0 = vfma(a0, at(data, p), vload(src, so + at(indices, p) * lanes, lanes))
-    else:
-        for q in range(p, end, 2):
-            a0 = vfma(a0, at(data, q), vload(src, so + at(indices, q) * lanes, lanes))
-        vstore(dst, do, a0)  # through memory, so that a0 does not hold registers during the odd chain
-        for q in range(p + 1, end, 2):
-            a1 = vfma(a1, at(data, q), vload(src, so + at(indices, q) * lanes, lanes))
-        a0 = vload(dst, do, lanes)
-    a0 = vadd(a0, a1)
+    for q in range(csr.indptr[r], csr.indptr[r + 1]):
+        a0 = vfma(a0, at(data, q), vload(src, so + at(indices, q) * lanes, lanes))
     if relu and last:
         a0 = vrelu(a0)
     vstore(dst, do, a0)
 
 
 @numba.njit(inline="always")
-def _rows(csr, bias, b0, blk0, n_blk, n_out, i0, i1, src, so, dst, do, relu, lanes, n_acc):
+def _rows(csr, bias, b0, blk0, n_blk, n_out, i0, i1, src, so, dst, do, relu, lanes):
     """Rows i0:i1 of one layer for one tile, input block by input block: a block's slice of
     src stays in L1 while every row takes its weights from it."""
     for k in range(n_blk):
         base = blk0 + k * n_out
         for i in range(i0, i1):
-            _row(csr, base + i, src, so, dst, do + i * lanes, bias[b0 + i], k == 0, k == n_blk - 1, relu, lanes,
-                 n_acc)
+            _row(csr, base + i, src, so, dst, do + i * lanes, bias[b0 + i], k == 0, k == n_blk - 1, relu, lanes)
 
 
 @numba.njit(nogil=True, fastmath=_FASTMATH)
-def _rows_any(csr, bias, b0, blk0, n_blk, n_out, i0, i1, src, so, dst, do, relu, lanes, n_acc):
-    """_rows with (lanes, n_acc) turned into literals: one compiled copy per pair of VARIANTS.
+def _rows_any(csr, bias, b0, blk0, n_blk, n_out, i0, i1, src, so, dst, do, relu, lanes):
+    """_rows with the tile width turned into a literal: one compiled copy per LANES width.
 
-    Not inlined: both of csr_forward_batch's thread splits call this one copy, so each variant
+    Not inlined: both of csr_forward_batch's thread splits call this one copy, so each width
     is compiled once (a call per tile and layer costs nothing next to a layer's rows)."""
-    if lanes == 64 and n_acc == 2:
-        _rows(csr, bias, b0, blk0, n_blk, n_out, i0, i1, src, so, dst, do, relu, 64, 2)
-    elif lanes == 64:
-        _rows(csr, bias, b0, blk0, n_blk, n_out, i0, i1, src, so, dst, do, relu, 64, 1)
-    elif lanes == 32 and n_acc == 2:
-        _rows(csr, bias, b0, blk0, n_blk, n_out, i0, i1, src, so, dst, do, relu, 32, 2)
+    if lanes == 64:
+        _rows(csr, bias, b0, blk0, n_blk, n_out, i0, i1, src, so, dst, do, relu, 64)
     elif lanes == 32:
-        _rows(csr, bias, b0, blk0, n_blk, n_out, i0, i1, src, so, dst, do, relu, 32, 1)
-    elif lanes == 16 and n_acc == 2:
-        _rows(csr, bias, b0, blk0, n_blk, n_out, i0, i1, src, so, dst, do, relu, 16, 2)
+        _rows(csr, bias, b0, blk0, n_blk, n_out, i0, i1, src, so, dst, do, relu, 32)
     elif lanes == 16:
-        _rows(csr, bias, b0, blk0, n_blk, n_out, i0, i1, src, so, dst, do, relu, 16, 1)
+        _rows(csr, bias, b0, blk0, n_blk, n_out, i0, i1, src, so, dst, do, relu, 16)
     else:
-        _rows(csr, bias, b0, blk0, n_blk, n_out, i0, i1, src, so, dst, do, relu, 8, 2)
+        _rows(csr, bias, b0, blk0, n_blk, n_out, i0, i1, src, so, dst, do, relu, 8)
 
 
 @numba.njit(inline="always")
@@ -247,11 +197,10 @@ def _layer_buffers(l, n_layers, x, buf_a, buf_b, out):
 
 
 @numba.njit(parallel=True, cache=True, nogil=True, fastmath=_FASTMATH)
-def csr_forward_batch(shape, csr, bias, x, buf_a, buf_b, out, n_acc, n_threads):
+def csr_forward_batch(shape, csr, bias, x, buf_a, buf_b, out, n_threads):
     """out = network(x) for a batch in tile-major layout; see the module docstring for the arrays.
 
-    The tile width T = x.shape[2] and ``n_acc`` must be a pair of VARIANTS (the wrapper takes
-    ``n_acc`` from :func:`accumulators`; any pair gives the same result). With at least two
+    The tile width T = x.shape[2] must be one of LANES (any gives the same result). With at least two
     tiles per thread (``n_threads``: numba's thread count, passed in because asking for it in
     compiled code defeats numba's on-disk cache) threads take whole tiles through every layer,
     with no barrier between layers; otherwise each layer's rows are split into one range per
@@ -260,16 +209,15 @@ def csr_forward_batch(shape, csr, bias, x, buf_a, buf_b, out, n_acc, n_threads):
     widths, relu, bias_off = shape.widths, shape.relu, shape.bias_off
     n_layers = widths.shape[0] - 1
     n_tiles, lanes = x.shape[0], x.shape[2]
-    if not ((lanes == 8 and n_acc == 2) or ((lanes == 16 or lanes == 32 or lanes == 64) and
-                                             (n_acc == 1 or n_acc == 2))):
-        raise ValueError("csr_forward_batch: (tile width x.shape[2], n_acc) must be one of VARIANTS")
+    if not (lanes == 8 or lanes == 16 or lanes == 32 or lanes == 64):
+        raise ValueError("csr_forward_batch: the tile width x.shape[2] must be one of LANES (8, 16, 32, 64)")
     if n_tiles >= 2 * n_threads:
         for t in numba.prange(n_tiles):  # tile t writes only [t]: no races
             for l in range(n_layers):
                 src, dst = _layer_buffers(l, n_layers, x, buf_a, buf_b, out)
                 n_out = widths[l + 1]
                 _rows_any(csr, bias, bias_off[l], csr.blk_off[l], csr.n_blocks[l], n_out, 0, n_out, src,
-                          t * src.shape[1] * lanes, dst, t * dst.shape[1] * lanes, relu[l], lanes, n_acc)
+                          t * src.shape[1] * lanes, dst, t * dst.shape[1] * lanes, relu[l], lanes)
     else:
         n_chunks = max(1, n_threads)
         for t in range(n_tiles):
@@ -279,7 +227,7 @@ def csr_forward_batch(shape, csr, bias, x, buf_a, buf_b, out, n_acc, n_threads):
                 for c in numba.prange(n_chunks):  # chunk c writes only its rows of [t]: no races
                     _rows_any(csr, bias, bias_off[l], csr.blk_off[l], csr.n_blocks[l], n_out,
                               c * n_out // n_chunks, (c + 1) * n_out // n_chunks, src, t * src.shape[1] * lanes,
-                              dst, t * dst.shape[1] * lanes, relu[l], lanes, n_acc)
+                              dst, t * dst.shape[1] * lanes, relu[l], lanes)
     return out
 
 

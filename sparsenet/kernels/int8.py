@@ -23,8 +23,8 @@ instead of 6 per kept weight in the sparse packs).
 ``int8_forward_vector(ints, rows, cdata, dvalues, scale, bias, widen, x, act, buf_a, buf_b, out)``
     batch 1, sparse pack (CSC layers and dense-block layers) flattened by
     ``flatten_int8_vector(shape, csc, dense)``, zero inputs skipped.
-``int8_csr_forward_batch(shape, csr, scale, bias, widen, x, buf_a, buf_b, out, n_acc, n_threads)``
-    batched, tile-major ``x`` (n_tiles, n_in, T), (T, n_acc) one of ``fused.VARIANTS``.
+``int8_csr_forward_batch(shape, csr, scale, bias, widen, x, buf_a, buf_b, out, n_threads)``
+    batched, tile-major ``x`` (n_tiles, n_in, T), T one of ``fused.LANES``.
 ``int8_dense_forward_vector(shape, dense, scale, bias, x, buf_a, buf_b, out)``
     batch 1, dense int8 matrices (n_in, n_out) back to back, zero inputs skipped, serial.
 
@@ -35,7 +35,7 @@ import numba
 import numpy as np
 
 from .fused import _FASTMATH, CSCParts, DenseBlocks, NetworkShape, _active, _layer_buffers
-from .simd import at, vadd, vfma, vload, vrelu, vsplat, vstore, vzeros
+from .simd import at, vfma, vload, vrelu, vsplat, vstore, vzeros
 
 __all__ = ["flatten_int8_vector", "int8_csr_forward_batch", "int8_dense_forward_vector", "int8_forward_vector"]
 
@@ -151,33 +151,18 @@ def int8_forward_vector(ints, rows, cdata, dvalues, scale, bias, widen, x, act, 
 
 
 @numba.njit(inline="always")
-def _row(csr, widen, r, src, so, dst, do, s0, b0, first, last, relu, lanes, n_acc):
-    """fused._row for int8 data: the sum starts from zero (not the bias) in the first input
-    block; the last block scales it, adds the bias (one FMA: bias + s0 * sum) and applies ReLU.
-    Each weight is widened by the table ``widen`` (one broadcast load)."""
+def _row(csr, widen, r, src, so, dst, do, s0, b0, first, last, relu, lanes):
+    """fused._row for int8 data (one chain, in the row's order): the sum starts from zero (not
+    the bias) in the first input block; the last block scales it, adds the bias (one FMA:
+    bias + s0 * sum) and applies ReLU. Each weight is widened by the table ``widen`` (one
+    broadcast load)."""
     indices, data = csr.indices, csr.data
     if first:
         a0 = vzeros(b0, lanes)
     else:
         a0 = vload(dst, do, lanes)
-    a1 = vzeros(b0, lanes)
-    p = csr.indptr[r]
-    end = csr.indptr[r + 1]
-    if n_acc == 2:
-        while p + 2 <= end:
-            a0 = vfma(a0, at(widen, at(data, p) + 128), vload(src, so + at(indices, p) * lanes, lanes))
-            a1 = vfma(a1, at(widen, at(data, p + 1) + 128), vload(src, so + at(indices, p + 1) * lanes, lanes))
-            p += 2
-        if p < end:
-            a0 = vfma(a0, at(widen, at(data, p) + 128), vload(src, so + at(indices, p) * lanes, lanes))
-    else:
-        for q in range(p, end, 2):
-            a0 = vfma(a0, at(widen, at(data, q) + 128), vload(src, so + at(indices, q) * lanes, lanes))
-        vstore(dst, do, a0)
-        for q in range(p + 1, end, 2):
-            a1 = vfma(a1, at(widen, at(data, q) + 128), vload(src, so + at(indices, q) * lanes, lanes))
-        a0 = vload(dst, do, lanes)
-    a0 = vadd(a0, a1)
+    for q in range(csr.indptr[r], csr.indptr[r + 1]):
+        a0 = vfma(a0, at(widen, at(data, q) + 128), vload(src, so + at(indices, q) * lanes, lanes))
     if last:
         a0 = vfma(vsplat(b0, lanes), s0, a0)
         if relu:
@@ -186,50 +171,43 @@ def _row(csr, widen, r, src, so, dst, do, s0, b0, first, last, relu, lanes, n_ac
 
 
 @numba.njit(inline="always")
-def _rows(csr, scale, bias, widen, b0, blk0, n_blk, n_out, i0, i1, src, so, dst, do, relu, lanes, n_acc):
+def _rows(csr, scale, bias, widen, b0, blk0, n_blk, n_out, i0, i1, src, so, dst, do, relu, lanes):
     for k in range(n_blk):
         base = blk0 + k * n_out
         for i in range(i0, i1):
             _row(csr, widen, base + i, src, so, dst, do + i * lanes, scale[b0 + i], bias[b0 + i], k == 0,
-                 k == n_blk - 1, relu, lanes, n_acc)
+                 k == n_blk - 1, relu, lanes)
 
 
 @numba.njit(nogil=True, fastmath=_FASTMATH)
-def _rows_any(csr, scale, bias, widen, b0, blk0, n_blk, n_out, i0, i1, src, so, dst, do, relu, lanes, n_acc):
-    """_rows with (lanes, n_acc) as literals, one compiled copy per pair of fused.VARIANTS."""
-    if lanes == 64 and n_acc == 2:
-        _rows(csr, scale, bias, widen, b0, blk0, n_blk, n_out, i0, i1, src, so, dst, do, relu, 64, 2)
-    elif lanes == 64:
-        _rows(csr, scale, bias, widen, b0, blk0, n_blk, n_out, i0, i1, src, so, dst, do, relu, 64, 1)
-    elif lanes == 32 and n_acc == 2:
-        _rows(csr, scale, bias, widen, b0, blk0, n_blk, n_out, i0, i1, src, so, dst, do, relu, 32, 2)
+def _rows_any(csr, scale, bias, widen, b0, blk0, n_blk, n_out, i0, i1, src, so, dst, do, relu, lanes):
+    """_rows with the tile width as a literal, one compiled copy per fused.LANES width."""
+    if lanes == 64:
+        _rows(csr, scale, bias, widen, b0, blk0, n_blk, n_out, i0, i1, src, so, dst, do, relu, 64)
     elif lanes == 32:
-        _rows(csr, scale, bias, widen, b0, blk0, n_blk, n_out, i0, i1, src, so, dst, do, relu, 32, 1)
-    elif lanes == 16 and n_acc == 2:
-        _rows(csr, scale, bias, widen, b0, blk0, n_blk, n_out, i0, i1, src, so, dst, do, relu, 16, 2)
+        _rows(csr, scale, bias, widen, b0, blk0, n_blk, n_out, i0, i1, src, so, dst, do, relu, 32)
     elif lanes == 16:
-        _rows(csr, scale, bias, widen, b0, blk0, n_blk, n_out, i0, i1, src, so, dst, do, relu, 16, 1)
+        _rows(csr, scale, bias, widen, b0, blk0, n_blk, n_out, i0, i1, src, so, dst, do, relu, 16)
     else:
-        _rows(csr, scale, bias, widen, b0, blk0, n_blk, n_out, i0, i1, src, so, dst, do, relu, 8, 2)
+        _rows(csr, scale, bias, widen, b0, blk0, n_blk, n_out, i0, i1, src, so, dst, do, relu, 8)
 
 
 @numba.njit(parallel=True, cache=True, nogil=True, fastmath=_FASTMATH)
-def int8_csr_forward_batch(shape, csr, scale, bias, widen, x, buf_a, buf_b, out, n_acc, n_threads):
+def int8_csr_forward_batch(shape, csr, scale, bias, widen, x, buf_a, buf_b, out, n_threads):
     """out = network(x) for a tile-major batch (see :func:`sparsenet.kernels.csr_forward_batch`:
     same threading, same tiles), int8 weights, per-unit scales."""
     widths, relu, bias_off = shape.widths, shape.relu, shape.bias_off
     n_layers = widths.shape[0] - 1
     n_tiles, lanes = x.shape[0], x.shape[2]
-    if not ((lanes == 8 and n_acc == 2) or ((lanes == 16 or lanes == 32 or lanes == 64) and
-                                             (n_acc == 1 or n_acc == 2))):
-        raise ValueError("int8_csr_forward_batch: (tile width x.shape[2], n_acc) must be one of VARIANTS")
+    if not (lanes == 8 or lanes == 16 or lanes == 32 or lanes == 64):
+        raise ValueError("int8_csr_forward_batch: the tile width x.shape[2] must be one of LANES (8, 16, 32, 64)")
     if n_tiles >= 2 * n_threads:
         for t in numba.prange(n_tiles):  # tile t writes only [t]: no races
             for l in range(n_layers):
                 src, dst = _layer_buffers(l, n_layers, x, buf_a, buf_b, out)
                 n_out = widths[l + 1]
                 _rows_any(csr, scale, bias, widen, bias_off[l], csr.blk_off[l], csr.n_blocks[l], n_out, 0, n_out, src,
-                          t * src.shape[1] * lanes, dst, t * dst.shape[1] * lanes, relu[l], lanes, n_acc)
+                          t * src.shape[1] * lanes, dst, t * dst.shape[1] * lanes, relu[l], lanes)
     else:
         n_chunks = max(1, n_threads)
         for t in range(n_tiles):
@@ -239,7 +217,7 @@ def int8_csr_forward_batch(shape, csr, scale, bias, widen, x, buf_a, buf_b, out,
                 for c in numba.prange(n_chunks):  # chunk c writes only its rows of [t]: no races
                     _rows_any(csr, scale, bias, widen, bias_off[l], csr.blk_off[l], csr.n_blocks[l], n_out,
                               c * n_out // n_chunks, (c + 1) * n_out // n_chunks, src, t * src.shape[1] * lanes,
-                              dst, t * dst.shape[1] * lanes, relu[l], lanes, n_acc)
+                              dst, t * dst.shape[1] * lanes, relu[l], lanes)
     return out
 
 
