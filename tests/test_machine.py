@@ -105,3 +105,26 @@ def test_bandwidth_probes_stay_in_cache_and_leave_it():
     assert probe_bytes(32 << 20, 2) == (8 << 20, 512 << 20)
     assert probe_bytes(480 << 20, 2) == (16 << 20, 2 << 30)
     assert probe_bytes(4 << 30, 1)[1] == 16 << 30, "beyond L3 even where L3 is huge"
+
+
+def test_each_ceiling_is_the_highest_of_its_timings():
+    """A ceiling is a maximum: a timing disturbed by another process can only lower it, so the record
+    keeps the highest pass and every pass's figure, and the report says how many and their range."""
+    from bench.report.render import _ceiling_samples
+
+    m = machine.measure_machine(quick=True, passes=2)
+    assert set(m["samples"]) == set(machine.CEILINGS)
+    for key in machine.CEILINGS:
+        assert len(m["samples"][key]) == 2 and m[key] == max(m["samples"][key]) > 0
+    before = {**m, "gemm_gflops": 107.0, "fma_gflops": 230.0,
+              "samples": {**m["samples"], "gemm_gflops": [107.0], "fma_gflops": [230.0]}}
+    after = {**m, "gemm_gflops": 187.0, "fma_gflops": 117.0, "quick": False,
+             "samples": {**m["samples"], "gemm_gflops": [187.0, 150.0], "fma_gflops": [117.0, 100.0]}}
+    merged = machine.merge_ceilings(before, after)
+    assert merged["gemm_gflops"] == 187.0 and merged["fma_gflops"] == 230.0  # the best of each, not of one pass
+    assert merged["samples"]["gemm_gflops"] == [107.0, 187.0, 150.0]
+    assert merged["quick"] is True  # one smoke-length measurement makes the record a rough one
+    text = _ceiling_samples(merged)
+    assert "highest of 4 timings" in text and "GEMM 107-187 GFLOP/s" in text and "FMA 100-230 GFLOP/s" in text
+    with pytest.raises(ValueError, match="passes"):
+        machine.measure_machine(quick=True, passes=0)

@@ -71,6 +71,24 @@ def test_a_cell_timed_while_other_processes_were_busy_is_flagged():
     assert flagged(run) == {0: "other processes used 0.9 cores"}
 
 
+def test_of_two_twins_running_one_kernel_the_slower_is_flagged():
+    """auto and the candidate it chose run the same kernel: a gap above TWIN_LIMIT is the machine's,
+    and the slower of the two is flagged (the Zen 4 run's batch-64 cell: 370 against 285 us)."""
+    run = clean_run()
+    run["latency"] += [rec("auto", s, 100e-6 * (1 - s) + 5e-6, auto_choice="sparse") for s in SPARSITIES]
+    assert flagged(run) == {}
+    i = next(i for i, r in enumerate(run["latency"]) if (r["format"], r["sparsity"]) == ("sparse", 0.9))
+    j = next(j for j, r in enumerate(run["latency"]) if (r["format"], r["sparsity"]) == ("auto", 0.9))
+    run["latency"][i]["median_s"] = 1.3 * run["latency"][j]["median_s"]
+    assert flagged(run) == {i: "1.3x slower than `auto`, which ran the same kernel"}
+    run["latency"][i]["median_s"] = 1.2 * run["latency"][j]["median_s"]  # inside the limit
+    assert flagged(run) == {}
+    run["latency"][j]["median_s"] = 2 * run["latency"][i]["median_s"]  # now auto is the disturbed one
+    assert flagged(run) == {j: "2.0x slower than `sparse`, which ran the same kernel"}
+    run["latency"][j]["auto_choice"] = "shrunk"  # a candidate this run did not time: no twin, nothing compared
+    assert flagged(run) == {}
+
+
 def test_break_even_leaves_flagged_cells_out_and_marks_the_entry():
     lat = [rec("dense", s, 100e-6) for s in SPARSITIES]
     lat += [rec("sparse", s, t) for s, t in zip(SPARSITIES, (80e-6, 90e-6, 30e-6, 10e-6))]

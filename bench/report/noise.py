@@ -12,7 +12,9 @@ Pure functions over a run's ``latency`` records (and the formats' self-descripti
   other cell more than :data:`ORDER_LIMIT` times slower than the same format at the next lower
   sparsity (more weights kept, more work); a cell during which other
   processes took more than :data:`BUSY_LIMIT` of a core (``others_load``, from ``/proc/stat``, where
-  the run recorded it). The report marks flagged cells and leaves them out of its findings.
+  the run recorded it); of two twin cells, an adaptive format (``auto``) and the candidate it
+  chose in that cell, which run the same kernel, the one more than :data:`TWIN_LIMIT` times
+  slower than the other. The report marks flagged cells and leaves them out of its findings.
 """
 
 from __future__ import annotations
@@ -23,11 +25,16 @@ from collections.abc import Mapping
 
 from bench.report.formats import baseline_format, format_info
 
-__all__ = ["BUSY_LIMIT", "ORDER_LIMIT", "SPREAD_LIMIT", "dense_formats", "dense_references", "flagged", "spread"]
+__all__ = ["BUSY_LIMIT", "ORDER_LIMIT", "SPREAD_LIMIT", "TWIN_LIMIT", "dense_formats", "dense_references", "flagged", "spread"]
 
 SPREAD_LIMIT = 0.25  # IQR / median above this: the rounds disagree by a quarter
 ORDER_LIMIT = 1.5  # a dense cell 1.5x off the median of the same dense format elsewhere
 BUSY_LIMIT = 0.5  # cores' worth of CPU time other processes took while the cell was timed
+# Twins run the same kernel on the same network and batch, so any gap between them is the machine's:
+# a Zen 4 run had `sparse` at 370 and 513 us where `auto`, running `sparse`, took 285 and 246 us
+# (batch 64, sparsity 0.9 and 0.95), inside every other limit. A quarter: the largest gap between
+# twins in that run's undisturbed cells was 1.13x.
+TWIN_LIMIT = 1.25
 
 
 def spread(record: Mapping) -> float | None:
@@ -80,6 +87,14 @@ def flagged(results: Mapping) -> dict[int, str]:
     for idx in series.values():
         idx.sort(key=lambda i: rows[i]["sparsity"])
         below.update({b: rows[a] for a, b in zip(idx, idx[1:])})
+    twin = {}  # index of a cell -> index of its twin (auto and the candidate it ran there)
+    by_key = {(r["dataset"], r["method"], r["sparsity"], r["batch"], r.get("threads"), r.get("stage"),
+               r["format"]): i for i, r in enumerate(rows)}
+    for i, r in enumerate(rows):
+        j = by_key.get((r["dataset"], r["method"], r["sparsity"], r["batch"], r.get("threads"), r.get("stage"),
+                        r.get("auto_choice")))
+        if j is not None and j != i:
+            twin[i], twin[j] = j, i
     out = {}
     for i, r in enumerate(rows):
         reasons = []
@@ -94,6 +109,10 @@ def flagged(results: Mapping) -> dict[int, str]:
             reasons.append(f"{r['median_s'] / lower['median_s']:.1f}x slower than at sparsity {lower['sparsity']:g}")
         if (r.get("others_load") or 0) > BUSY_LIMIT:
             reasons.append(f"other processes used {r['others_load']:.1f} cores")
+        other = rows[twin[i]] if i in twin else None
+        if other is not None and r["median_s"] > TWIN_LIMIT * other["median_s"]:
+            reasons.append(f"{r['median_s'] / other['median_s']:.1f}x slower than `{other['format']}`, "
+                           "which ran the same kernel")
         if reasons:
             out[i] = ", ".join(reasons)
     return out

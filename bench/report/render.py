@@ -266,6 +266,19 @@ def _file_size_table(recs: list[dict], baseline: str, accuracy: dict, dataset: s
     return lead + "\n\n" + table(header, rows)
 
 
+def _ceiling_samples(m: dict) -> str:
+    """How many timings each ceiling is the highest of, and their range (runs before 2026-12-06: none)."""
+    samples = m.get("samples")
+    if not samples:
+        return ""
+    names = {"gemm_gflops": ("GEMM", "GFLOP/s"), "fma_gflops": ("FMA", "GFLOP/s"), "cache_gbps": ("cache", "GB/s"),
+             "dram_gbps": ("DRAM", "GB/s")}
+    spans = [f"{names[k][0]} {min(v):.0f}-{max(v):.0f} {names[k][1]}" for k, v in samples.items() if v and k in names]
+    n = max(len(v) for v in samples.values())
+    return (f" Each ceiling is the highest of {n} timings, taken before and after the latency stage (a timing "
+            f"taken while something else held a core can only come out low): {', '.join(spans)}.")
+
+
 def roofline_section(results: dict, figures: list[str]) -> str:
     m = results.get("machine")
     if not m or not results.get("roofline"):
@@ -285,8 +298,8 @@ def roofline_section(results: dict, figures: list[str]) -> str:
            "lane in AVX2's vpmaddubsw, AVX-512 VNNI, ARM's sdot), not a measured one; activations are not "
            "counted, and skipping zero activations (the `sparse` format at batch 1) can beat the floor. "
            "Shown: floor / measured at sparsity 0.9, with the bound that "
-           "sets the floor." + (" These ceilings were timed briefly (a smoke run): read them as rough."
-                                if m.get("quick") else "")]
+           "sets the floor." + _ceiling_samples(m) + (" These ceilings were timed briefly (a smoke run): read "
+                                                      "them as rough." if m.get("quick") else "")]
     for (dataset, method), recs in _by_dataset_method(results["roofline"]).items():
         at = [r for r in recs if abs(r["sparsity"] - 0.9) < 1e-9] or recs
         formats = list(dict.fromkeys(r["format"] for r in at))
