@@ -149,7 +149,8 @@ def test_sparse_batch1_split_across_threads_matches(rng, monkeypatch, method, la
 
     monkeypatch.setattr(fused, "PARALLEL_NNZ", 0)
     monkeypatch.setattr(fused, "PARALLEL_CSC_NNZ", 0)
-    monkeypatch.setattr(fused, "DENSE_DENSITY", {"csc": 1.01, "dense": 0.0, "mixed": 0.5}[layout])
+    threshold = {"csc": 1.01, "dense": 0.0, "mixed": 0.5}[layout]
+    monkeypatch.setattr(fused, "DENSE_DENSITY", dict.fromkeys((128, 256, 512), threshold))
     net = random_net(rng, (50, 41, 33, 10), bias=True)
     masked = prune(net, method, 0.6) if layout != "mixed" else MaskedNetwork(
         net, Masks(tuple(rng.random(layer.weight.shape) < d for layer, d in zip(net.layers, (0.9, 0.1, 0.7))),
@@ -323,3 +324,23 @@ def test_shrunk_falls_back_to_blas_where_its_kernel_cannot_apply_the_activation(
     assert forward.packed is None
     x = rng.standard_normal((1, 12)).astype(np.float32)
     assert_forward_close(forward(x), naive.forward(masked, x))
+
+
+def test_batch1_dense_blocks_from_the_density_of_the_register_width(rng):
+    """A layer keeping 15% of its weights runs as dense blocks where vectors are 512 bits wide
+    (DENSE_DENSITY 0.125: measured on Zen 4) and as CSC on 256-bit ones (0.2: Zen 3); same outputs."""
+    from sparsenet.formats import fused
+
+    net = random_net(rng, (60, 50, 40, 10), bias=True)
+    keep = tuple(rng.random(layer.weight.shape) < 0.15 for layer in net.layers)
+    masked = MaskedNetwork(net, Masks(keep, tuple(np.ones(layer.n_out, bool) for layer in net.layers)), "weight",
+                           0.85, "layer", (0, 1, 2))
+    density = [k.mean() for k in keep]
+    x = rng.random((1, 60)).astype(np.float32)
+    for bits in (256, 512):
+        forward = fused.FusedSparseForward.build(masked, vector_bits=bits)
+        part0 = forward.dense.part0
+        as_dense = [bool(part0[l] < part0[l + 1]) for l in range(len(net.layers))]
+        assert as_dense == [d >= fused.DENSE_DENSITY[bits] for d in density]
+        assert_forward_close(forward(x), naive.forward(masked, x))
+    assert fused.DENSE_DENSITY[512] < min(density[:2]) < fused.DENSE_DENSITY[256]  # the two widths differ here

@@ -66,7 +66,8 @@ def test_sparse_int8_batch1_paths(rng, monkeypatch, layout):
     """Every layer CSC, every layer dense blocks, or a mix, each split across threads."""
     monkeypatch.setattr(fused, "PARALLEL_NNZ", 0)
     monkeypatch.setattr(fused, "PARALLEL_CSC_NNZ", 0)
-    monkeypatch.setattr(fused, "DENSE_DENSITY", {"csc": 1.01, "dense": 0.0, "mixed": 0.5}[layout])
+    threshold = {"csc": 1.01, "dense": 0.0, "mixed": 0.5}[layout]
+    monkeypatch.setattr(fused, "DENSE_DENSITY", dict.fromkeys((128, 256, 512), threshold))
     net = random_net(rng, (50, 41, 33, 10), bias=True)
     keep = tuple(rng.random(l.weight.shape) < d for l, d in zip(net.layers, (0.9, 0.1, 0.7)))
     masked = MaskedNetwork(net, Masks(keep, tuple(np.ones(l.n_out, bool) for l in net.layers)), "weight", 0.5,

@@ -1,8 +1,8 @@
 """``sparse``: sparsenet's fastest sparse format, one compiled call per forward pass.
 
 Batch 1 runs :func:`~sparsenet.kernels.forward_vector` (zero inputs skipped; each layer either
-column-major sparse weights or, where at least DENSE_DENSITY of its weights are kept, dense
-blocks; large layers split by rows across threads); larger batches run
+column-major sparse weights or, where it keeps at least DENSE_DENSITY of its weights (a fraction
+per register width), dense blocks; large layers split by rows across threads); larger batches run
 :func:`~sparsenet.kernels.csr_forward_batch` (CSR cut into L1-sized input blocks, on tiles of
 8-64 samples held in SIMD registers). Both keep every layer in flat arrays with 16-bit indices when a
 layer is narrower than 65,536 units, which cuts index traffic in half against int32.
@@ -45,12 +45,19 @@ PARALLEL_NNZ = 100_000
 PARALLEL_CSC_NNZ = 1_000_000
 # A batch-1 layer keeping at least this fraction of its weights runs as dense blocks (zeros
 # stored, each non-zero input one vectorized row) instead of CSC (kept weights only, scattered
-# one at a time). Both cost in proportion to the non-zero inputs, so the crossover is a density.
-# Measured on the Fashion-MNIST weights (AVX2 EPYC, 1 thread, cycling over 64 test images, every
-# layer one way or the other, interleaved; the machine was shared): at sparsity 0.7 dense blocks
-# 129 against CSC 194 us, at 0.8 217 against 218, at 0.85 245 against 175, at 0.9 235 against
-# 126. (Before the CSC loop's positions were unsigned, it lost down to density 0.075.)
-DENSE_DENSITY = 0.2
+# one at a time). Both cost in proportion to the non-zero inputs, so the crossover is a density,
+# and it falls as the vectors widen (a dense row costs n_out / register lanes, a scatter the
+# same per kept weight on any width): one per register width. Measured on the Fashion-MNIST
+# weights (cycling over 64 test images, every layer one way or the other, interleaved). AVX2 EPYC
+# (Zen 3, 1 thread, shared machine): at sparsity 0.7 dense blocks 129 against CSC 194 us, at 0.8
+# 217 against 218, at 0.85 245 against 175, at 0.9 235 against 126. AVX-512 EPYC (Zen 4, 2
+# threads, 2026-12-06), whole network with the threshold at 0.2 against 0.12: sparsity 0.85 79
+# against 64 us and 68 against 54 (dense blocks 1.23-1.26x faster), 0.87 71 against 63, 0.88 60
+# against 67 (CSC 1.11x faster), 0.9 equal. (Before the CSC loop's positions were unsigned, it
+# lost down to density 0.075.) 128-bit vectors: not measured, AVX2's value kept.
+DENSE_DENSITY = {128: 0.2, 256: 0.2, 512: 0.125}
+
+
 # Scratch buffer sets (one per batch shape) each thread keeps per network.
 _SCRATCH_SHAPES = 3
 
@@ -228,7 +235,7 @@ class FusedSparseForward(FormatDefaults):
         widest = max(kernels.tile_widths(net.dtype, vector_bits))
         col_blocks = np.array([input_blocks(keep, np.dtype(net.dtype).itemsize, widest) for keep in keeps], np.int64)
         w1, k1, b1 = _batch1_order(weights, keeps, biases)
-        as_dense = [keep.mean() >= DENSE_DENSITY for keep in k1]
+        as_dense = [keep.mean() >= DENSE_DENSITY[vector_bits] for keep in k1]
         parts = _csc_parts(k1, n_threads)
         parts[as_dense] = 1
         csc_keeps = [np.zeros_like(keep) if d else keep for keep, d in zip(k1, as_dense)]

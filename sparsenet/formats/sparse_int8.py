@@ -11,7 +11,7 @@ Measured on the 784-1000-1000-500-200-10 Fashion-MNIST MLP (2-core AVX2 EPYC sha
 other jobs at load 5-6, 1 numba thread, interleaved medians of real test images, 2026-12-02):
 batch 1 1.93x faster than ``sparse`` at sparsity 0.5 and 1.84x at 0.8 (dense-block layers: a
 quarter of the bytes, four inputs per pass), 1.03x at 0.9 and 0.82x at 0.95 (10th percentiles
-1.33x and 1.05x: both formats run CSC there since DENSE_DENSITY 0.2, and a cached scatter is
+1.33x and 1.05x: both formats run CSC there since DENSE_DENSITY (0.2 on AVX2), and a cached scatter is
 bound by its loads and stores, not by bytes); batches of 64 and 1024 0.78-1.02x (the same FMAs,
 one int8 load and table broadcast more per kept weight). Two threads on that loaded machine
 measured thread wake-ups, not kernels (medians of milliseconds at batch 1); not quoted.
@@ -103,7 +103,7 @@ class SparseInt8Forward(FusedSparseForward):
         col_blocks = np.array([fused.input_blocks(keep, dtype.itemsize, widest) for keep in keeps], np.int64)
         w1, k1, b1 = fused._batch1_order(weights, keeps, biases)
         _, _, s1 = fused._batch1_order(weights, keeps, scales)
-        as_dense = [keep.mean() >= fused.DENSE_DENSITY for keep in k1]
+        as_dense = [keep.mean() >= fused.DENSE_DENSITY[vector_bits] for keep in k1]
         parts = fused._csc_parts(k1, n_threads)
         parts[as_dense] = 1
         csc_keeps = [np.zeros_like(keep) if d else keep for keep, d in zip(k1, as_dense)]
