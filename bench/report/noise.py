@@ -25,7 +25,8 @@ from collections.abc import Mapping
 
 from bench.report.formats import baseline_format, format_info
 
-__all__ = ["BUSY_LIMIT", "ORDER_LIMIT", "SPREAD_LIMIT", "TWIN_LIMIT", "dense_formats", "dense_references", "flagged", "spread"]
+__all__ = ["BUSY_LIMIT", "ORDER_LIMIT", "SPREAD_LIMIT", "TWIN_LIMIT", "dense_formats", "dense_references", "flagged",
+           "spread"]
 
 SPREAD_LIMIT = 0.25  # IQR / median above this: the rounds disagree by a quarter
 ORDER_LIMIT = 1.5  # a dense cell 1.5x off the median of the same dense format elsewhere
