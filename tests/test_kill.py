@@ -38,9 +38,18 @@ def report_cmd(weights: Path, out: Path) -> list[str]:
             "--scopes=layer", "--max-time=0.01", "--quiet-wait=0", "--threads=1", f"--out={out}"]
 
 
+# The report as `python -m bench.report`, with Ctrl-C's default handler installed first: a suite started in
+# the background by a script (`make test &`, nohup) runs with SIGINT ignored, its children inherit that,
+# and Python then leaves SIGINT ignored, so a report would rightly not stop on it.
+_WITH_SIGINT = ("import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                "runpy.run_module('bench.report', run_name='__main__', alter_sys=True)")
+
+
 def start(weights: Path, out: Path) -> subprocess.Popen:
-    return subprocess.Popen(report_cmd(weights, out), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    cmd = report_cmd(weights, out)
+    assert cmd[1:3] == ["-m", "bench.report"]
+    return subprocess.Popen([cmd[0], "-c", _WITH_SIGINT, *cmd[3:]], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
 
 
 def children(pid: int) -> list[int]:
