@@ -11,13 +11,13 @@ networks (:mod:`bench.report.plots.recovery`) leave them unchanged.
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Mapping
 
 import numpy as np
 from matplotlib.figure import Figure
 
 from bench.report.formats import FILE_KINDS, baseline_format, formats_of_kind, method_order
+from bench.report.noise import dense_references, reference_of
 from bench.report.plots.records import checked_records, group_by, latency_rows, select_records, xy_points
 from bench.report.plots.style import (
     BASELINE_LINE,
@@ -152,10 +152,13 @@ def latency_figure(results: Mapping, dataset: str, method: str, *, threads: int 
 def speedup_figure(results: Mapping, dataset: str, method: str, *, threads: int | None = None) -> Figure:
     """Speedup over dense (dense median / format median) against sparsity, one panel per batch.
 
-    Each point divides by the dense median at the same sparsity and batch; where the run has no
-    dense record at that sparsity it divides by the median of the batch's dense records
-    (masked dense does the same work at every sparsity). Adaptive formats are drawn as in
-    :func:`latency_figure`.
+    Each point divides by the baseline's reference for its batch, the one the report's tables use
+    (:func:`bench.report.noise.dense_references`: the median of the baseline's medians over every
+    record of that dataset, batch and thread count; masked dense does the same work at every
+    sparsity). Dividing by the dense cell of the same sparsity, as this figure did, let one
+    disturbed dense cell move a whole column: a Zen 4 run's batch-1024 dense cell at 0.95 took
+    49 ms against 26-29 ms elsewhere, and the figure drew `sparse` there at 14x where its table said
+    7.6x. Adaptive formats are drawn as in :func:`latency_figure`.
 
     Raises
     ------
@@ -169,9 +172,11 @@ def speedup_figure(results: Mapping, dataset: str, method: str, *, threads: int 
                          f"a speedup needs {baseline} (the baseline format) as its reference")
     styles, adaptive = format_styles(results), _adaptive_formats(results, rows)
     fig, axes, batches = batch_panels(rows)
+    references = dense_references(results)
     for ax, batch in zip(axes, batches):
         panel = group_by([r for r in rows if r["batch"] == batch], "format")
-        dense = {r["sparsity"]: r["median_s"] for r in panel.get(baseline, ())}
+        some = next(iter(next(iter(panel.values()))))
+        dense = reference_of(references, some, baseline)
         ax.axhline(1.0, label=baseline, **BASELINE_LINE)
         if not dense:
             ax.text(0.5, 0.5, f"no {baseline} record at batch {batch}", transform=ax.transAxes,
@@ -180,8 +185,7 @@ def speedup_figure(results: Mapping, dataset: str, method: str, *, threads: int 
             if fmt == baseline:
                 continue
             xs, med = xy_points(panel[fmt], "sparsity", "median_s", f"latency of {dataset!r}/{method}/{fmt}")
-            fallback = statistics.median(dense.values())
-            ys = [dense.get(s, fallback) / m for s, m in zip(xs, med)]
+            ys = [dense / m for m in med]
             if fmt in adaptive:
                 adaptive_series(ax, xs, ys, _choices(panel[fmt], xs), fmt, styles)
                 continue
