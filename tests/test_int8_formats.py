@@ -9,7 +9,7 @@ import pytest
 
 from sparsenet import FileFormatError, Layer, MaskedNetwork, Masks, Network, convert, load_pruned, prune, save_pruned
 from sparsenet.export_int8 import decode_gaps, encode_gaps, load_quantized, load_sparse_int8, save_quantized
-from sparsenet.formats import fused
+from sparsenet.formats import fused, sparse_int8
 from sparsenet.formats.dense_int8 import DenseInt8Forward
 from sparsenet.formats.shrunk_int8 import ShrunkInt8Forward
 from sparsenet.formats.sparse_int8 import SparseInt8Forward
@@ -67,7 +67,7 @@ def test_sparse_int8_batch1_paths(rng, monkeypatch, layout):
     monkeypatch.setattr(fused, "PARALLEL_NNZ", 0)
     monkeypatch.setattr(fused, "PARALLEL_CSC_NNZ", 0)
     threshold = {"csc": 1.01, "dense": 0.0, "mixed": 0.5}[layout]
-    monkeypatch.setattr(fused, "DENSE_DENSITY", dict.fromkeys((128, 256, 512), threshold))
+    monkeypatch.setattr(sparse_int8, "DENSE_DENSITY", dict.fromkeys((128, 256, 512), threshold))
     net = random_net(rng, (50, 41, 33, 10), bias=True)
     keep = tuple(rng.random(l.weight.shape) < d for l, d in zip(net.layers, (0.9, 0.1, 0.7)))
     masked = MaskedNetwork(net, Masks(keep, tuple(np.ones(l.n_out, bool) for l in net.layers)), "weight", 0.5,
@@ -78,6 +78,20 @@ def test_sparse_int8_batch1_paths(rng, monkeypatch, layout):
     assert forward.dense.values.dtype == np.int8 and forward.csc.data.dtype == np.int8
     for x in (rng.random((1, 50)), np.zeros((1, 50))):
         check(forward, x.astype(np.float32))
+
+
+@pytest.mark.parametrize("vector_bits", [256, 512])
+def test_sparse_int8_batch1_dense_blocks_from_a_lower_density_than_float(rng, vector_bits):
+    """Between the int8 and the float thresholds a layer is int8 dense blocks but float CSC."""
+    density = (sparse_int8.DENSE_DENSITY[vector_bits] + fused.DENSE_DENSITY[vector_bits]) / 2
+    net = random_net(rng, (300, 200, 10), bias=True)
+    keep = (rng.random((200, 300)) < density, np.ones((10, 200), bool))
+    masked = MaskedNetwork(net, Masks(keep, tuple(np.ones(l.n_out, bool) for l in net.layers)), "weight", 0.9,
+                           "layer", (0, 1))
+    int8 = SparseInt8Forward.build(masked, vector_bits)
+    float32 = fused.FusedSparseForward.build(masked, vector_bits)
+    assert np.diff(int8.dense.part0).tolist()[0] > 0 and np.diff(float32.dense.part0).tolist()[0] == 0
+    check(int8, rng.random((1, 300)).astype(np.float32))
 
 
 @pytest.mark.parametrize("vector_bits", [128, 256, 512])

@@ -3,9 +3,10 @@
 Weight-only int8 (:mod:`sparsenet.quantize`): activations stay float, each kept weight is one
 byte next to its 16-bit index (3 bytes instead of 6), widened to float in registers
 (:mod:`sparsenet.kernels.int8`). Batch 1 runs CSC or dense blocks per layer as ``sparse`` does
-(same DENSE_DENSITY and PARALLEL_*NNZ rules, hidden units in the same order), larger batches the
-same CSR input blocks on SIMD tiles. Outputs are checked against the format's own
-:meth:`~SparseInt8Forward.reference`, the float64 dequantized network.
+(same PARALLEL_*NNZ rules, hidden units in the same order; dense blocks from a lower density,
+DENSE_DENSITY below), larger batches the same CSR input blocks on SIMD tiles. Outputs are
+checked against the format's own :meth:`~SparseInt8Forward.reference`, the float64 dequantized
+network.
 
 Measured on the 784-1000-1000-500-200-10 Fashion-MNIST MLP (2-core AVX2 EPYC shared with
 other jobs at load 5-6, 1 numba thread, interleaved medians of real test images, 2026-12-02):
@@ -38,6 +39,19 @@ from ..sizes import kept_bytes
 from ..validation import check_batch
 from . import fused
 from .fused import FusedSparseForward
+
+# A batch-1 layer keeping at least this fraction of its weights runs as int8 dense blocks, per
+# register width (fused.DENSE_DENSITY's rule for float). An int8 dense row is a quarter of a
+# float row's bytes and its pass takes four inputs, while a CSC scatter costs what float's does
+# (its loads and stores, not its bytes), so the crossover sits lower than float's. Measured on
+# Zen 4 (AVX-512, 2 threads, trained Fashion-MNIST MLP, cycling over 64 test images, builds
+# interleaved, medians against float ``sparse``): with float's 0.125 at sparsity 0.88 / 0.9 / 0.92
+# int8 ran 51.7 / 46.1 / 39.9 us (CSC), with 0.05 32.0 / 33.4 / 33.1 us (dense blocks; 1.58 /
+# 1.32 / 1.12x faster than float ``sparse``, 1.50x at 0.9 in a second run); at 0.94 dense
+# blocks tie CSC (30.9 against 32.0 us), at 0.95 they lose (34.0 against 30.2). 256 and 128
+# bits: not measured; float's 0.2 divided by the 1.84x int8 dense blocks gained over float ones
+# on AVX2 Zen 3 (at sparsity 0.8, 2026-12-02).
+DENSE_DENSITY = {128: 0.1, 256: 0.1, 512: 0.06}
 
 
 def check_weight_only(qnet: QuantizedNetwork, fmt: str, activations: frozenset[str]) -> None:
@@ -103,7 +117,7 @@ class SparseInt8Forward(FusedSparseForward):
         col_blocks = np.array([fused.input_blocks(keep, dtype.itemsize, widest) for keep in keeps], np.int64)
         w1, k1, b1 = fused._batch1_order(weights, keeps, biases)
         _, _, s1 = fused._batch1_order(weights, keeps, scales)
-        as_dense = [keep.mean() >= fused.DENSE_DENSITY[vector_bits] for keep in k1]
+        as_dense = [keep.mean() >= DENSE_DENSITY[vector_bits] for keep in k1]
         parts = fused._csc_parts(k1, n_threads)
         parts[as_dense] = 1
         csc_keeps = [np.zeros_like(keep) if d else keep for keep, d in zip(k1, as_dense)]
