@@ -127,7 +127,8 @@ def test_a_registered_format_is_benchmarked_and_reported_everywhere(toy, rng):
     assert f"| sparsity | dense | sparse | {toy} |" in latency_table
     assert ToyCOOForward.summary in latency_table
     break_even = md[md.index("## Break-even"):md.index("## Latency")]
-    assert (f"sparse format (csr_scipy, csr_numba, csr_numba_par, sparse, sparse_block, sparse_int8, sparse_conv, "
+    assert (f"sparse format (csr_scipy, csr_numba, csr_numba_par, sparse, sparse_block, sparse_int8, "
+            f"sparse_int8_static, sparse_conv, "
             f"{toy})") in break_even
     assert f"| batch | dense | sparse | {toy} |" in md[md.index("## Roofline"):]
     legend = speedup_figure(results, "mnist", "weight").legends[0]

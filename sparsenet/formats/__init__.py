@@ -23,12 +23,14 @@ from .shrunk_int8 import ShrunkInt8Forward
 from .sparse_block import SparseBlockForward
 from .sparse_conv import SparseConvForward
 from .sparse_int8 import SparseInt8Forward
+from .sparse_int8_static import SparseInt8StaticForward
 
 FORMATS: dict[str, type[Forward]] = {
     cls.name: cls
     for cls in (DenseForward, ScipyCSRForward, NumbaCSRForward, NumbaCSRParallelForward, FusedSparseForward,
                 SparseBlockForward, ShrunkDenseForward, AutoForward, OrtForward, TFLiteForward, TorchDenseForward,
-                TorchCSRForward, DenseInt8Forward, SparseInt8Forward, ShrunkInt8Forward, SparseConvForward,
+                TorchCSRForward, DenseInt8Forward, SparseInt8Forward, SparseInt8StaticForward,
+                ShrunkInt8Forward, SparseConvForward,
                 TFLiteInt8Forward, TFLiteSparseForward)
 }
 for _cls in FORMATS.values():
