@@ -146,3 +146,21 @@ def test_masks_hold_pruned_weights_at_zero(rng):
     forward = SparseInt8StaticForward.build(masked, rng.random((300, 40)).astype(np.float32))
     n_layer0 = int(forward.gptr[12])
     assert set(forward.groups[:n_layer0].tolist()) <= {0}
+
+
+def test_accuracy_records_carry_the_static_accuracy(rng):
+    """The report's accuracy records gain int8_static_accuracy where the run times the format."""
+    from types import SimpleNamespace
+
+    from bench.report.accuracy import accuracy_records
+
+    net = random_net(rng, (20, 16, 4), bias=True)
+    x = rng.random((400, 20)).astype(np.float32)
+    labels = np.argmax(x[:, :4], axis=1)
+    data = {"toy": SimpleNamespace(x_train=x, x_test=x[:200], y_test=labels[:200])}
+    models = {"toy": (net, {"epochs": 1})}
+    with_static = accuracy_records(models, data, ["weight"], ["layer"], [0.5], progress=lambda *_: None,
+                                   formats=("dense", "sparse_int8_static"))
+    without = accuracy_records(models, data, ["weight"], ["layer"], [0.5], progress=lambda *_: None,
+                               formats=("dense",))
+    assert 0 <= with_static[0]["int8_static_accuracy"] <= 1 and "int8_static_accuracy" not in without[0]

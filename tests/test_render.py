@@ -176,3 +176,19 @@ def test_file_table_shows_the_tflite_int8_file_and_its_accuracy():
     row = next(line for line in md.splitlines() if line.startswith("| 0.90 |") and "2.421 / 1.210 MB" in line)
     acc = next(r for r in results["accuracy"] if r["sparsity"] == 0.9)
     assert f"{100 * acc['tflite_int8_accuracy']:.2f}%" in row
+
+
+def test_file_table_shows_the_int8_static_accuracy():
+    """sparse_int8_static's accuracy (calibrated on training samples) gets its own column."""
+    results = make_results()
+    results["formats"] = {"dense": {"kind": "baseline"}, "sparse": {"kind": "sparse"}}
+    results["size"] = [{"dataset": "mnist", "method": "weight", "scope": "layer", "sparsity": s, "format": "dense",
+                        "nnz": 10, "in_memory_bytes": 1000, "on_disk_bytes": 9_546_000, "zipped_bytes": 4_000_000,
+                        "saved_as": "dense"} for s in (0.5, 0.9)]
+    for r in results["accuracy"]:
+        r["int8_static_accuracy"] = r["accuracy"] - 0.0123
+    md = render_markdown(results, [])
+    assert "| int8 static accuracy |" in md and "TFLite int8 accuracy" not in md
+    acc = next(r for r in results["accuracy"] if r["sparsity"] == 0.9)
+    row = next(line for line in md.splitlines() if line.startswith("| 0.90 |") and "9.546" in line)
+    assert f"{100 * acc['int8_static_accuracy']:.2f}%" in row

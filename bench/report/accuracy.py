@@ -20,6 +20,7 @@ def accuracy(forward, x: np.ndarray, y: np.ndarray, chunk: int = 2000) -> float:
 
 
 INT8_FORMAT = "dense_int8"
+STATIC_FORMAT = "sparse_int8_static"  # static int8 activations: its accuracy with real calibration
 TFLITE_INT8 = "tflite_int8"  # the int8 path users know: its accuracy too, calibrated on training samples
 
 
@@ -46,6 +47,17 @@ def tflite_int8_accuracy(masked, x_train: np.ndarray, x_test: np.ndarray, y_test
     return accuracy(forward, x_test.astype(np.float32, copy=False), y_test)
 
 
+def int8_static_accuracy(masked, x_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray) -> float:
+    """Test accuracy of ``sparse_int8_static`` (static int8 activations) calibrated on the first
+    CALIBRATION_SAMPLES training images, run by that format's own kernel."""
+    from sparsenet.formats.sparse_int8_static import CALIBRATION_SAMPLES, SparseInt8StaticForward
+
+    calibration = np.ascontiguousarray(x_train[:CALIBRATION_SAMPLES].reshape(-1, masked.net.widths[0]),
+                                       dtype=np.float32)
+    forward = SparseInt8StaticForward.build(masked, calibration)
+    return accuracy(forward, np.ascontiguousarray(x_test, dtype=np.float32), y_test)
+
+
 def int8_runs(net) -> bool:
     """Whether the int8 formats can run ``net`` (registered, its layer kinds and activations)."""
     from sparsenet import FORMATS
@@ -61,7 +73,8 @@ def accuracy_records(models: dict, data: dict, methods: Iterable[str], scopes: I
     tests prove it), and ``int8_accuracy``, the same network with int8 weights (one scale per
     unit, float activations: what the int8 formats run; measured with ``dense_int8``, which tests
     check against the dequantized network). ``epochs`` is the dense training budget (None: a
-    network of the user's). Where ``formats`` has ``tflite_int8``, per-layer settings also get
+    network of the user's). Where ``formats`` has ``sparse_int8_static``, ``int8_static_accuracy``
+    is that format's, calibrated on training samples. Where ``formats`` has ``tflite_int8``, per-layer settings also get
     ``tflite_int8_accuracy`` (a TFLite conversion per network: seconds each, cached)."""
     records = []
     formats = tuple(formats)
@@ -75,6 +88,8 @@ def accuracy_records(models: dict, data: dict, methods: Iterable[str], scopes: I
                     masked = prune(net, method, sparsity, scope)
                     acc = accuracy(convert(masked, baseline()), x_test, y_test)
                     int8 = accuracy(convert(masked, INT8_FORMAT), x_test, y_test) if int8_runs(net) else None
+                    static = (int8_static_accuracy(masked, data[dataset].x_train, x_test, y_test)
+                              if int8 is not None and STATIC_FORMAT in formats and net.dtype == np.float32 else None)
                     lite = (tflite_int8_accuracy(masked, data[dataset].x_train, x_test, y_test)
                             if tflite and scope == "layer" else None)
                     records.append({
@@ -83,10 +98,11 @@ def accuracy_records(models: dict, data: dict, methods: Iterable[str], scopes: I
                         "layer_sparsity": [round(s, 6) for s in masked.layer_sparsity()],
                         "accuracy": acc, "stage": "oneshot", "epochs": manifest.get("epochs"),
                         "recovery_epochs": 0, **({} if int8 is None else {"int8_accuracy": int8}),
+                        **({} if static is None else {"int8_static_accuracy": static}),
                         **({} if lite is None else {"tflite_int8_accuracy": lite}),
                     })
-                    row.append(f"{sparsity:.2f}:{100 * acc:.1f}%" + ("" if int8 is None else f"/{100 * int8:.1f}%")
-                               + ("" if lite is None else f"/{100 * lite:.1f}%"))
+                    row.append(f"{sparsity:.2f}:{100 * acc:.1f}%" + "".join(
+                        f"/{100 * a:.1f}%" for a in (int8, static, lite) if a is not None))
                 progress(f"  accuracy {dataset} {method}/{scope}: " + " ".join(row))
     return records
 

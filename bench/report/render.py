@@ -213,10 +213,9 @@ def size_section(results: dict, figures: list[str]) -> str:
     out = ["## Model size", intro]
     accuracy = {(r["dataset"], r["method"], r.get("scope", "layer"), r["sparsity"]): r["accuracy"]
                 for r in results.get("accuracy", ())}
-    int8 = {(r["dataset"], r["method"], r.get("scope", "layer"), r["sparsity"]): r["int8_accuracy"]
-            for r in results.get("accuracy", ()) if r.get("int8_accuracy") is not None}
-    lite = {(r["dataset"], r["method"], r.get("scope", "layer"), r["sparsity"]): r["tflite_int8_accuracy"]
-            for r in results.get("accuracy", ()) if r.get("tflite_int8_accuracy") is not None}
+    quantized = {label: {(r["dataset"], r["method"], r.get("scope", "layer"), r["sparsity"]): r[field]
+                         for r in results.get("accuracy", ()) if r.get(field) is not None}
+                 for field, label in QUANTIZED_ACCURACY}
     baseline = baseline_format(results)
     for (dataset, method), recs in _by_dataset_method(size).items():
         formats = list(dict.fromkeys(r["format"] for r in recs))
@@ -226,15 +225,20 @@ def size_section(results: dict, figures: list[str]) -> str:
                 for s in sparsities]
         out += [f"### {dataset}, {method} pruning", table(["sparsity"] + formats, rows)]
         if with_files:
-            out.append(_file_size_table(recs, baseline, accuracy, dataset, method, int8, lite))
+            out.append(_file_size_table(recs, baseline, accuracy, dataset, method, quantized))
         out.append(image_links(figures, f"size-{dataset}-{method}"))
         if with_files:
             out.append(image_links(figures, f"disk-{dataset}-{method}"))
     return "\n\n".join(p for p in out if p)
 
 
+# accuracy records' quantized fields, as the file table's columns name them (a column only where a record has it)
+QUANTIZED_ACCURACY = (("int8_accuracy", "int8 accuracy"), ("int8_static_accuracy", "int8 static accuracy"),
+                      ("tflite_int8_accuracy", "TFLite int8 accuracy"))
+
+
 def _file_size_table(recs: list[dict], baseline: str, accuracy: dict, dataset: str, method: str,
-                     int8: dict | None = None, lite: dict | None = None) -> str:
+                     quantized: dict | None = None) -> str:
     """On disk and zipped, per file kind, with the accuracy at that sparsity and the best ratio to dense float32."""
     files = {}  # (sparsity, saved_as) -> (on disk, zipped); every format saved the same way writes the same file
     scope = {}
@@ -244,18 +248,16 @@ def _file_size_table(recs: list[dict], baseline: str, accuracy: dict, dataset: s
             scope.setdefault(r["sparsity"], r.get("scope", "layer"))
     reference = next((r["on_disk_bytes"] for r in recs if r["format"] == baseline and "on_disk_bytes" in r), None)
     kinds = [k for k in FILE_KINDS if any(saved == k for _, saved in files)]
-    header = ["sparsity", "accuracy"] + (["int8 accuracy"] if int8 else []) + \
-        (["TFLite int8 accuracy"] if lite else []) + [f"{FILE_KINDS[k]}: on disk / zipped" for k in kinds]
+    columns = {label: accs for label, accs in (quantized or {}).items() if accs}
+    header = ["sparsity", "accuracy"] + list(columns) + [f"{FILE_KINDS[k]}: on disk / zipped" for k in kinds]
     header += ["smallest vs dense float32"] if reference else []
     rows = []
     for s in sorted({s for s, _ in files}):
         acc = accuracy.get((dataset, method, scope.get(s, "layer"), s))
-        acc8 = int8.get((dataset, method, scope.get(s, "layer"), s))
         row = [f"{s:.2f}", "–" if acc is None else f"{100 * acc:.2f}%"]
-        row += ([f"{100 * acc8:.2f}%" if acc8 is not None else "–"] if int8 else [])
-        if lite:
-            acc_lite = lite.get((dataset, method, scope.get(s, "layer"), s))
-            row.append(f"{100 * acc_lite:.2f}%" if acc_lite is not None else "–")
+        for accs in columns.values():
+            other = accs.get((dataset, method, scope.get(s, "layer"), s))
+            row.append(f"{100 * other:.2f}%" if other is not None else "–")
         row += [f"{files[(s, k)][0] / 1e6:.3f} / {files[(s, k)][1] / 1e6:.3f} MB" if (s, k) in files else "–"
                 for k in kinds]
         if reference:

@@ -306,11 +306,12 @@ def _groups_any(gptr, groups, words, mult, bias, corr, r0, blk0, n_blk, n_out, g
 
 
 @numba.njit(nogil=True, fastmath=_FASTMATH)
-def _quantize_tile(x, t, lanes, n_in, inv, off, xq, xo):
-    """Tile t of the float batch x onto the first layer's grid: xq[xo + (g * lanes + s) * 4 + k] =
-    clip(rint(x[t * lanes + s, 4g + k] * inv), -127, 127) + off; samples past the batch as 0."""
+def _quantize_tile(x, t, lanes, s0, s1, n_in, inv, off, xq, xo):
+    """Samples s0:s1 of tile t of the float batch x onto the first layer's grid: xq[xo + (g *
+    lanes + s) * 4 + k] = clip(rint(x[t * lanes + s, 4g + k] * inv), -127, 127) + off; samples
+    past the batch as 0."""
     n_batch = x.shape[0]
-    for s in range(lanes):
+    for s in range(s0, s1):
         i = t * lanes + s
         for j in range(n_in):
             v = x[i, j] * inv if i < n_batch else np.float32(0)
@@ -333,7 +334,7 @@ def static_forward_batch(ints, gptr, groups, words, mult, bias, corr, inv, x, xq
     part_stride = part.size // n_tiles
     if n_tiles >= 2 * n_threads:
         for t in numba.prange(n_tiles):
-            _quantize_tile(x, t, lanes, widths[0], inv[0], off[0], xq, t * in_stride)
+            _quantize_tile(x, t, lanes, 0, lanes, widths[0], inv[0], off[0], xq, t * in_stride)
             for l in range(n_layers):
                 src = xq if l == 0 else (buf_a if l % 2 == 1 else buf_b)
                 dst = buf_b if l % 2 == 1 else buf_a
@@ -346,7 +347,9 @@ def static_forward_batch(ints, gptr, groups, words, mult, bias, corr, inv, x, xq
     else:
         n_chunks = max(1, n_threads)
         for t in range(n_tiles):
-            _quantize_tile(x, t, lanes, widths[0], inv[0], off[0], xq, t * in_stride)
+            for c in numba.prange(n_chunks):  # chunk c rounds its samples of tile t
+                _quantize_tile(x, t, lanes, c * lanes // n_chunks, (c + 1) * lanes // n_chunks, widths[0], inv[0],
+                               off[0], xq, t * in_stride)
             for l in range(n_layers):
                 src = xq if l == 0 else (buf_a if l % 2 == 1 else buf_b)
                 dst = buf_b if l % 2 == 1 else buf_a
