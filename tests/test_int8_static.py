@@ -164,3 +164,23 @@ def test_accuracy_records_carry_the_static_accuracy(rng):
     without = accuracy_records(models, data, ["weight"], ["layer"], [0.5], progress=lambda *_: None,
                                formats=("dense",))
     assert 0 <= with_static[0]["int8_static_accuracy"] <= 1 and "int8_static_accuracy" not in without[0]
+
+
+def test_batch1_dense_path_serial_and_split(rng):
+    """Batch 1 runs its own kernel (dense int8 rows); a layer of PARALLEL_WORDS words or more is
+    split across threads, smaller ones not: one thread and all threads give the reference."""
+    import numba
+
+    from sparsenet.kernels.int8_static import PARALLEL_WORDS
+
+    qnet = dyadic_network(rng, (400, 300, 10), 0.3, empty=True)
+    forward = SparseInt8StaticForward.build_quantized(qnet)
+    assert forward.n_pad.tolist() == [112, 80] and 300 * 112 >= PARALLEL_WORDS > 10 * 80
+    x = (rng.standard_normal((1, 400)) * 3).astype(np.float32)
+    threads = numba.get_num_threads()
+    try:
+        for n in sorted({1, threads}):
+            numba.set_num_threads(n)
+            np.testing.assert_array_equal(forward(x), forward.reference(x))
+    finally:
+        numba.set_num_threads(threads)

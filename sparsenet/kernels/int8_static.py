@@ -32,7 +32,12 @@ kernels take ``portable``: True runs the portable form even where VNNI exists (t
 ``static_forward_batch(ints, gptr, groups, words, mult, bias, corr, inv, x, xq, buf_a, buf_b, out,
 n_threads, portable)``: ``x`` float32 (n_batch, n_in); ``xq``, ``buf_a``, ``buf_b`` uint8 tile
 buffers (their sizes fix the group strides, see :func:`buffer_groups`); ``out`` float32
-(n_tiles, n_out, T); ``ints`` from :func:`flatten_static`. Callers validate; nothing here checks.
+(n_tiles, n_out, T); ``ints`` from :func:`flatten_static`.
+
+``static_forward_vector(ints, dwords, w_off, n_pad, mult, bias, corr, inv, x, u_in, u_a, u_b, out,
+n_threads, portable)``: one sample, every layer's words dense (see its docstring).
+
+Callers validate; nothing here checks.
 """
 
 import numba
@@ -45,7 +50,8 @@ from numba.extending import intrinsic
 from .fused import _FASTMATH
 from .simd import Vec, _target_features, at, vfma, vrelu, vsplat, vstore
 
-__all__ = ["HAS_VNNI", "buffer_groups", "flatten_static", "static_forward_batch"]
+__all__ = ["HAS_VNNI", "PARALLEL_WORDS", "buffer_groups", "flatten_static", "static_forward_batch",
+           "static_forward_vector"]
 
 _I32 = ir.IntType(32)
 _V16 = ir.VectorType(_I32, 16)
@@ -59,6 +65,8 @@ def _has_vnni(features: str) -> bool:
 
 
 HAS_VNNI: bool = _has_vnni(_target_features())
+# static_forward_vector splits a layer of at least this many words (4 weights each) across threads
+PARALLEL_WORDS = 25_000
 
 
 def _byte_pointer(context, builder, arr_type, arr, offset):
@@ -120,12 +128,15 @@ def _portable_dot4(builder, acc, x, w):
 def _dot4(portable: bool):
     @intrinsic
     def dot4(typingctx, acc, x, w):
-        if acc != I32x16 or x != I32x16 or not isinstance(w, types.Integer):
+        """w: one word (an integer, broadcast) or 16 words (I32x16)."""
+        if acc != I32x16 or x != I32x16 or not (isinstance(w, types.Integer) or w == I32x16):
             return None
 
         def codegen(context, builder, sig, args):
-            word = context.cast(builder, args[2], sig.args[2], types.int32)
-            ws = _splat32(builder, word)
+            if sig.args[2] == I32x16:
+                ws = args[2]
+            else:
+                ws = _splat32(builder, context.cast(builder, args[2], sig.args[2], types.int32))
             if HAS_VNNI and not portable:
                 fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V16, [_V16] * 3),
                                                     "llvm.x86.avx512.vpdpbusd.512")
@@ -137,6 +148,31 @@ def _dot4(portable: bool):
 
 dot4_native = _dot4(False)  # vpdpbusd where the CPU has AVX-512 VNNI, else the portable IR
 dot4_portable = _dot4(True)
+
+
+@intrinsic
+def iload32(typingctx, arr, offset):
+    """arr[offset:offset + 16] of a C-contiguous int32 array."""
+    if not (isinstance(arr, types.Array) and arr.dtype == types.int32 and arr.layout == "C"):
+        return None
+
+    def codegen(context, builder, sig, args):
+        data = context.make_array(sig.args[0])(context, builder, args[0]).data
+        return builder.load(builder.bitcast(builder.gep(data, [args[1]]), _V16.as_pointer()), align=4)
+    return I32x16(arr, offset), codegen
+
+
+@intrinsic
+def hsum(typingctx, acc):
+    """The sum of the 16 lanes (int32, wrapping like the lanes)."""
+    if acc != I32x16:
+        return None
+
+    def codegen(context, builder, sig, args):
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_I32, [_V16]),
+                                            "llvm.vector.reduce.add.v16i32")
+        return builder.call(fn, [args[0]])
+    return types.int32(acc), codegen
 
 
 @intrinsic
@@ -362,4 +398,52 @@ def static_forward_batch(ints, gptr, groups, words, mult, bias, corr, inv, x, xq
                                 c * n_g // n_chunks, (c + 1) * n_g // n_chunks, src, so, dst, t * hid_stride, out,
                                 t * n_out_last * lanes, part, t * part_stride, relu[l] != 0, l == n_layers - 1,
                                 inv[nxt], off[nxt], lanes, portable)
+    return out
+
+
+@numba.njit(inline="always")
+def _gemv_rows(dwords, w0, n_pad, r0, i0, i1, mult, bias, corr, src, dst, out, relu, last, inv, off_next, portable):
+    """Rows i0:i1 of one layer for one sample: dense int8 rows (zeros stored) against all of the
+    input's bytes, 64 at a time, finished as in _groups; hidden results one byte each."""
+    for i in range(i0, i1):
+        acc = izeros()
+        base = w0 + i * n_pad
+        for c in range(0, n_pad, 16):
+            acc = _dot(acc, iload(src, c * 4), iload32(dwords, base + c), portable)
+        y = np.float32(hsum(acc) - corr[r0 + i]) * mult[r0 + i] + bias[r0 + i]
+        if relu and y < 0:
+            y = np.float32(0)
+        if last:
+            out[i] = y
+        else:
+            v = min(max(np.rint(y * inv), np.float32(-127)), np.float32(127))
+            dst[i] = np.uint8(np.int32(v) + off_next)
+
+
+@numba.njit(parallel=True, cache=True, nogil=True, fastmath=_FASTMATH)
+def static_forward_vector(ints, dwords, w_off, n_pad, mult, bias, corr, inv, x, u_in, u_a, u_b, out, n_threads,
+                          portable):
+    """out = network(x) for one sample (``x`` float32 (n_in,), ``out`` (n_out,)): every layer a
+    dense int8 matrix (n_out, n_pad[l] words, zeros stored, row-major from w_off[l] in
+    ``dwords``) times the input's bytes with 16 words per dot4; layers of PARALLEL_WORDS words
+    or more split by rows across threads. ``u_*``: uint8 buffers of max(n_pad) * 4 bytes; bytes
+    past a layer's width (stale or zero) meet zero words, so they never count."""
+    widths, relu, row_off = ints[ints[0]:ints[1]], ints[ints[1]:ints[2]], ints[ints[2]:ints[3]]
+    off = ints[ints[3]:ints[4]]
+    n_layers = widths.shape[0] - 1
+    for j in range(widths[0]):
+        v = min(max(np.rint(x[j] * inv[0]), np.float32(-127)), np.float32(127))
+        u_in[j] = np.uint8(np.int32(v) + off[0])
+    for l in range(n_layers):
+        src = u_in if l == 0 else (u_a if l % 2 == 1 else u_b)
+        dst = u_b if l % 2 == 1 else u_a
+        nxt = min(l + 1, n_layers - 1)
+        n_out, last = widths[l + 1], l == n_layers - 1
+        if n_threads > 1 and n_out * n_pad[l] >= PARALLEL_WORDS:
+            for c in numba.prange(n_threads):
+                _gemv_rows(dwords, w_off[l], n_pad[l], row_off[l], c * n_out // n_threads, (c + 1) * n_out // n_threads,
+                           mult, bias, corr, src, dst, out, relu[l] != 0, last, inv[nxt], off[nxt], portable)
+        else:
+            _gemv_rows(dwords, w_off[l], n_pad[l], row_off[l], 0, n_out, mult, bias, corr, src, dst, out,
+                       relu[l] != 0, last, inv[nxt], off[nxt], portable)
     return out
