@@ -50,7 +50,7 @@ INT8_VERSION = 2
 INDEX_CODINGS = ("auto", "plain", "delta8")
 
 __all__ = ["INDEX_CODINGS", "INT8_VERSION", "check_int8_path", "decode_gaps", "encode_gaps", "load_quantized",
-           "load_sparse_int8", "save_int8", "save_quantized"]
+           "load_sparse_int8", "load_sparse_int8_static", "save_int8", "save_quantized"]
 
 
 def encode_gaps(indptr: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -264,3 +264,12 @@ def load_sparse_int8(path: str | os.PathLike):
     from .formats.sparse_int8 import SparseInt8Forward
 
     return SparseInt8Forward.build_quantized(load_quantized(path))
+
+
+def load_sparse_int8_static(path: str | os.PathLike):
+    """The ``sparse_int8_static`` format straight from an int8 compact file written from a
+    static-mode network (``save_quantized(quantize(masked, "static", x), path)``): its weights and
+    calibrated input steps as stored, no float weights, no calibration data."""
+    from .formats.sparse_int8_static import SparseInt8StaticForward
+
+    return SparseInt8StaticForward.build_quantized(load_quantized(path))

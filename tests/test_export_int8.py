@@ -8,7 +8,7 @@ import pytest
 
 from bench.report.cli import console
 from sparsenet import FileFormatError, prune, save_network
-from sparsenet.export_int8 import load_quantized, load_sparse_int8, save_int8
+from sparsenet.export_int8 import load_quantized, load_sparse_int8, load_sparse_int8_static, save_int8, save_quantized
 from sparsenet.formats.sparse_int8 import SparseInt8Forward
 from sparsenet.quantize import quantize
 
@@ -34,6 +34,22 @@ def test_save_int8_round_trip_into_sparse_int8(tmp_path, rng, masked):
     for n in (1, 5, 64):
         x = rng.random((n, WIDTHS[0]), dtype=np.float32)
         np.testing.assert_array_equal(forward(x), built(x))
+
+
+def test_static_file_loads_into_sparse_int8_static(tmp_path, rng, masked):
+    """A static network's file keeps its calibrated steps: the loaded format computes exactly what
+    the one built from the network does; the weight-only loader refuses it by name."""
+    from sparsenet.formats.sparse_int8_static import SparseInt8StaticForward
+
+    qnet = quantize(masked, "static", rng.random((300, WIDTHS[0]), dtype=np.float32))
+    path = save_quantized(qnet, tmp_path / "static.spz")
+    forward = load_sparse_int8_static(path)
+    built = SparseInt8StaticForward.build_quantized(qnet)
+    for n in (1, 7, 64):
+        x = rng.random((n, WIDTHS[0]), dtype=np.float32)
+        np.testing.assert_array_equal(forward(x), built(x))
+    with pytest.raises(NotImplementedError, match="sparse_int8_static"):
+        load_sparse_int8(path)
 
 
 def test_save_int8_refuses_bad_input(tmp_path, rng, masked):

@@ -63,7 +63,9 @@ def check_weight_only(qnet: QuantizedNetwork, fmt: str, activations: frozenset[s
     if qnet.mode != "weights":
         raise NotImplementedError(f"format {fmt!r} runs weight-only int8 (float activations); this network was "
                                   f"quantized with mode={qnet.mode!r}: quantize(masked) without mode='static' "
-                                  "(static int8 activations run in QuantizedNetwork.reference only)")
+                                  "(a static network runs in format 'sparse_int8_static': "
+                                  "SparseInt8StaticForward.build_quantized, or export_int8.load_sparse_int8_static "
+                                  "for a file)")
     if qnet.dtype != np.float32:
         # int8 weights are for speed and size: float64 activations would give back the bandwidth
         # int8 saves, and every float64 kernel variant costs a minute of numba compile more.
