@@ -54,18 +54,22 @@ from .fused import FusedSparseForward
 DENSE_DENSITY = {128: 0.1, 256: 0.1, 512: 0.06}
 
 
-def check_weight_only(qnet: QuantizedNetwork, fmt: str, activations: frozenset[str]) -> None:
-    """TypeError/NotImplementedError unless ``qnet`` is a weight-only float32 QuantizedNetwork of activations
-    ``fmt`` runs."""
+_MODE_RUNS = {"weights": "weight-only int8 (float activations)", "static": "static int8 activations"}
+_MODE_FIX = {"weights": "quantize(masked) without mode='static' (a static network runs in format "
+                        "'sparse_int8_static': SparseInt8StaticForward.build_quantized, or "
+                        "export_int8.load_sparse_int8_static for a file)",
+             "static": "quantize(masked, 'static', x_train[:300]) (or use 'sparse_int8' for weight-only int8)"}
+
+
+def check_quantized(qnet: QuantizedNetwork, fmt: str, activations: frozenset[str], mode: str = "weights") -> None:
+    """TypeError/NotImplementedError unless ``qnet`` is a float32 QuantizedNetwork of ``mode``
+    (``quantize``'s) whose activations ``fmt`` runs."""
     if not isinstance(qnet, QuantizedNetwork):
         raise TypeError(f"{fmt}.build_quantized needs a QuantizedNetwork (from sparsenet.quantize.quantize), "
                         f"found {type(qnet).__name__}")
-    if qnet.mode != "weights":
-        raise NotImplementedError(f"format {fmt!r} runs weight-only int8 (float activations); this network was "
-                                  f"quantized with mode={qnet.mode!r}: quantize(masked) without mode='static' "
-                                  "(a static network runs in format 'sparse_int8_static': "
-                                  "SparseInt8StaticForward.build_quantized, or export_int8.load_sparse_int8_static "
-                                  "for a file)")
+    if qnet.mode != mode:
+        raise NotImplementedError(f"format {fmt!r} runs {_MODE_RUNS[mode]}; this network was quantized with "
+                                  f"mode={qnet.mode!r}: {_MODE_FIX[mode]}")
     if qnet.dtype != np.float32:
         # int8 weights are for speed and size: float64 activations would give back the bandwidth
         # int8 saves, and every float64 kernel variant costs a minute of numba compile more.
@@ -76,6 +80,11 @@ def check_weight_only(qnet: QuantizedNetwork, fmt: str, activations: frozenset[s
         if layer.activation not in activations:
             raise NotImplementedError(f"format {fmt!r} runs activations {sorted(activations)}; layer {i} is "
                                       f"{layer.activation!r}")
+
+
+def check_weight_only(qnet: QuantizedNetwork, fmt: str, activations: frozenset[str]) -> None:
+    """:func:`check_quantized` for the weight-only formats."""
+    check_quantized(qnet, fmt, activations, "weights")
 
 
 @dataclass(frozen=True, kw_only=True)

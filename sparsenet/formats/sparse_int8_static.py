@@ -44,6 +44,7 @@ from ..sizes import kept_bytes
 from ..validation import check_batch
 from .base import FormatDefaults
 from .fused import aligned_empty, tile_lanes
+from .sparse_int8 import check_quantized
 
 CALIBRATION_SAMPLES = 300
 # A row's int32 sum of up to 254 * 127 per input stays below 2**31 for this many inputs.
@@ -159,18 +160,10 @@ class SparseInt8StaticForward(FormatDefaults):
         """The format for a static-mode QuantizedNetwork (e.g. read from an int8 compact file).
         ``portable``: the portable dot product even where VNNI exists; ``blocks``: this many input
         blocks per layer (at most one per group) instead of :func:`input_blocks`' (both for tests)."""
-        if not isinstance(qnet, QuantizedNetwork):
-            raise TypeError(f"{cls.name}.build_quantized needs a QuantizedNetwork (from sparsenet.quantize."
-                            f"quantize), found {type(qnet).__name__}")
-        if qnet.mode != "static":
-            raise NotImplementedError(f"format {cls.name!r} runs static int8 activations; this network was "
-                                      f"quantized with mode={qnet.mode!r}: quantize(masked, 'static', x_train[:300]) "
-                                      "(or use 'sparse_int8' for weight-only int8)")
-        if qnet.dtype != np.float32:
-            raise NotImplementedError(f"format {cls.name!r} runs float32 networks; this one is {qnet.dtype}")
+        check_quantized(qnet, cls.name, cls.activations, "static")
         last = len(qnet.layers) - 1
         for i, layer in enumerate(qnet.layers):
-            if layer.activation not in cls.activations or (layer.activation == "softmax" and i < last):
+            if layer.activation == "softmax" and i < last:
                 raise NotImplementedError(f"format {cls.name!r} runs relu and linear layers (softmax on the output);"
                                           f" layer {i} is {layer.activation!r}")
             if layer.n_in > MAX_INPUTS:

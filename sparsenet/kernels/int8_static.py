@@ -316,29 +316,32 @@ def _groups(gptr, groups, words, mult, bias, corr, r0, blk0, n_blk, n_out, g0, g
                     istore(dst, base + 192, p3)
 
 
+@numba.njit(inline="always")
+def _groups_width(gptr, groups, words, mult, bias, corr, r0, blk0, n_blk, n_out, g0, g1, src, so, dst, do, out, oo,
+                  part, po, relu, last, inv, off_next, lanes, portable):
+    """_groups with the tile width turned into a literal (``portable`` already one)."""
+    if lanes == 64:
+        _groups(gptr, groups, words, mult, bias, corr, r0, blk0, n_blk, n_out, g0, g1, src, so, dst, do, out, oo,
+                part, po, relu, last, inv, off_next, 64, portable)
+    elif lanes == 32:
+        _groups(gptr, groups, words, mult, bias, corr, r0, blk0, n_blk, n_out, g0, g1, src, so, dst, do, out, oo,
+                part, po, relu, last, inv, off_next, 32, portable)
+    else:
+        _groups(gptr, groups, words, mult, bias, corr, r0, blk0, n_blk, n_out, g0, g1, src, so, dst, do, out, oo,
+                part, po, relu, last, inv, off_next, 16, portable)
+
+
 @numba.njit(nogil=True, fastmath=_FASTMATH)
 def _groups_any(gptr, groups, words, mult, bias, corr, r0, blk0, n_blk, n_out, g0, g1, src, so, dst, do, out, oo, part,
                 po, relu, last, inv, off_next, lanes, portable):
-    """_groups with the tile width and the dot product's form as literals: one compiled copy each."""
+    """_groups with the tile width and the dot product's form as literals: one compiled copy
+    each, shared by both thread splits of static_forward_batch."""
     if portable:
-        if lanes == 64:
-            _groups(gptr, groups, words, mult, bias, corr, r0, blk0, n_blk, n_out, g0, g1, src, so, dst, do, out, oo,
-                    part, po, relu, last, inv, off_next, 64, True)
-        elif lanes == 32:
-            _groups(gptr, groups, words, mult, bias, corr, r0, blk0, n_blk, n_out, g0, g1, src, so, dst, do, out, oo,
-                    part, po, relu, last, inv, off_next, 32, True)
-        else:
-            _groups(gptr, groups, words, mult, bias, corr, r0, blk0, n_blk, n_out, g0, g1, src, so, dst, do, out, oo,
-                    part, po, relu, last, inv, off_next, 16, True)
-    elif lanes == 64:
-        _groups(gptr, groups, words, mult, bias, corr, r0, blk0, n_blk, n_out, g0, g1, src, so, dst, do, out, oo,
-                part, po, relu, last, inv, off_next, 64, False)
-    elif lanes == 32:
-        _groups(gptr, groups, words, mult, bias, corr, r0, blk0, n_blk, n_out, g0, g1, src, so, dst, do, out, oo,
-                part, po, relu, last, inv, off_next, 32, False)
+        _groups_width(gptr, groups, words, mult, bias, corr, r0, blk0, n_blk, n_out, g0, g1, src, so, dst, do, out, oo,
+                      part, po, relu, last, inv, off_next, lanes, True)
     else:
-        _groups(gptr, groups, words, mult, bias, corr, r0, blk0, n_blk, n_out, g0, g1, src, so, dst, do, out, oo,
-                part, po, relu, last, inv, off_next, 16, False)
+        _groups_width(gptr, groups, words, mult, bias, corr, r0, blk0, n_blk, n_out, g0, g1, src, so, dst, do, out, oo,
+                      part, po, relu, last, inv, off_next, lanes, False)
 
 
 @numba.njit(nogil=True, fastmath=_FASTMATH)
@@ -355,31 +358,41 @@ def _quantize_tile(x, t, lanes, s0, s1, n_in, inv, off, xq, xo):
             xq[xo + ((j >> 2) * lanes + s) * 4 + (j & 3)] = np.uint8(np.int32(v) + off)
 
 
+@numba.njit(inline="always")
+def _tile_layer(ints, gptr, groups, words, mult, bias, corr, inv, xq, buf_a, buf_b, part, out, t, l, c, n_chunks,
+                portable):
+    """Output-group chunk c of n_chunks of layer l for tile t (buffers: x -> a -> b -> a ...)."""
+    widths, relu, row_off = ints[ints[0]:ints[1]], ints[ints[1]:ints[2]], ints[ints[2]:ints[3]]
+    off, blk_off, n_blocks = ints[ints[3]:ints[4]], ints[ints[4]:ints[5]], ints[ints[5]:ints[6]]
+    n_layers, n_tiles, lanes = widths.shape[0] - 1, out.shape[0], out.shape[2]
+    src = xq if l == 0 else (buf_a if l % 2 == 1 else buf_b)
+    dst = buf_b if l % 2 == 1 else buf_a
+    hid_stride = buf_a.size // n_tiles
+    so = t * (xq.size // n_tiles if l == 0 else hid_stride)
+    nxt = min(l + 1, n_layers - 1)
+    n_out = widths[l + 1]
+    n_g = -(-n_out // 4)
+    _groups_any(gptr, groups, words, mult, bias, corr, row_off[l], blk_off[l], n_blocks[l], n_out, c * n_g // n_chunks,
+                (c + 1) * n_g // n_chunks, src, so, dst, t * hid_stride, out, t * out.shape[1] * lanes, part,
+                t * (part.size // n_tiles), relu[l] != 0, l == n_layers - 1, inv[nxt], off[nxt], lanes, portable)
+
+
 @numba.njit(parallel=True, cache=True, nogil=True, fastmath=_FASTMATH)
 def static_forward_batch(ints, gptr, groups, words, mult, bias, corr, inv, x, xq, buf_a, buf_b, part, out, n_threads,
                          portable):
     """out = network(x); see the module docstring. Threads take whole tiles through every layer
     where there are at least two per thread, else split each layer's output groups. ``part``:
     uint8 scratch for the partial sums of input blocks, 4 * T bytes per hidden unit per tile."""
-    widths, relu, row_off = ints[ints[0]:ints[1]], ints[ints[1]:ints[2]], ints[ints[2]:ints[3]]
-    off, blk_off, n_blocks = ints[ints[3]:ints[4]], ints[ints[4]:ints[5]], ints[ints[5]:ints[6]]
+    widths, off = ints[ints[0]:ints[1]], ints[ints[3]:ints[4]]
     n_layers = widths.shape[0] - 1
-    n_tiles, n_out_last, lanes = out.shape[0], out.shape[1], out.shape[2]
+    n_tiles, lanes = out.shape[0], out.shape[2]
     in_stride = xq.size // n_tiles
-    hid_stride = buf_a.size // n_tiles
-    part_stride = part.size // n_tiles
     if n_tiles >= 2 * n_threads:
-        for t in numba.prange(n_tiles):
+        for t in numba.prange(n_tiles):  # tile t writes only its own rows of every buffer
             _quantize_tile(x, t, lanes, 0, lanes, widths[0], inv[0], off[0], xq, t * in_stride)
             for l in range(n_layers):
-                src = xq if l == 0 else (buf_a if l % 2 == 1 else buf_b)
-                dst = buf_b if l % 2 == 1 else buf_a
-                so = t * (in_stride if l == 0 else hid_stride)
-                nxt = min(l + 1, n_layers - 1)
-                n_out = widths[l + 1]
-                _groups_any(gptr, groups, words, mult, bias, corr, row_off[l], blk_off[l], n_blocks[l], n_out, 0,
-                            -(-n_out // 4), src, so, dst, t * hid_stride, out, t * n_out_last * lanes, part,
-                            t * part_stride, relu[l] != 0, l == n_layers - 1, inv[nxt], off[nxt], lanes, portable)
+                _tile_layer(ints, gptr, groups, words, mult, bias, corr, inv, xq, buf_a, buf_b, part, out, t, l, 0, 1,
+                            portable)
     else:
         n_chunks = max(1, n_threads)
         for t in range(n_tiles):
@@ -387,17 +400,9 @@ def static_forward_batch(ints, gptr, groups, words, mult, bias, corr, inv, x, xq
                 _quantize_tile(x, t, lanes, c * lanes // n_chunks, (c + 1) * lanes // n_chunks, widths[0], inv[0],
                                off[0], xq, t * in_stride)
             for l in range(n_layers):
-                src = xq if l == 0 else (buf_a if l % 2 == 1 else buf_b)
-                dst = buf_b if l % 2 == 1 else buf_a
-                so = t * (in_stride if l == 0 else hid_stride)
-                nxt = min(l + 1, n_layers - 1)
-                n_out = widths[l + 1]
-                n_g = -(-n_out // 4)
                 for c in numba.prange(n_chunks):  # chunk c writes only its output groups (and their part rows)
-                    _groups_any(gptr, groups, words, mult, bias, corr, row_off[l], blk_off[l], n_blocks[l], n_out,
-                                c * n_g // n_chunks, (c + 1) * n_g // n_chunks, src, so, dst, t * hid_stride, out,
-                                t * n_out_last * lanes, part, t * part_stride, relu[l] != 0, l == n_layers - 1,
-                                inv[nxt], off[nxt], lanes, portable)
+                    _tile_layer(ints, gptr, groups, words, mult, bias, corr, inv, xq, buf_a, buf_b, part, out, t, l, c,
+                                n_chunks, portable)
     return out
 
 
